@@ -1,0 +1,125 @@
+"""What Steward observed: written to the status subresource (or the local state dir)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from steward.api.base import CamelModel
+from steward.api.endpoint import EndpointProtocol
+from steward.api.state import ServiceStatus
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, second precision as Kubernetes stores it."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class HealthState(StrEnum):
+    """Result of the probes so far."""
+
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class EndpointStatus(CamelModel):
+    """Where the running service can be reached."""
+
+    protocol: EndpointProtocol | None = Field(default=None, description="tcp, http or https.")
+    host: str | None = Field(default=None, description="Host the service is reached on.")
+    port: int | None = Field(default=None, description="Port in use (also the last one used).")
+    uri: str | None = Field(default=None, description="protocol://host:port, or a Terraform output.")
+    health_url: str | None = Field(default=None, description="URL the HTTP probe requests.")
+
+
+class HealthStatus(CamelModel):
+    """Probe results, Kubernetes-style thresholds applied."""
+
+    state: HealthState = Field(default=HealthState.UNKNOWN, description="unknown, healthy, unhealthy.")
+    consecutive_failures: int = Field(default=0, description="Failed probes in a row.")
+    consecutive_successes: int = Field(default=0, description="Successful probes in a row.")
+    last_probe_time: datetime | None = Field(default=None, description="When the last probe ran.")
+    latency_seconds: float | None = Field(default=None, description="Duration of the last probe.")
+    message: str = Field(default="", description="Why the last probe failed, if it did.")
+
+
+class Condition(CamelModel):
+    """A Kubernetes condition (metav1.Condition shape)."""
+
+    type: str = Field(description="Condition type, e.g. Ready.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="CamelCase machine-readable reason.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: datetime | None = Field(
+        default=None, description="When status last changed."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation this condition was computed for."
+    )
+
+
+class ManagedServiceStatus(ServiceStatus):
+    """Operational status of a ManagedService."""
+
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation last acted upon."
+    )
+    endpoint: EndpointStatus = Field(default_factory=EndpointStatus, description="Endpoint.")
+    health: HealthStatus = Field(default_factory=HealthStatus, description="Probe results.")
+    restarts: int = Field(default=0, description="Restarts done by Steward.")
+    last_exit_code: int | None = Field(default=None, description="Exit code of the last run.")
+    started_at: datetime | None = Field(default=None, description="When the current run started.")
+    finished_at: datetime | None = Field(default=None, description="When the last run ended.")
+    next_restart_at: datetime | None = Field(
+        default=None, description="When a crash-looping service is started again."
+    )
+    runtime: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Runtime details: pid, containerId, Terraform outputs (non-sensitive).",
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Ready and friends.")
+
+    def condition(self, type_: str) -> Condition | None:
+        """The condition of that type, if any."""
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def set_condition(
+        self,
+        type_: str,
+        status: Literal["True", "False", "Unknown"],
+        reason: str,
+        message: str = "",
+        observed_generation: int | None = None,
+    ) -> bool:
+        """Upsert a condition; lastTransitionTime moves only when status flips."""
+        current = self.condition(type_)
+        if current is None:
+            self.conditions = [
+                *self.conditions,
+                Condition(
+                    type=type_,
+                    status=status,
+                    reason=reason,
+                    message=message,
+                    last_transition_time=utcnow(),
+                    observed_generation=observed_generation,
+                ),
+            ]
+            return True
+        changed = (current.status, current.reason, current.message, current.observed_generation) != (
+            status,
+            reason,
+            message,
+            observed_generation,
+        )
+        if current.status != status:
+            current.last_transition_time = utcnow()
+        current.status = status
+        current.reason = reason
+        current.message = message
+        current.observed_generation = observed_generation
+        return changed

@@ -1,0 +1,144 @@
+"""The small interface every runtime implements: start, stop, observe, logs, adopt.
+
+Runtimes know nothing of Kubernetes: they get a resolved spec and a context
+(identity, private directory, resolved environment, chosen port) and report
+what they see. Decisions (restart or not, when, what status to show) live in
+``steward.engine``.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from steward.api.state import ServiceState
+
+
+class RuntimeFailure(Exception):
+    """A runtime could not do what was asked; the message is shown to the user as is."""
+
+    def __init__(self, message: str, reason: str = "RuntimeError") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ServiceIdentity:
+    """Who a service is: namespace and name, as on the resource."""
+
+    namespace: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def slug(self) -> str:
+        """A name safe for files, containers and Terraform workspaces (``ns.name``)."""
+        return re.sub(r"[^a-z0-9.-]", "-", f"{self.namespace}.{self.name}".lower())
+
+
+@dataclass
+class RuntimeContext:
+    """What the engine hands a runtime: nothing here needs Kubernetes to exist."""
+
+    identity: ServiceIdentity
+    runtime_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    """Resolved variables for `$(VAR)` expansion and the process environment (PORT included)."""
+    port: int | None = None
+    host: str = "127.0.0.1"
+    spec_hash: str = ""
+    secret_values: frozenset[str] = frozenset()
+    """Values that must never be logged or reported (resolved from Secrets)."""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def redact(self, text: str) -> str:
+        """Replace every secret value in ``text`` with ``***``."""
+        for value in sorted(self.secret_values, key=len, reverse=True):
+            if value:
+                text = text.replace(value, "***")
+        return text
+
+
+@dataclass
+class Observation:
+    """What a runtime sees right now.
+
+    ``state`` is ACTIVE while the workload runs (health is the engine's job),
+    PENDING_STARTUP while it is coming up, INACTIVE when nothing runs, ERROR
+    when it is broken. ``exit_code``/``finished_at`` describe the last run
+    that ended, so the engine can apply the restart policy.
+    """
+
+    state: ServiceState
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    endpoint_uri: str | None = None
+    """A URI the runtime itself knows (a Terraform output); overrides protocol://host:port."""
+    reason: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state in (ServiceState.ACTIVE, ServiceState.PENDING_STARTUP)
+
+
+class Adoption(StrEnum):
+    """Outcome of looking for what an earlier Steward process started."""
+
+    NOTHING = "nothing"
+    ADOPTED = "adopted"
+    OUTDATED = "outdated"
+    """Found, but started from another spec: the caller stops it and starts anew."""
+
+
+class Runtime(abc.ABC):
+    """One running (or not) instance of a flavor of service."""
+
+    flavor: ClassVar[str]
+
+    def __init__(self, spec: Any, ctx: RuntimeContext) -> None:
+        self.spec = spec
+        self.ctx = ctx
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Launch; returns once launched (not healthy). Raises RuntimeFailure."""
+
+    @abc.abstractmethod
+    def stop(self, force: bool = False, grace: float | None = None) -> None:
+        """Stop what was launched; idempotent. ``grace`` overrides the spec's period."""
+
+    @abc.abstractmethod
+    def observe(self) -> Observation:
+        """Report the current state; cheap, never raises for an absent workload."""
+
+    @abc.abstractmethod
+    def logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:
+        """Log lines, oldest first; ``follow`` keeps yielding until the workload ends."""
+
+    @abc.abstractmethod
+    def adopt(self) -> Adoption:
+        """Take over what an earlier Steward process started, instead of a second copy."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients and handles; the workload keeps running."""
+
+
+def spec_hash(spec: Any) -> str:
+    """A stable short hash of a spec (pydantic model or JSON-able value)."""
+    data = spec.model_dump(mode="json", by_alias=True) if hasattr(spec, "model_dump") else spec
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
