@@ -64,14 +64,19 @@ class HealthCheck(CamelModel):
 class EndpointSpec(CamelModel):
     """Where the service listens, and how its health is checked."""
 
-    protocol: EndpointProtocol = Field(default=EndpointProtocol.TCP, description="tcp, http or https.")
+    protocol: EndpointProtocol = Field(
+        default=EndpointProtocol.TCP, description="tcp, http or https."
+    )
     host: str = Field(
         default="127.0.0.1",
         max_length=253,
         description="Address the service binds and is probed on (0.0.0.0 shows as 127.0.0.1).",
     )
     port: int | None = Field(
-        default=None, ge=1, le=65535, description="Preferred port; `$(PORT)` expands to the one used."
+        default=None,
+        ge=1,
+        le=65535,
+        description="Preferred port; `$(PORT)` expands to the one used.",
     )
     allocate_port: bool = Field(
         default=True,

@@ -25,7 +25,11 @@ class ObjectMeta(CamelModel):
 
     name: str = Field(min_length=1, max_length=63, pattern=DNS1123_LABEL, description="Name.")
     namespace: str = Field(
-        default="default", min_length=1, max_length=63, pattern=DNS1123_LABEL, description="Namespace."
+        default="default",
+        min_length=1,
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Namespace.",
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Labels.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")

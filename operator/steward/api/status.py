@@ -32,14 +32,18 @@ class EndpointStatus(CamelModel):
     protocol: EndpointProtocol | None = Field(default=None, description="tcp, http or https.")
     host: str | None = Field(default=None, description="Host the service is reached on.")
     port: int | None = Field(default=None, description="Port in use (also the last one used).")
-    uri: str | None = Field(default=None, description="protocol://host:port, or a Terraform output.")
+    uri: str | None = Field(
+        default=None, description="protocol://host:port, or a Terraform output."
+    )
     health_url: str | None = Field(default=None, description="URL the HTTP probe requests.")
 
 
 class HealthStatus(CamelModel):
     """Probe results, Kubernetes-style thresholds applied."""
 
-    state: HealthState = Field(default=HealthState.UNKNOWN, description="unknown, healthy, unhealthy.")
+    state: HealthState = Field(
+        default=HealthState.UNKNOWN, description="unknown, healthy, unhealthy."
+    )
     consecutive_failures: int = Field(default=0, description="Failed probes in a row.")
     consecutive_successes: int = Field(default=0, description="Successful probes in a row.")
     last_probe_time: datetime | None = Field(default=None, description="When the last probe ran.")
@@ -110,7 +114,12 @@ class ManagedServiceStatus(ServiceStatus):
                 ),
             ]
             return True
-        changed = (current.status, current.reason, current.message, current.observed_generation) != (
+        changed = (
+            current.status,
+            current.reason,
+            current.message,
+            current.observed_generation,
+        ) != (
             status,
             reason,
             message,

@@ -1,0 +1,1 @@
+"""The reconciler: decisions from spec + observation, and the ``Service`` that applies them."""

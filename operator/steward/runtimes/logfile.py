@@ -1,0 +1,87 @@
+"""A daemon's log file: size-based rotation and tail/follow.
+
+The daemon writes with O_APPEND straight to the file (no relay process per
+daemon), so rotation is copy-then-truncate, as logrotate's copytruncate.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+def rotate_if_needed(path: Path, max_bytes: int, backups: int) -> bool:
+    """Rotate ``path`` to ``path.1`` .. ``path.N`` when it exceeds ``max_bytes``."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    if backups > 0:
+        for i in range(backups - 1, 0, -1):
+            src = path.with_name(f"{path.name}.{i}")
+            if src.exists():
+                src.replace(path.with_name(f"{path.name}.{i + 1}"))
+        shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+    with open(path, "r+b") as fh:
+        fh.truncate(0)
+    return True
+
+
+def tail_lines(path: Path, n: int | None) -> list[str]:
+    """The last ``n`` lines (all when None); missing file gives none."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            if n is None:
+                return [line.rstrip("\n") for line in fh]
+            return [line.rstrip("\n") for line in deque(fh, maxlen=n)]
+    except FileNotFoundError:
+        return []
+
+
+def follow_lines(
+    path: Path,
+    tail: int | None,
+    keep_going: Callable[[], bool],
+    poll: float = 0.1,
+) -> Iterator[str]:
+    """``tail -F``: yield the tail, then new lines while ``keep_going()``; survives truncation."""
+    yield from tail_lines(path, tail if tail is not None else 10)
+    try:
+        pos = path.stat().st_size
+    except FileNotFoundError:
+        pos = 0
+    buf = ""
+    idle_checks = 0
+    while True:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size < pos:  # rotated (truncated)
+            pos = 0
+        if size > pos:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                fh.seek(pos)
+                chunk = fh.read()
+                pos = fh.tell()
+            buf += chunk
+            *lines, buf = buf.split("\n")
+            yield from lines
+            idle_checks = 0
+            continue
+        idle_checks += 1
+        if not keep_going() and idle_checks > 1:
+            if buf:
+                yield buf
+            return
+        time.sleep(poll)
+
+
+def open_for_append(path: Path) -> int:
+    """An O_APPEND descriptor so truncation by rotation never leaves a hole."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)

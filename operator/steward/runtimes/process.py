@@ -1,0 +1,134 @@
+"""Process bookkeeping for daemons: identity records, reaping and tree kills.
+
+A PID alone is not an identity: PIDs are reused. A daemon is recognised by
+its PID *and* its start time *and* its argv, all recorded at spawn time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+# Children spawned by this Python process, so whichever Service object
+# observes them can reap the exit status (no zombies, real exit codes).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass
+class ProcessRecord:
+    """What the pid file holds."""
+
+    pid: int
+    create_time: float
+    cmdline: list[str]
+    spec_hash: str = ""
+    started_at: float = 0.0
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> ProcessRecord | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def register_child(proc: subprocess.Popen[bytes]) -> None:
+    _CHILDREN[proc.pid] = proc
+
+
+def reap(pid: int) -> int | None:
+    """Exit code if ``pid`` is our child and has exited (reaping it), else None."""
+    proc = _CHILDREN.get(pid)
+    if proc is None:
+        return None
+    code = proc.poll()
+    if code is not None:
+        _CHILDREN.pop(pid, None)
+        # Popen reports death by signal N as -N; shells report 128+N.
+        return code
+    return None
+
+
+def is_our_child(pid: int) -> bool:
+    return pid in _CHILDREN
+
+
+def live_process(record: ProcessRecord) -> psutil.Process | None:
+    """The process the record describes, if it is still that very process and alive."""
+    try:
+        proc = psutil.Process(record.pid)
+        if abs(proc.create_time() - record.create_time) > 0.05:
+            return None  # PID reused by another process
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def process_tree(proc: psutil.Process) -> list[psutil.Process]:
+    """The process and every descendant (even those that left its process group)."""
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def signal_tree(root: psutil.Process, sig: int, members: list[psutil.Process]) -> None:
+    """Signal the root's process group, then every known member individually."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(root.pid, sig)
+    for p in members:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            p.send_signal(sig)
+
+
+def terminate_tree(root: psutil.Process, sig: int, grace: float) -> bool:
+    """``sig`` to the whole tree, SIGKILL what is left after ``grace``; True if it had to kill."""
+    members = process_tree(root)
+    if not members:
+        return False
+    signal_tree(root, sig, members)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        reap(root.pid)
+        if not any(_alive(p) for p in members):
+            return False
+        time.sleep(0.02)
+    # Late-born grandchildren too.
+    members = list({p.pid: p for p in members + process_tree(root)}.values())
+    signal_tree(root, signal.SIGKILL, members)
+    end = time.monotonic() + 5
+    while time.monotonic() < end and any(_alive(p) for p in members):
+        reap(root.pid)
+        time.sleep(0.02)
+    reap(root.pid)
+    return True
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def signal_number(name: str) -> int:
+    """SIGTERM -> 15; ValueError names the bad signal."""
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ValueError(f"unknown signal {name!r}") from None
