@@ -61,11 +61,13 @@ def decide(
     policy: RestartPolicy,
     restart_due: bool,
     startup_expired: bool,
+    restart_pending: bool = False,
 ) -> Decision:
     """Next action and the status to show.
 
     ``probed``: the service has an endpoint whose health decides readiness.
     ``restart_due``: the crash-loop back-off has elapsed.
+    ``restart_pending``: a restart is scheduled (the last run failed or was killed).
     ``startup_expired``: probes have failed longer than the startup allowance.
     """
     if admin is AdminState.INACTIVE:
@@ -86,6 +88,11 @@ def decide(
             return Decision(Action.RESTART, ServiceState.ERROR, "Unhealthy")
         return Decision(Action.NONE, ServiceState.PENDING_STARTUP, "Starting")
 
+    if restart_pending and not exited(obs):
+        # Stopped by Steward itself (liveness failure): restart after the back-off.
+        if restart_due:
+            return Decision(Action.START, ServiceState.PENDING_STARTUP, "Restarting")
+        return Decision(Action.WAIT, ServiceState.ERROR, "CrashLoopBackOff", obs.message)
     if not exited(obs):
         return Decision(Action.START, ServiceState.PENDING_STARTUP, "Starting")
     if not should_restart(policy, obs):

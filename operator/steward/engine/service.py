@@ -53,6 +53,8 @@ EventSink = Callable[[str, str, str], None]
 """(type "Normal"|"Warning", reason, message)."""
 
 STARTUP_PROBE_INTERVAL = 0.05
+MIN_RUNNING_WITHOUT_PROBE = 0.3
+"""start() of a service without endpoint waits this long so an instant crash is not 'active'."""
 
 
 def default_state_dir() -> Path:
@@ -438,18 +440,20 @@ class Service:
         run_seconds = None
         if obs.started_at and obs.finished_at:
             run_seconds = (obs.finished_at - obs.started_at).total_seconds()
-        spec = self.manifest.spec.backoff
-        crashes = crashes_after_exit(spec, int(self._engine.get("crashes", 0)), run_seconds)
-        self._engine["crashes"] = crashes
-        delay = restart_delay(spec, crashes)
-        self._engine["nextRestartAt"] = time.time() + delay
-        self.status.next_restart_at = datetime.fromtimestamp(time.time() + delay, UTC).replace(
-            microsecond=0
-        )
+        self._schedule_restart(run_seconds)
         self.events(
             "Warning" if obs.exit_code != 0 else "Normal", "Exited", obs.message or "run ended"
         )
         self.save()
+
+    def _schedule_restart(self, run_seconds: float | None) -> None:
+        """Count a crash and set when the next start may happen (kubelet back-off)."""
+        spec = self.manifest.spec.backoff
+        crashes = crashes_after_exit(spec, int(self._engine.get("crashes", 0)), run_seconds)
+        self._engine["crashes"] = crashes
+        at = time.time() + restart_delay(spec, crashes)
+        self._engine["nextRestartAt"] = at
+        self.status.next_restart_at = datetime.fromtimestamp(at, UTC).replace(microsecond=0)
 
     # ------------------------------------------------------------ control loop
     def refresh(self) -> None:
@@ -496,6 +500,7 @@ class Service:
             self.manifest.spec.restart_policy,
             restart_due,
             self._startup_expired(),
+            restart_pending=next_at is not None,
         )
         message = decision.message
         if decision.reason == "Unhealthy":
@@ -505,7 +510,10 @@ class Service:
             message = f"{obs.message}; back-off {wait:.1f}s before restart"
         elif decision.reason == "Starting" and self.status.health.message:
             message = f"waiting for the first successful probe: {self.status.health.message}"
-        if not act and decision.action is not Action.NONE:
+        if not act and decision.action is Action.START:
+            # Observing only: nothing runs, so the operational state is inactive.
+            decision = Decision(Action.NONE, ServiceState.INACTIVE, "NotRunning", "not started")
+        elif not act and decision.action is not Action.NONE:
             decision = Decision(Action.NONE, decision.state, decision.reason, decision.message)
         self._set(decision, message)
         if decision.action is Action.START:
@@ -520,7 +528,9 @@ class Service:
             return 0.0
         if decision.action is Action.RESTART:
             self._stop_runtime(force=False)
-            self._account_exit(self._observe())
+            self._schedule_restart(time.monotonic() - self._run_started)
+            self.status.last_error = message
+            self.save()
             return 0.0
         if decision.action is Action.WAIT and next_at:
             return max(0.05, float(next_at) - time.time())
@@ -545,13 +555,17 @@ class Service:
                 if not obs.running and obs.state is not ServiceState.PENDING_STARTUP:
                     if exited(obs):
                         self._account_exit(obs)
-                        self._fail(
-                            obs.reason or "StartFailed", f"failed during start: {obs.message}"
-                        )
+                        if obs.exit_code == 0:
+                            self._update(obs, None, act=False)
+                        else:
+                            msg = f"failed during start: {obs.message}"
+                            self._fail(obs.reason or "StartFailed", msg)
                     return False
                 result = _run_coro(self.probe(obs)) if self._probe_due(obs) else None
                 self._update(obs, result, act=False)
-                if self.status.state is ServiceState.ACTIVE:
+                if self.status.state is ServiceState.ACTIVE and (
+                    self._probed or time.monotonic() - self._run_started >= MIN_RUNNING_WITHOUT_PROBE
+                ):
                     return True
                 if self.status.state is ServiceState.ERROR:
                     return False

@@ -24,14 +24,14 @@ from steward.runtimes.expand import expand_all, expand_json
 from steward.runtimes.logfile import follow_lines, open_for_append, rotate_if_needed, tail_lines
 from steward.runtimes.process import (
     ProcessRecord,
-    is_our_child,
+    forget,
     live_process,
     reap,
     register_child,
     signal_number,
     terminate_tree,
 )
-from steward.runtimes.pyentry import load_callable
+from steward.pyentry import load_callable
 
 PID_FILE = "daemon.pid"
 LOG_FILE = "daemon.log"
@@ -85,7 +85,7 @@ class DaemonRuntime(Runtime):
         return [
             sys.executable,
             "-m",
-            "steward.runtimes.pyentry",
+            "steward.pyentry",
             "--callable",
             self.spec.python.callable,
             "--kwargs-json",
@@ -186,14 +186,23 @@ class DaemonRuntime(Runtime):
             finally:
                 if out != subprocess.DEVNULL:
                     os.close(out)
-        self._record_exit(128 - code if code < 0 else code, started)
+        self._record_exit(128 - code if code < 0 else code, started)  # signal N -> 128+N
 
-    def _record_exit(self, code: int | None, started: float | None) -> None:
+    def _record_exit(
+        self,
+        code: int | None,
+        started: float | None,
+        pid: int | None = None,
+        requested: bool = False,
+    ) -> None:
         self.exit_file.parent.mkdir(parents=True, exist_ok=True)
-        self.exit_file.write_text(
-            json.dumps({"exitCode": code, "finishedAt": time.time(), "startedAt": started})
-        )
+        record = {"exitCode": code, "finishedAt": time.time(), "startedAt": started}
+        if requested:
+            record["requested"] = True
+        self.exit_file.write_text(json.dumps(record))
         self.pid_file.unlink(missing_ok=True)
+        if pid is not None:
+            forget(pid)
 
     def _last_exit(self) -> dict[str, Any] | None:
         try:
@@ -214,14 +223,16 @@ class DaemonRuntime(Runtime):
                     details={"pid": record.pid},
                     started_at=_ts(record.started_at),
                 )
-            code = reap(record.pid)
-            if code is not None and code < 0:
-                code = 128 - code
-            self._record_exit(code, record.started_at)
+            self._record_exit(reap(record.pid), record.started_at, pid=record.pid)
         last = self._last_exit()
         if last is None:
             return Observation(state=ServiceState.INACTIVE)
         code = last.get("exitCode")
+        if last.get("requested"):
+            # Stopped on purpose: not a crash, nothing for a restart policy to act on.
+            return Observation(
+                state=ServiceState.INACTIVE, message="stopped", details={"lastExitCode": code}
+            )
         failed = code != 0
         return Observation(
             state=ServiceState.ERROR if failed else ServiceState.INACTIVE,
@@ -246,12 +257,7 @@ class DaemonRuntime(Runtime):
             for p in stragglers:  # grandchildren reparented away from the tree
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                     p.kill()
-        code = reap(record.pid)
-        if code is not None and code < 0:
-            code = 128 - code
-        if code is None and not is_our_child(record.pid):
-            code = None
-        self._record_exit(code, record.started_at)
+        self._record_exit(reap(record.pid), record.started_at, pid=record.pid, requested=True)
 
     def adopt(self) -> Adoption:
         record = ProcessRecord.load(self.pid_file)

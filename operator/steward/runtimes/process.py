@@ -55,11 +55,15 @@ def reap(pid: int) -> int | None:
     if proc is None:
         return None
     code = proc.poll()
-    if code is not None:
-        _CHILDREN.pop(pid, None)
-        # Popen reports death by signal N as -N; shells report 128+N.
-        return code
-    return None
+    if code is None:
+        return None
+    # Popen reports death by signal N as -N; report 128+N as shells and Kubernetes do.
+    return 128 - code if code < 0 else code
+
+
+def forget(pid: int) -> None:
+    """Drop a reaped child once its exit has been recorded elsewhere."""
+    _CHILDREN.pop(pid, None)
 
 
 def is_our_child(pid: int) -> bool:
@@ -88,12 +92,13 @@ def process_tree(proc: psutil.Process) -> list[psutil.Process]:
 
 
 def signal_tree(root: psutil.Process, sig: int, members: list[psutil.Process]) -> None:
-    """Signal the root's process group, then every known member individually."""
+    """Signal the root's process group once, then members that left the group."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(root.pid, sig)
     for p in members:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            p.send_signal(sig)
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+            if os.getpgid(p.pid) != root.pid:
+                p.send_signal(sig)
 
 
 def terminate_tree(root: psutil.Process, sig: int, grace: float) -> bool:
