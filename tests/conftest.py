@@ -24,7 +24,10 @@ def marked_processes() -> list[psutil.Process]:
         if p.pid == me:
             continue
         try:
-            if p.environ().get("STEWARD_TEST_SESSION") == SESSION_MARK and p.status() != psutil.STATUS_ZOMBIE:
+            if (
+                p.environ().get("STEWARD_TEST_SESSION") == SESSION_MARK
+                and p.status() != psutil.STATUS_ZOMBIE
+            ):
                 out.append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
@@ -43,7 +46,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except psutil.NoSuchProcess:
             continue
     if lines:
-        print("\nLEAK CHECK FAILED: processes started by the tests are still alive:\n" + "\n".join(lines))
+        print(
+            "\nLEAK CHECK FAILED: processes started by the tests are still alive:\n"
+            + "\n".join(lines)
+        )
         session.exitstatus = 1
 
 

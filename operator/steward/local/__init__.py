@@ -1,0 +1,1 @@
+"""The no-cluster mode: ManagedService manifests from files, status in a local state dir."""

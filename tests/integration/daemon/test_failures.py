@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -52,7 +53,7 @@ def test_crash_restarts_with_doubling_backoff(state_dir: Path, services: list[Se
             starts.append(time.monotonic())
         time.sleep(0.02)
     assert len(starts) == 4, starts
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     # 0.4, 0.8, 0.8 (capped): each gap at least the back-off, and growing to the cap
     assert gaps[0] >= 0.35 and gaps[1] >= 0.75 and gaps[2] >= 0.75, gaps
     assert gaps[2] < 1.6, gaps
@@ -62,7 +63,11 @@ def test_crash_restarts_with_doubling_backoff(state_dir: Path, services: list[Se
 
 
 def test_on_failure_does_not_restart_success(state_dir: Path, services: list[Service]) -> None:
-    spec = {"daemon": {"command": ["true"]}, "restartPolicy": "OnFailure", "backoff": {"initialSeconds": 0}}
+    spec = {
+        "daemon": {"command": ["true"]},
+        "restartPolicy": "OnFailure",
+        "backoff": {"initialSeconds": 0},
+    }
     svc = Service.from_manifest(manifest("oneshot", spec), state_dir=state_dir)
     services.append(svc)
     svc.start(timeout=5)
@@ -86,12 +91,20 @@ def test_never_policy_leaves_failure_visible(state_dir: Path, services: list[Ser
     assert "exited with code 1" in svc.status.last_error
 
 
-def test_liveness_failure_restarts(state_dir: Path, tmp_path: Path, services: list[Service]) -> None:
+def test_liveness_failure_restarts(
+    state_dir: Path, tmp_path: Path, services: list[Service]
+) -> None:
     # Healthy while /tmp/x/ok exists; the file goes away -> probe 404 -> restart.
     (tmp_path / "ok").write_text("ok")
     spec = {
-        "daemon": {"command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"], "workingDir": str(tmp_path)},
-        "endpoint": {"protocol": "http", "healthCheck": {"http": {"path": "/ok"}, "periodSeconds": 0.1, "failureThreshold": 2}},
+        "daemon": {
+            "command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"],
+            "workingDir": str(tmp_path),
+        },
+        "endpoint": {
+            "protocol": "http",
+            "healthCheck": {"http": {"path": "/ok"}, "periodSeconds": 0.1, "failureThreshold": 2},
+        },
         "backoff": {"initialSeconds": 0},
     }
     svc = Service.from_manifest(manifest("live", spec), state_dir=state_dir)
@@ -107,7 +120,9 @@ def test_liveness_failure_restarts(state_dir: Path, tmp_path: Path, services: li
     assert svc.status.runtime["pid"] != pid
 
 
-def test_sigterm_ignoring_daemon_is_killed_after_grace(state_dir: Path, services: list[Service]) -> None:
+def test_sigterm_ignoring_daemon_is_killed_after_grace(
+    state_dir: Path, services: list[Service]
+) -> None:
     code = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"
     spec = {"daemon": {"command": [PY, "-c", code], "stopGracePeriodSeconds": 0.7}}
     svc = Service.from_manifest(manifest("stubborn", spec), state_dir=state_dir)
@@ -146,16 +161,32 @@ def test_grandchildren_gone_after_stop(state_dir: Path, services: list[Service])
         "print('ready', flush=True)\n"
         "time.sleep(600)\n"
     )
-    svc = Service.from_manifest(manifest("family", {"daemon": {"command": [PY, "-c", code]}}), state_dir=state_dir)
+    svc = Service.from_manifest(
+        manifest("family", {"daemon": {"command": [PY, "-c", code]}}), state_dir=state_dir
+    )
     services.append(svc)
     assert svc.start(timeout=10)
     wait_for(lambda: "ready" in list(svc.get_logs()))
     pid = svc.status.runtime["pid"]
     session = [p for p in psutil.process_iter() if _sid(p.pid) == pid]
-    wait_for(lambda: len([p for p in psutil.process_iter() if _sid(p.pid) == pid and p.name() == "sleep"]) == 2)
+    wait_for(
+        lambda: (
+            len([p for p in psutil.process_iter() if _sid(p.pid) == pid and p.name() == "sleep"])
+            == 2
+        )
+    )
     assert len(session) >= 2
     assert svc.stop(timeout=10)
-    wait_for(lambda: not [p for p in psutil.process_iter() if _sid(p.pid) == pid and p.status() != psutil.STATUS_ZOMBIE], timeout=5)
+    wait_for(
+        lambda: (
+            not [
+                p
+                for p in psutil.process_iter()
+                if _sid(p.pid) == pid and p.status() != psutil.STATUS_ZOMBIE
+            ]
+        ),
+        timeout=5,
+    )
 
 
 def _sid(pid: int) -> int | None:
@@ -165,8 +196,12 @@ def _sid(pid: int) -> int | None:
         return None
 
 
-def test_reused_pid_is_not_mistaken_for_the_daemon(state_dir: Path, services: list[Service]) -> None:
-    svc = Service.from_manifest(manifest("reuse", {"daemon": {"command": ["sleep", "600"]}}), state_dir=state_dir)
+def test_reused_pid_is_not_mistaken_for_the_daemon(
+    state_dir: Path, services: list[Service]
+) -> None:
+    svc = Service.from_manifest(
+        manifest("reuse", {"daemon": {"command": ["sleep", "600"]}}), state_dir=state_dir
+    )
     services.append(svc)
     assert svc.start(timeout=10)
     assert svc.stop(timeout=10)
@@ -174,8 +209,14 @@ def test_reused_pid_is_not_mistaken_for_the_daemon(state_dir: Path, services: li
     stranger = subprocess.Popen(["sleep", "600"])
     try:
         pid_file = svc.runtime_dir / "daemon.pid"
-        ProcessRecord(pid=stranger.pid, create_time=psutil.Process(stranger.pid).create_time() - 1000, cmdline=["sleep", "600"]).save(pid_file)
-        again = Service.from_manifest(manifest("reuse", {"daemon": {"command": ["sleep", "600"]}}), state_dir=state_dir)
+        ProcessRecord(
+            pid=stranger.pid,
+            create_time=psutil.Process(stranger.pid).create_time() - 1000,
+            cmdline=["sleep", "600"],
+        ).save(pid_file)
+        again = Service.from_manifest(
+            manifest("reuse", {"daemon": {"command": ["sleep", "600"]}}), state_dir=state_dir
+        )
         assert again.runtime.observe().state is not ServiceState.ACTIVE
         again.stop(timeout=5)
         assert stranger.poll() is None, "the stranger was killed"
@@ -184,27 +225,40 @@ def test_reused_pid_is_not_mistaken_for_the_daemon(state_dir: Path, services: li
         stranger.wait()
 
 
-def test_port_conflict_without_allocate_is_an_error(state_dir: Path, services: list[Service]) -> None:
+def test_port_conflict_without_allocate_is_an_error(
+    state_dir: Path, services: list[Service]
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         taken = s.getsockname()[1]
-        spec = {"daemon": {"command": ["sleep", "600"]}, "endpoint": {"port": taken, "allocatePort": False}}
+        spec = {
+            "daemon": {"command": ["sleep", "600"]},
+            "endpoint": {"port": taken, "allocatePort": False},
+        }
         svc = Service.from_manifest(manifest("clash", spec), state_dir=state_dir)
         services.append(svc)
         assert svc.start(timeout=5) is False
         assert svc.status.state is ServiceState.ERROR
-        assert f"port {taken}" in svc.status.last_error and "allocatePort is false" in svc.status.last_error
+        assert (
+            f"port {taken}" in svc.status.last_error
+            and "allocatePort is false" in svc.status.last_error
+        )
         assert svc.status.condition("Ready").reason == "PortUnavailable"  # type: ignore[union-attr]
         assert svc.runtime.observe().state is ServiceState.INACTIVE
 
 
-def test_port_conflict_with_allocate_picks_another(state_dir: Path, services: list[Service]) -> None:
+def test_port_conflict_with_allocate_picks_another(
+    state_dir: Path, services: list[Service]
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         taken = s.getsockname()[1]
-        spec = {"daemon": {"command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"]}, "endpoint": {"protocol": "http", "port": taken}}
+        spec = {
+            "daemon": {"command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"]},
+            "endpoint": {"protocol": "http", "port": taken},
+        }
         svc = Service.from_manifest(manifest("moved", spec), state_dir=state_dir)
         services.append(svc)
         assert svc.start(timeout=20), svc.status.last_error
@@ -226,7 +280,10 @@ def test_preferred_then_last_used_port(state_dir: Path, services: list[Service])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
-    spec = {"daemon": {"command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"]}, "endpoint": {"protocol": "http", "port": free}}
+    spec = {
+        "daemon": {"command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"]},
+        "endpoint": {"protocol": "http", "port": free},
+    }
     svc = Service.from_manifest(manifest("pref", spec), state_dir=state_dir)
     services.append(svc)
     assert svc.start(timeout=20)
@@ -240,7 +297,9 @@ def test_preferred_then_last_used_port(state_dir: Path, services: list[Service])
 
 
 def test_command_not_found(state_dir: Path, services: list[Service]) -> None:
-    svc = Service.from_manifest(manifest("nope", {"daemon": {"command": ["no-such-binary-xyz"]}}), state_dir=state_dir)
+    svc = Service.from_manifest(
+        manifest("nope", {"daemon": {"command": ["no-such-binary-xyz"]}}), state_dir=state_dir
+    )
     services.append(svc)
     assert svc.start(timeout=5) is False
     assert svc.status.state is ServiceState.ERROR
@@ -251,14 +310,20 @@ def test_command_not_found(state_dir: Path, services: list[Service]) -> None:
 
 
 def test_missing_working_dir(state_dir: Path, services: list[Service]) -> None:
-    svc = Service.from_manifest(manifest("wd", {"daemon": {"command": ["sleep", "1"], "workingDir": "/nonexistent/dir"}}), state_dir=state_dir)
+    svc = Service.from_manifest(
+        manifest("wd", {"daemon": {"command": ["sleep", "1"], "workingDir": "/nonexistent/dir"}}),
+        state_dir=state_dir,
+    )
     services.append(svc)
     assert not svc.start(timeout=5)
     assert "workingDir /nonexistent/dir does not exist" in svc.status.last_error
 
 
 def test_crash_on_start_is_never_active(state_dir: Path, services: list[Service]) -> None:
-    spec = {"daemon": {"command": [PY, "-c", "raise SystemExit('boom')"]}, "endpoint": {"protocol": "http"}}
+    spec = {
+        "daemon": {"command": [PY, "-c", "raise SystemExit('boom')"]},
+        "endpoint": {"protocol": "http"},
+    }
     svc = Service.from_manifest(manifest("boom", spec), state_dir=state_dir)
     services.append(svc)
     assert svc.start(timeout=10) is False
@@ -267,7 +332,9 @@ def test_crash_on_start_is_never_active(state_dir: Path, services: list[Service]
     assert any("boom" in line for line in svc.get_logs())
 
 
-def test_startup_that_never_becomes_healthy_times_out(state_dir: Path, services: list[Service]) -> None:
+def test_startup_that_never_becomes_healthy_times_out(
+    state_dir: Path, services: list[Service]
+) -> None:
     spec = {"daemon": {"command": ["sleep", "600"]}, "endpoint": {"protocol": "http"}}
     svc = Service.from_manifest(manifest("mute", spec), state_dir=state_dir)
     services.append(svc)
@@ -288,7 +355,10 @@ def test_startup_that_never_becomes_healthy_times_out(state_dir: Path, services:
         ({"daemon": {"command": ["x"]}, "restartPolicy": "Sometimes"}, "restartPolicy"),
         ({"daemon": {"command": ["x"]}, "adminState": "paused"}, "adminState"),
         ({"daemon": {"command": ["x"], "stopSignal": "TERM"}}, "stopSignal"),
-        ({"daemon": {"command": ["x"]}, "endpoint": {"healthCheck": {"failureThreshold": 0}}}, "failureThreshold"),
+        (
+            {"daemon": {"command": ["x"]}, "endpoint": {"healthCheck": {"failureThreshold": 0}}},
+            "failureThreshold",
+        ),
         ({"daemon": {"command": ["x"]}, "bogusField": 1}, "bogusField"),
         ({"daemon": {"python": {"callable": "not a callable"}}}, "callable"),
     ],
@@ -302,7 +372,9 @@ def test_invalid_manifest_names_the_field(state_dir: Path, spec: dict, field: st
 
 def test_invalid_name_rejected(state_dir: Path) -> None:
     with pytest.raises(ValidationError, match="name"):
-        Service.from_manifest(manifest("../../etc", {"daemon": {"command": ["x"]}}), state_dir=state_dir)
+        Service.from_manifest(
+            manifest("../../etc", {"daemon": {"command": ["x"]}}), state_dir=state_dir
+        )
 
 
 def test_killed_daemon_is_noticed_and_restarted(state_dir: Path, services: list[Service]) -> None:

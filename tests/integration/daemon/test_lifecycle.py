@@ -22,7 +22,10 @@ def http_daemon(name: str = "web", **endpoint: Any) -> dict[str, Any]:
     ep.update(endpoint)
     return manifest(
         name,
-        {"daemon": {"command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"]}, "endpoint": ep},
+        {
+            "daemon": {"command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"]},
+            "endpoint": ep,
+        },
     )
 
 
@@ -46,7 +49,9 @@ def test_http_daemon_reaches_active_and_healthy(state_dir: Path, services: list[
     assert not psutil.pid_exists(pid)
 
 
-def test_second_service_object_adopts_without_duplicate(state_dir: Path, services: list[Service]) -> None:
+def test_second_service_object_adopts_without_duplicate(
+    state_dir: Path, services: list[Service]
+) -> None:
     first = Service.from_manifest(http_daemon(), state_dir=state_dir)
     services.append(first)
     assert first.start(timeout=20), first.status.last_error
@@ -77,8 +82,19 @@ def test_from_json_round_trip(state_dir: Path, services: list[Service]) -> None:
 
 def test_readiness_follows_first_successful_probe(state_dir: Path, services: list[Service]) -> None:
     # The server only listens after 0.5 s; start() must return shortly after, not on a 1 s grid.
-    cmd = [PY, "-c", "import time,sys,http.server as h; time.sleep(0.5); h.test(HandlerClass=h.SimpleHTTPRequestHandler, port=int(sys.argv[1]), bind='127.0.0.1')", "$(PORT)"]
-    m = manifest("slow", {"daemon": {"command": cmd}, "endpoint": {"protocol": "http", "healthCheck": {"periodSeconds": 10}}})
+    cmd = [
+        PY,
+        "-c",
+        "import time,sys,http.server as h; time.sleep(0.5); h.test(HandlerClass=h.SimpleHTTPRequestHandler, port=int(sys.argv[1]), bind='127.0.0.1')",
+        "$(PORT)",
+    ]
+    m = manifest(
+        "slow",
+        {
+            "daemon": {"command": cmd},
+            "endpoint": {"protocol": "http", "healthCheck": {"periodSeconds": 10}},
+        },
+    )
     svc = Service.from_manifest(m, state_dir=state_dir)
     services.append(svc)
     t0 = time.monotonic()
@@ -88,8 +104,16 @@ def test_readiness_follows_first_successful_probe(state_dir: Path, services: lis
 
 
 def test_tcp_endpoint_default_probe(state_dir: Path, services: list[Service]) -> None:
-    cmd = [PY, "-c", "import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(600)", "$(PORT)"]
-    svc = Service.from_manifest(manifest("tcp", {"daemon": {"command": cmd}, "endpoint": {"protocol": "tcp"}}), state_dir=state_dir)
+    cmd = [
+        PY,
+        "-c",
+        "import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(600)",
+        "$(PORT)",
+    ]
+    svc = Service.from_manifest(
+        manifest("tcp", {"daemon": {"command": cmd}, "endpoint": {"protocol": "tcp"}}),
+        state_dir=state_dir,
+    )
     services.append(svc)
     assert svc.start(timeout=20), svc.status.last_error
     assert svc.status.endpoint.uri == f"tcp://127.0.0.1:{svc.status.endpoint.port}"
@@ -97,7 +121,9 @@ def test_tcp_endpoint_default_probe(state_dir: Path, services: list[Service]) ->
 
 
 def test_no_endpoint_active_while_process_runs(state_dir: Path, services: list[Service]) -> None:
-    svc = Service.from_manifest(manifest("sleeper", {"daemon": {"command": ["sleep", "600"]}}), state_dir=state_dir)
+    svc = Service.from_manifest(
+        manifest("sleeper", {"daemon": {"command": ["sleep", "600"]}}), state_dir=state_dir
+    )
     services.append(svc)
     assert svc.start(timeout=10)
     assert svc.status.state is ServiceState.ACTIVE
@@ -108,8 +134,16 @@ def test_env_and_working_dir(state_dir: Path, tmp_path: Path, services: list[Ser
     out = tmp_path / "out.txt"
     spec = {
         "daemon": {
-            "command": [PY, "-c", "import os,sys; open(sys.argv[1],'w').write(os.environ['GREETING']+'|'+os.getcwd()); import time; time.sleep(600)", str(out)],
-            "env": [{"name": "WHO", "value": "world"}, {"name": "GREETING", "value": "hello $(WHO) $$(WHO)"}],
+            "command": [
+                PY,
+                "-c",
+                "import os,sys; open(sys.argv[1],'w').write(os.environ['GREETING']+'|'+os.getcwd()); import time; time.sleep(600)",
+                str(out),
+            ],
+            "env": [
+                {"name": "WHO", "value": "world"},
+                {"name": "GREETING", "value": "hello $(WHO) $$(WHO)"},
+            ],
             "workingDir": str(tmp_path),
         }
     }
@@ -123,10 +157,23 @@ def test_env_and_working_dir(state_dir: Path, tmp_path: Path, services: list[Ser
     assert out.read_text() == f"hello world $(WHO)|{tmp_path}"
 
 
-def test_shell_metacharacters_arrive_literally(state_dir: Path, tmp_path: Path, services: list[Service]) -> None:
+def test_shell_metacharacters_arrive_literally(
+    state_dir: Path, tmp_path: Path, services: list[Service]
+) -> None:
     out = tmp_path / "argv.txt"
     evil = "; touch /tmp/steward-pwned && echo $HOME `id` | cat"
-    spec = {"daemon": {"command": [PY, "-c", "import sys; open(sys.argv[1],'w').write(sys.argv[2])", str(out), evil]}, "restartPolicy": "Never"}
+    spec = {
+        "daemon": {
+            "command": [
+                PY,
+                "-c",
+                "import sys; open(sys.argv[1],'w').write(sys.argv[2])",
+                str(out),
+                evil,
+            ]
+        },
+        "restartPolicy": "Never",
+    }
     svc = Service.from_manifest(manifest("meta", spec), state_dir=state_dir)
     services.append(svc)
     svc.start(timeout=10)
@@ -139,7 +186,10 @@ def test_shell_metacharacters_arrive_literally(state_dir: Path, tmp_path: Path, 
 
 
 def test_singleton_keeps_files_in_root(state_dir: Path, services: list[Service]) -> None:
-    svc = Service.from_manifest(manifest("single", {"daemon": {"command": ["sleep", "600"], "singleton": True}}), state_dir=state_dir)
+    svc = Service.from_manifest(
+        manifest("single", {"daemon": {"command": ["sleep", "600"], "singleton": True}}),
+        state_dir=state_dir,
+    )
     services.append(svc)
     assert svc.start(timeout=10)
     assert (state_dir / "daemon.pid").exists()

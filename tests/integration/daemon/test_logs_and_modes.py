@@ -16,7 +16,9 @@ from tests.integration.daemon.test_failures import wait_for
 PY = sys.executable
 
 
-def test_log_rotation_keeps_backups(state_dir: Path, tmp_path: Path, services: list[Service]) -> None:
+def test_log_rotation_keeps_backups(
+    state_dir: Path, tmp_path: Path, services: list[Service]
+) -> None:
     done = tmp_path / "done"
     code = (
         "import sys,time\n"
@@ -25,7 +27,12 @@ def test_log_rotation_keeps_backups(state_dir: Path, tmp_path: Path, services: l
         "    sys.stdout.flush(); open(sys.argv[1] + str(burst), 'w').close(); time.sleep(0.5)\n"
         "time.sleep(600)"
     )
-    spec = {"daemon": {"command": [PY, "-u", "-c", code, str(done)], "log": {"maxBytes": 65536, "backups": 2}}}
+    spec = {
+        "daemon": {
+            "command": [PY, "-u", "-c", code, str(done)],
+            "log": {"maxBytes": 65536, "backups": 2},
+        }
+    }
     svc = Service.from_manifest(manifest("chatty", spec), state_dir=state_dir)
     services.append(svc)
     svc.start(timeout=0)
@@ -41,20 +48,29 @@ def test_log_rotation_keeps_backups(state_dir: Path, tmp_path: Path, services: l
 
 
 def test_tail_and_follow(state_dir: Path, services: list[Service]) -> None:
-    code = "import time\nfor i in range(30):\n    print(f'tick {i}', flush=True); time.sleep(0.05)\n"
+    code = (
+        "import time\nfor i in range(30):\n    print(f'tick {i}', flush=True); time.sleep(0.05)\n"
+    )
     spec = {"daemon": {"command": [PY, "-c", code]}, "restartPolicy": "Never"}
     svc = Service.from_manifest(manifest("ticker", spec), state_dir=state_dir)
     services.append(svc)
     svc.start(timeout=0)
     followed = list(svc.get_logs(tail=0, follow=True))  # ends when the process ends
     assert followed[-1] == "tick 29"
-    assert [f"tick {i}" for i in range(30)] == [line for line in followed if line.startswith("tick")]
+    assert [f"tick {i}" for i in range(30)] == [
+        line for line in followed if line.startswith("tick")
+    ]
     assert list(svc.get_logs(tail=3)) == ["tick 27", "tick 28", "tick 29"]
 
 
 def test_python_callable_mode(state_dir: Path, services: list[Service]) -> None:
     spec = {
-        "daemon": {"python": {"callable": "tests.helpers_app:serve", "kwargs": {"port": "$(PORT)", "greeting": "bonjour"}}},
+        "daemon": {
+            "python": {
+                "callable": "tests.helpers_app:serve",
+                "kwargs": {"port": "$(PORT)", "greeting": "bonjour"},
+            }
+        },
         "endpoint": {"protocol": "http"},
     }
     svc = Service.from_manifest(manifest("pyapp", spec), state_dir=state_dir)
@@ -78,7 +94,10 @@ def test_python_callable_import_error_is_reported(state_dir: Path, services: lis
 
 def test_blocking_mode_runs_in_the_caller(state_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ran"
-    spec = {"daemon": {"command": [PY, "-c", f"open({str(out)!r},'w').write('x')"], "blocking": True}, "restartPolicy": "Never"}
+    spec = {
+        "daemon": {"command": [PY, "-c", f"open({str(out)!r},'w').write('x')"], "blocking": True},
+        "restartPolicy": "Never",
+    }
     svc = Service.from_manifest(manifest("blocker", spec), state_dir=state_dir)
     svc.start(timeout=5)
     assert out.exists()  # start() returned only after the command finished
@@ -87,7 +106,12 @@ def test_blocking_mode_runs_in_the_caller(state_dir: Path, tmp_path: Path) -> No
 
 
 def test_silent_mode_writes_no_log(state_dir: Path, services: list[Service]) -> None:
-    spec = {"daemon": {"command": [PY, "-c", "print('noise'); import time; time.sleep(600)"], "silent": True}}
+    spec = {
+        "daemon": {
+            "command": [PY, "-c", "print('noise'); import time; time.sleep(600)"],
+            "silent": True,
+        }
+    }
     svc = Service.from_manifest(manifest("quiet", spec), state_dir=state_dir)
     services.append(svc)
     assert svc.start(timeout=10)
@@ -96,7 +120,10 @@ def test_silent_mode_writes_no_log(state_dir: Path, services: list[Service]) -> 
 
 
 def test_supervise_thread_restarts_and_stops(state_dir: Path, services: list[Service]) -> None:
-    spec = {"daemon": {"command": [PY, "-c", "import time; time.sleep(0.2)"]}, "backoff": {"initialSeconds": 0.05}}
+    spec = {
+        "daemon": {"command": [PY, "-c", "import time; time.sleep(0.2)"]},
+        "backoff": {"initialSeconds": 0.05},
+    }
     svc = Service.from_manifest(manifest("loop", spec), state_dir=state_dir)
     services.append(svc)
     stop = threading.Event()
@@ -121,7 +148,9 @@ def test_survives_the_caller(state_dir: Path, services: list[Service], tmp_path:
     import subprocess
 
     subprocess.run([PY, "-c", script, str(state_dir), *sys.path], check=True, timeout=60)
-    svc = Service.from_manifest(manifest("orphan", {"daemon": {"command": ["sleep", "600"]}}), state_dir=state_dir)
+    svc = Service.from_manifest(
+        manifest("orphan", {"daemon": {"command": ["sleep", "600"]}}), state_dir=state_dir
+    )
     services.append(svc)
     assert svc.is_running
     t0 = time.monotonic()

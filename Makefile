@@ -1,0 +1,49 @@
+# Steward — developer entry points. `make local` and `make test` are the README's two commands.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export STEWARD_CACHE ?= $(HOME)/.cache/steward
+
+.PHONY: install local test check lint format typecheck layers pytest deps testenv crd bench bench-quick clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## Run Steward on its embedded default: local mode over examples/ (no cluster). Ctrl-C stops.
+local: install
+	$(BIN)/steward local examples/
+
+## The whole test suite: lint, types, layer contracts, then pytest on real parts.
+test: check pytest
+
+check: lint typecheck layers
+
+lint: install
+	$(BIN)/ruff check operator tests bench hack
+	$(BIN)/ruff format --check operator tests bench hack
+
+format: install
+	$(BIN)/ruff format operator tests bench hack
+	$(BIN)/ruff check --fix operator tests bench hack
+
+typecheck: install
+	$(BIN)/mypy
+
+layers: install
+	$(BIN)/lint-imports
+
+## pytest with every real part it needs: Docker engine, test images, the control plane.
+pytest: install
+	bash hack/test.sh $(PYTEST_ARGS)
+
+## Start a throwaway kube-apiserver + etcd and print `export KUBECONFIG=...`.
+testenv: install
+	STEWARD_TESTBIN="$$(bash hack/testenv/build-testbin.sh)" $(BIN)/python hack/testenv/controlplane.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,147 @@
+"""The ``steward`` command line: run (operator), local (no cluster), status, logs, crd, version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from steward import __version__
+
+EXIT_USAGE = 2
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    from steward.engine.service import default_state_dir
+
+    return Path(args.state_dir) if args.state_dir else default_state_dir()
+
+
+def _stored_services(state_dir: Path) -> list[dict[str, Any]]:
+    """Manifests and status as the engine persisted them, sorted by namespace/name."""
+    out = []
+    for status_file in sorted((state_dir / "services").glob("*/*/status.json")):
+        try:
+            manifest = json.loads((status_file.parent / "manifest.json").read_text())
+            manifest["status"] = json.loads(status_file.read_text())
+        except (OSError, ValueError):
+            continue
+        out.append(manifest)
+    return out
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"steward {__version__}")
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from steward.local.runner import run_local
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        print(f"error: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_local(
+        [Path(p) for p in args.paths],
+        _state_dir(args),
+        leave_running=args.leave_running,
+        until_ready=args.until_ready,
+        timeout=args.timeout,
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    items = _stored_services(_state_dir(args))
+    if args.name:
+        items = [i for i in items if i["metadata"]["name"] == args.name]
+        if not items:
+            print(f"error: no service named {args.name}", file=sys.stderr)
+            return 1
+    if args.output == "json":
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
+        return 0
+    if args.output == "yaml":
+        print(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}, sort_keys=False))
+        return 0
+    print(
+        f"{'NAMESPACE':<12} {'NAME':<24} {'TYPE':<9} {'STATE':<16} {'ENDPOINT':<28} {'HEALTH':<9} READY"
+    )
+    for item in items:
+        st = item["status"]
+        flavor = next((f for f in ("daemon", "container", "terraform") if f in item["spec"]), "?")
+        ready: dict[str, Any] = next(
+            (c for c in st.get("conditions", []) if c["type"] == "Ready"), {}
+        )
+        print(
+            f"{item['metadata'].get('namespace', 'default'):<12} {item['metadata']['name']:<24} "
+            f"{flavor:<9} {st.get('state', ''):<16} {st.get('endpoint', {}).get('uri') or '-':<28} "
+            f"{st.get('health', {}).get('state', '-'):<9} {ready.get('status', 'Unknown')}"
+        )
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from steward.engine.service import Service
+
+    state_dir = _state_dir(args)
+    manifest_file = state_dir / "services" / args.namespace / args.name / "manifest.json"
+    if not manifest_file.exists():
+        print(f"error: no service {args.namespace}/{args.name} in {state_dir}", file=sys.stderr)
+        return 1
+    svc = Service.from_manifest(json.loads(manifest_file.read_text()), state_dir=state_dir)
+    try:
+        for line in svc.get_logs(tail=args.tail, follow=args.follow):
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steward", description=__doc__)
+    parser.add_argument(
+        "--state-dir",
+        help="local state directory (default: $STEWARD_STATE_DIR or ~/.local/state/steward)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+
+    p = sub.add_parser("local", help="run ManagedServices from manifest files, no cluster needed")
+    p.add_argument("paths", nargs="+", help="manifest files or directories")
+    p.add_argument(
+        "--leave-running",
+        action="store_true",
+        help="on Ctrl-C leave services running (adopted next time)",
+    )
+    p.add_argument("--until-ready", action="store_true", help="exit once every service is Ready")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
+    p.set_defaults(func=cmd_local)
+
+    p = sub.add_parser("status", help="show services like kubectl get")
+    p.add_argument("name", nargs="?")
+    p.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("logs", help="print a service's logs")
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("--tail", type=int, default=None)
+    p.set_defaults(func=cmd_logs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

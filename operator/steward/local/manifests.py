@@ -1,0 +1,102 @@
+"""Reading ManagedService manifests (and the Secrets/ConfigMaps they reference) from files."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from steward.api.common import KeySelector
+from steward.api.manifest import ManagedService
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    """One line per problem: ``file: spec.endpoint.port: Input should be ...``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        lines.append(f"{source}: {loc or '<root>'}: {err['msg']}")
+    return "\n".join(lines)
+
+
+@dataclass
+class LoadResult:
+    services: dict[str, tuple[ManagedService, str]] = field(default_factory=dict)
+    """key -> (manifest, source file)."""
+    objects: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
+    """(kind, namespace, name) -> decoded data of Secrets and ConfigMaps."""
+    errors: list[str] = field(default_factory=list)
+    files: dict[Path, float] = field(default_factory=dict)
+
+
+def discover(paths: list[Path]) -> list[Path]:
+    """Files named on the command line, and manifest files inside named directories (sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(
+                sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in MANIFEST_SUFFIXES)
+            )
+        else:
+            out.append(p)
+    return out
+
+
+def _secret_data(doc: dict[str, Any]) -> dict[str, str]:
+    data = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
+    data.update({k: str(v) for k, v in (doc.get("stringData") or {}).items()})
+    return data
+
+
+def load(paths: list[Path]) -> LoadResult:
+    """Parse every document; other kinds are ignored, bad ones reported with file and field."""
+    result = LoadResult()
+    for path in discover(paths):
+        try:
+            result.files[path] = path.stat().st_mtime
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        except (OSError, yaml.YAMLError) as exc:
+            result.errors.append(f"{path}: cannot read: {exc}")
+            continue
+        for i, doc in enumerate(docs):
+            where = f"{path}" + (f"[{i}]" if len(docs) > 1 else "")
+            if not isinstance(doc, dict):
+                result.errors.append(f"{where}: not a mapping")
+                continue
+            kind = doc.get("kind")
+            meta = doc.get("metadata") or {}
+            ns = meta.get("namespace", "default")
+            if kind == "Secret":
+                result.objects[("secret", ns, meta.get("name", ""))] = _secret_data(doc)
+            elif kind == "ConfigMap":
+                result.objects[("configMap", ns, meta.get("name", ""))] = {
+                    k: str(v) for k, v in (doc.get("data") or {}).items()
+                }
+            elif kind == "ManagedService":
+                try:
+                    ms = ManagedService.model_validate(doc)
+                except ValidationError as exc:
+                    result.errors.append(format_validation_error(where, exc))
+                    continue
+                if ms.key in result.services:
+                    result.errors.append(f"{where}: duplicate ManagedService {ms.key}")
+                    continue
+                result.services[ms.key] = (ms, where)
+    return result
+
+
+class FileResolver:
+    """valueFrom against Secrets and ConfigMaps found in the same files."""
+
+    def __init__(self, objects: dict[tuple[str, str, str], dict[str, str]], namespace: str) -> None:
+        self.objects = objects
+        self.namespace = namespace
+
+    def __call__(self, kind: str, ref: KeySelector) -> str | None:
+        return self.objects.get((kind, self.namespace, ref.name), {}).get(ref.key)

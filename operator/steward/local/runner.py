@@ -1,0 +1,252 @@
+"""The no-cluster mode: the same engine, fed from manifest files instead of the API server.
+
+One asyncio loop reconciles every service (probes are awaited, blocking
+runtime calls run in worker threads), re-reads the files when they change,
+and on Ctrl-C stops the services or leaves them running for the next run to
+adopt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from steward.api.manifest import ManagedService
+from steward.api.spec import DeletionPolicy
+from steward.api.state import ServiceState
+from steward.engine.service import Service
+from steward.local.manifests import FileResolver, LoadResult, load
+
+RELOAD_INTERVAL = 1.0
+
+
+@dataclass
+class Row:
+    """What a status line shows; printed again only when it changes."""
+
+    key: str
+    flavor: str
+    state: str
+    endpoint: str
+    health: str
+    reason: str
+    message: str
+
+    def render(self) -> str:
+        msg = f"  {self.message}" if self.message and self.reason != "Ready" else ""
+        return f"{self.key:<28} {self.flavor:<9} {self.state:<16} {self.endpoint or '-':<28} {self.health:<9} {self.reason}{msg}"
+
+
+def row_of(svc: Service) -> Row:
+    ready = svc.status.condition("Ready")
+    return Row(
+        key=svc.identity.key,
+        flavor=svc.flavor,
+        state=svc.status.state.value,
+        endpoint=svc.status.endpoint.uri or "",
+        health=svc.status.health.state.value if svc.manifest.spec.endpoint else "-",
+        reason=ready.reason if ready else "",
+        message=(ready.message if ready else "")[:160],
+    )
+
+
+class LocalRunner:
+    """Reconciles the ManagedServices declared in ``paths`` until stopped."""
+
+    def __init__(
+        self,
+        paths: list[Path],
+        state_dir: Path,
+        leave_running: bool = False,
+        out: TextIO = sys.stdout,
+        until_ready: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        self.paths = paths
+        self.state_dir = state_dir
+        self.leave_running = leave_running
+        self.out = out
+        self.until_ready = until_ready
+        self.timeout = timeout
+        self.services: dict[str, Service] = {}
+        self.sources: dict[str, str] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._rows: dict[str, Row] = {}
+        self._files: dict[Path, float] = {}
+        self._stop = asyncio.Event()
+        self.exit_code = 0
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    # ---------------------------------------------------------------- files
+    def _make_service(self, ms: ManagedService, loaded: LoadResult) -> Service:
+        resolver = FileResolver(loaded.objects, ms.metadata.namespace)
+        key = ms.key
+
+        def event(type_: str, reason: str, message: str, key: str = key) -> None:
+            if type_ == "Warning":
+                self.say(f"{key}: {reason}: {message}")
+
+        return Service(ms, self.state_dir, resolver=resolver, events=event)
+
+    def apply(self, loaded: LoadResult) -> None:
+        """Bring the set of services in line with the files: add, update, remove."""
+        for err in loaded.errors:
+            self.say(f"error: {err}")
+        self._files = loaded.files
+        for key, (ms, source) in loaded.services.items():
+            self.sources[key] = source
+            svc = self.services.get(key)
+            if svc is None:
+                try:
+                    svc = self._make_service(ms, loaded)
+                except Exception as exc:  # one broken service must not stop the others
+                    self.say(f"error: {source}: {key}: {exc}")
+                    continue
+                self.services[key] = svc
+                self._spawn(key)
+            else:
+                svc.resolver = FileResolver(loaded.objects, ms.metadata.namespace)
+                if svc.update(ms):
+                    self.say(f"{key}: spec changed in {source}; replacing")
+                else:
+                    svc.manifest.spec.admin_state = ms.spec.admin_state
+                self._wake[key].set()
+        bad_files = {e.split(":", 1)[0].split("[", 1)[0] for e in loaded.errors}
+        for key in list(self.services):
+            if key in loaded.services:
+                continue
+            if self.sources.get(key, "").split("[", 1)[0] in bad_files:
+                continue  # its file is broken right now: keep what runs
+            self._remove(key)
+
+    def _spawn(self, key: str) -> None:
+        self._wake[key] = asyncio.Event()
+        self._tasks[key] = asyncio.create_task(self._drive(key), name=key)
+
+    def _remove(self, key: str) -> None:
+        svc = self.services.pop(key)
+        task = self._tasks.pop(key)
+        task.cancel()
+        if svc.manifest.spec.deletion_policy is DeletionPolicy.DELETE:
+            self.say(f"{key}: removed from the files; stopping")
+            svc.stop(timeout=30)
+        else:
+            self.say(f"{key}: removed from the files; left running (deletionPolicy Orphan)")
+        self._rows.pop(key, None)
+
+    # ---------------------------------------------------------------- loop
+    async def _drive(self, key: str) -> None:
+        svc = self.services[key]
+        wake = self._wake[key]
+        while True:
+            try:
+                delay = await svc.areconcile()
+            except Exception as exc:  # keep serving the other services
+                self.say(f"{key}: reconcile failed: {type(exc).__name__}: {exc}")
+                delay = 5.0
+            self._show(svc)
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=max(delay, 0.02))
+
+    def _show(self, svc: Service) -> None:
+        row = row_of(svc)
+        if self._rows.get(row.key) != row:
+            self._rows[row.key] = row
+            self.say(row.render())
+
+    def all_ready(self) -> bool:
+        return bool(self.services) and all(
+            (svc.status.condition("Ready") or _NOT_READY).status == "True"
+            or svc.manifest.spec.admin_state.value == "inactive"
+            for svc in self.services.values()
+        )
+
+    async def _watch_files(self) -> None:
+        while not self._stop.is_set():
+            await asyncio.sleep(RELOAD_INTERVAL)
+            current = {p: p.stat().st_mtime for p in self._files if p.exists()}
+            loaded = None
+            if current != self._files or _new_files(self.paths, self._files):
+                loaded = await asyncio.to_thread(load, self.paths)
+            if loaded is not None:
+                self.apply(loaded)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
+        loaded = load(self.paths)
+        if not loaded.services and not loaded.errors:
+            self.say(f"no ManagedService manifests found in {', '.join(map(str, self.paths))}")
+            return 2
+        self.say(f"{'NAME':<28} {'TYPE':<9} {'STATE':<16} {'ENDPOINT':<28} {'HEALTH':<9} READY")
+        self.apply(loaded)
+        if loaded.errors:
+            self.exit_code = 2
+        watcher = asyncio.create_task(self._watch_files())
+        deadline = loop.time() + self.timeout if self.timeout else None
+        while not self._stop.is_set():
+            if self.until_ready and self.all_ready():
+                break
+            if deadline is not None and loop.time() > deadline:
+                self.say(f"timed out after {self.timeout}s")
+                self.exit_code = self.exit_code or 1
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=0.1)
+        watcher.cancel()
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), watcher, return_exceptions=True)
+        for svc in self.services.values():
+            self._show(svc)
+        await asyncio.to_thread(self.shutdown)
+        return self.exit_code
+
+    def shutdown(self) -> None:
+        """Stop everything, or leave it running for the next run to adopt."""
+        if self.leave_running:
+            self.say(f"leaving {len(self.services)} service(s) running; state in {self.state_dir}")
+            return
+        for key, svc in self.services.items():
+            if svc.status.state is not ServiceState.INACTIVE or svc.runtime.observe().running:
+                self.say(f"{key}: stopping")
+                svc.stop(timeout=30)
+
+
+class _NotReady:
+    status = "False"
+
+
+_NOT_READY = _NotReady()
+
+
+def _new_files(paths: list[Path], known: dict[Path, float]) -> bool:
+    from steward.local.manifests import discover
+
+    return any(p not in known for p in discover(paths))
+
+
+def run_local(
+    paths: list[Path],
+    state_dir: Path,
+    leave_running: bool = False,
+    until_ready: bool = False,
+    timeout: float | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Entry point of ``steward local``; returns the process exit code."""
+    runner = LocalRunner(paths, state_dir, leave_running, out, until_ready, timeout)
+    return asyncio.run(runner.run())
+
+
+__all__: list[str] = ["LocalRunner", "Row", "row_of", "run_local"]

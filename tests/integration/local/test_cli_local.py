@@ -1,0 +1,160 @@
+"""`steward local`, `status` and `logs` as a user runs them: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[3]
+STEWARD = [sys.executable, "-m", "steward.cli"]
+
+
+def steward(*args: str, state_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*STEWARD, "--state-dir", str(state_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def daemon_examples(tmp_path: Path) -> Path:
+    """The examples that need neither Docker nor Terraform."""
+    d = tmp_path / "examples"
+    d.mkdir()
+    for name in ("http-daemon.yaml", "python-callable.yaml", "env-from-secret.yaml"):
+        shutil.copy(REPO / "examples" / name, d / name)
+    return d
+
+
+def test_local_until_ready_then_stops(tmp_path: Path, state_dir: Path) -> None:
+    res = steward(
+        "local",
+        str(daemon_examples(tmp_path)),
+        "--until-ready",
+        "--timeout",
+        "60",
+        state_dir=state_dir,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    for name in ("http-daemon", "python-callable", "env-from-secret"):
+        assert any(
+            name in line and "Ready" in line and "active" in line
+            for line in res.stdout.splitlines()
+        ), res.stdout
+    assert "s3cr3t-demo-token" not in res.stdout + res.stderr
+    status = json.loads(steward("status", "-o", "json", state_dir=state_dir).stdout)
+    assert {i["metadata"]["name"]: i["status"]["state"] for i in status["items"]} == {
+        "http-daemon": "inactive",
+        "python-callable": "inactive",
+        "env-from-secret": "inactive",
+    }
+
+
+def test_local_leave_running_then_adopt(tmp_path: Path, state_dir: Path) -> None:
+    ex = daemon_examples(tmp_path)
+    res = steward(
+        "local",
+        str(ex / "python-callable.yaml"),
+        "--until-ready",
+        "--timeout",
+        "60",
+        "--leave-running",
+        state_dir=state_dir,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    item = json.loads(
+        steward("status", "python-callable", "-o", "json", state_dir=state_dir).stdout
+    )["items"][0]
+    pid = item["status"]["runtime"]["pid"]
+    assert psutil.pid_exists(pid)
+    # A second run adopts the same process and, this time, stops it on exit.
+    res = steward(
+        "local",
+        str(ex / "python-callable.yaml"),
+        "--until-ready",
+        "--timeout",
+        "60",
+        state_dir=state_dir,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    logs = steward("logs", "python-callable", "--tail", "50", state_dir=state_dir)
+    assert "listening on 127.0.0.1" in logs.stdout
+
+
+def test_bad_manifest_is_one_clear_line_and_exit_2(tmp_path: Path, state_dir: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: steward.dev/v1alpha1\nkind: ManagedService\nmetadata: {name: bad}\n"
+        "spec: {daemon: {command: [x]}, endpoint: {port: 70000}}\n"
+    )
+    res = steward("local", str(bad), "--until-ready", "--timeout", "5", state_dir=state_dir)
+    assert res.returncode == 2
+    errors = [line for line in res.stdout.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {bad}: spec.endpoint.port: Input should be less than or equal to 65535"
+    ]
+
+
+def test_missing_path_exit_2(state_dir: Path) -> None:
+    res = steward("local", "/nonexistent/x.yaml", state_dir=state_dir)
+    assert res.returncode == 2 and "no such file" in res.stderr
+
+
+def test_ctrl_c_stops_services_and_file_edits_are_picked_up(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    ex = tmp_path / "ex"
+    ex.mkdir()
+    (ex / "a.yaml").write_text(
+        "apiVersion: steward.dev/v1alpha1\nkind: ManagedService\nmetadata: {name: sleeper}\n"
+        "spec: {daemon: {command: [sleep, '600']}}\n"
+    )
+    proc = subprocess.Popen(
+        [*STEWARD, "--state-dir", str(state_dir), "local", str(ex)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env=os.environ,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        lines: list[str] = []
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "default/sleeper" in line and "Ready" in line:
+                break
+        else:
+            raise AssertionError("".join(lines))
+        (ex / "b.yaml").write_text(
+            "apiVersion: steward.dev/v1alpha1\nkind: ManagedService\nmetadata: {name: second}\n"
+            "spec: {daemon: {command: [sleep, '601']}}\n"
+        )
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "default/second" in line and "Ready" in line:
+                break
+        else:
+            raise AssertionError("".join(lines))
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert "default/sleeper: stopping" in out and "default/second: stopping" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
