@@ -41,6 +41,10 @@ layers: install
 pytest: install
 	bash hack/test.sh $(PYTEST_ARGS)
 
+## Regenerate crds/ (and the chart's copy) from the pydantic models.
+crd: install
+	$(BIN)/steward crd --write crds/managedservices.steward.dev.yaml
+
 ## Start a throwaway kube-apiserver + etcd and print `export KUBECONFIG=...`.
 testenv: install
 	STEWARD_TESTBIN="$$(bash hack/testenv/build-testbin.sh)" $(BIN)/python hack/testenv/controlplane.py

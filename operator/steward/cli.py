@@ -39,6 +39,18 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crd(args: argparse.Namespace) -> int:
+    from steward.api.crd import crd_yaml
+
+    text = crd_yaml()
+    if args.write:
+        Path(args.write).write_text(text)
+        print(f"wrote {args.write}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_local(args: argparse.Namespace) -> int:
     from steward.local.runner import run_local
 
@@ -112,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
+
+    p = sub.add_parser("crd", help="print the ManagedService CRD generated from the models")
+    p.add_argument("--write", metavar="FILE", help="write it to FILE instead of stdout")
+    p.set_defaults(func=cmd_crd)
 
     p = sub.add_parser("local", help="run ManagedServices from manifest files, no cluster needed")
     p.add_argument("paths", nargs="+", help="manifest files or directories")

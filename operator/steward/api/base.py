@@ -27,3 +27,16 @@ class CamelModel(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The object as a user would write it in YAML (camelCase, no nulls)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def cel(*rules: tuple[str, str]) -> ConfigDict:
+    """CEL rules (rule, message) carried into the CRD as ``x-kubernetes-validations``.
+
+    The pydantic validators enforce the same rules in library and local mode;
+    these make the API server reject the object at admission.
+    """
+    return ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]
+        }
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from steward.api.base import CamelModel
+from steward.api.base import CamelModel, cel
 
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 CALLABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -23,6 +23,13 @@ class KeySelector(CamelModel):
 class EnvVarSource(CamelModel):
     """Where an environment value comes from (resolved by the operator)."""
 
+    model_config = cel(
+        (
+            "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+            "valueFrom: set exactly one of secretKeyRef or configMapKeyRef",
+        ),
+    )
+
     secret_key_ref: KeySelector | None = Field(default=None, description="A key of a Secret.")
     config_map_key_ref: KeySelector | None = Field(
         default=None, description="A key of a ConfigMap."
@@ -37,6 +44,13 @@ class EnvVarSource(CamelModel):
 
 class EnvVar(CamelModel):
     """One environment variable, Kubernetes style; `$(VAR)` references expand."""
+
+    model_config = cel(
+        (
+            "!(has(self.value) && has(self.valueFrom))",
+            "env: set value or valueFrom, not both",
+        ),
+    )
 
     name: str = Field(
         min_length=1, max_length=256, pattern=ENV_NAME_PATTERN, description="Variable name."

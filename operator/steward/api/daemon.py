@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from steward.api.base import CamelModel
+from steward.api.base import CamelModel, cel
 from steward.api.common import EnvVar, PythonCallable
 
 SIGNAL_PATTERN = r"^SIG[A-Z0-9]+$"
@@ -21,6 +21,13 @@ class LogSpec(CamelModel):
 
 class DaemonSpec(CamelModel):
     """A process started detached in its own session, never through a shell."""
+
+    model_config = cel(
+        (
+            "has(self.command) != has(self.python)",
+            "daemon: set exactly one of command or python",
+        ),
+    )
 
     command: list[str] | None = Field(
         default=None,

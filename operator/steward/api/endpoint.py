@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from steward.api.base import CamelModel
+from steward.api.base import CamelModel, cel
 
 
 class EndpointProtocol(StrEnum):
@@ -37,6 +37,10 @@ class TCPCheck(CamelModel):
 
 class HealthCheck(CamelModel):
     """A probe with Kubernetes semantics and defaults."""
+
+    model_config = cel(
+        ("!(has(self.http) && has(self.tcp))", "healthCheck: set http or tcp, not both"),
+    )
 
     http: HTTPGetCheck | None = Field(default=None, description="Probe with an HTTP request.")
     tcp: TCPCheck | None = Field(default=None, description="Probe by opening a TCP connection.")

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from steward.api.base import CamelModel
+from steward.api.base import CamelModel, cel
 
 
 class RestartPolicy(StrEnum):
@@ -19,6 +19,13 @@ class RestartPolicy(StrEnum):
 
 class BackoffSpec(CamelModel):
     """Crash-loop back-off: initial delay doubling to a cap, reset after a stable run."""
+
+    model_config = cel(
+        (
+            "!has(self.maxSeconds) || self.maxSeconds >= (has(self.initialSeconds) ? self.initialSeconds : 10.0)",
+            "backoff: maxSeconds must be >= initialSeconds",
+        ),
+    )
 
     initial_seconds: float = Field(default=10, ge=0, le=3600, description="First delay.")
     max_seconds: float = Field(default=300, ge=0, le=86400, description="Delay cap.")

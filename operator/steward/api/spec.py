@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from steward.api.base import CamelModel
+from steward.api.base import CamelModel, cel
 from steward.api.container import ContainerSpec
 from steward.api.daemon import DaemonSpec
 from steward.api.endpoint import EndpointSpec
@@ -26,6 +26,13 @@ class DeletionPolicy(StrEnum):
 
 class ManagedServiceSpec(CamelModel):
     """Desired state: exactly one of daemon, container or terraform."""
+
+    model_config = cel(
+        (
+            "[has(self.daemon), has(self.container), has(self.terraform)].filter(x, x).size() == 1",
+            "exactly one of spec.daemon, spec.container or spec.terraform must be set",
+        ),
+    )
 
     admin_state: AdminState = Field(
         default=AdminState.ACTIVE, description="active runs the service; inactive stops it."

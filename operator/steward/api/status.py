@@ -72,6 +72,7 @@ class ManagedServiceStatus(ServiceStatus):
     observed_generation: int | None = Field(
         default=None, description="metadata.generation last acted upon."
     )
+    flavor: str | None = Field(default=None, description="daemon, container or terraform.")
     endpoint: EndpointStatus = Field(default_factory=EndpointStatus, description="Endpoint.")
     health: HealthStatus = Field(default_factory=HealthStatus, description="Probe results.")
     restarts: int = Field(default=0, description="Restarts done by Steward.")

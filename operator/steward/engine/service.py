@@ -277,6 +277,7 @@ class Service:
             "Ready", ready_status, decision.reason, cond_msg, self.manifest.metadata.generation
         )
         self.status.observed_generation = self.manifest.metadata.generation
+        self.status.flavor = self.flavor
         if changed or (cond_changed and prev_reason != decision.reason):
             warning = decision.state is ServiceState.ERROR
             self.events(
@@ -564,7 +565,8 @@ class Service:
                 result = _run_coro(self.probe(obs)) if self._probe_due(obs) else None
                 self._update(obs, result, act=False)
                 if self.status.state is ServiceState.ACTIVE and (
-                    self._probed or time.monotonic() - self._run_started >= MIN_RUNNING_WITHOUT_PROBE
+                    self._probed
+                    or time.monotonic() - self._run_started >= MIN_RUNNING_WITHOUT_PROBE
                 ):
                     return True
                 if self.status.state is ServiceState.ERROR:

@@ -1,0 +1,90 @@
+"""The CRD is generated from the models; the committed file must match the generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from steward.api.crd import crd, crd_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED = REPO / "crds" / "managedservices.steward.dev.yaml"
+
+
+def test_committed_crd_matches_generator() -> None:
+    assert COMMITTED.read_text() == crd_yaml(), "crds/ is stale: run `make crd`"
+
+
+def walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    if isinstance(node, dict):
+        out.append((path, node))
+        for k, v in node.items():
+            out.extend(walk(v, f"{path}.{k}"))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out.extend(walk(v, f"{path}[{i}]"))
+    return out
+
+
+def schema() -> dict[str, Any]:
+    return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
+
+
+def test_schema_is_structural() -> None:
+    for path, node in walk(schema()):
+        for banned in (
+            "$ref",
+            "anyOf",
+            "oneOf",
+            "allOf",
+            "discriminator",
+            "title",
+            "default",
+            "const",
+        ):
+            # "properties" maps may contain a field literally named like these; check schema nodes only
+            if banned in node and not path.endswith(".properties"):
+                raise AssertionError(f"{banned} at {path}")
+        if path.endswith(".properties") or path.endswith("x-kubernetes-validations"):
+            continue
+        if any(
+            k in node for k in ("properties", "items", "enum", "pattern", "minimum", "maxLength")
+        ):
+            assert "type" in node, f"no type at {path}"
+
+
+def test_every_field_is_described() -> None:
+    missing = []
+    for path, node in walk(schema()["properties"]["spec"]):
+        if path.endswith(".properties"):
+            for name, sub in node.items():
+                if not sub.get("description"):
+                    missing.append(f"{path}.{name}")
+    assert not missing, missing
+
+
+def test_cel_rules_and_printer_columns() -> None:
+    spec = schema()["properties"]["spec"]
+    rules = [r["rule"] for r in spec["x-kubernetes-validations"]]
+    assert any("has(self.daemon)" in r for r in rules)
+    version = crd()["spec"]["versions"][0]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Type",
+        "State",
+        "Endpoint",
+        "Health",
+        "Ready",
+        "Age",
+    ]
+    assert version["subresources"] == {"status": {}}
+    names = crd()["spec"]["names"]
+    assert names["shortNames"] == ["msvc"] and "steward" in names["categories"]
+
+
+def test_yaml_is_loadable() -> None:
+    assert (
+        yaml.safe_load(COMMITTED.read_text())["metadata"]["name"] == "managedservices.steward.dev"
+    )
