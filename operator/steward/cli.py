@@ -39,6 +39,43 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    import kopf
+
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    os.environ["STEWARD_STATE_DIR"] = str(_state_dir(args))
+    for flavor in ("daemon", "container", "terraform"):
+        n = getattr(args, f"{flavor}_workers")
+        if n:
+            os.environ[f"STEWARD_{flavor.upper()}_WORKERS"] = str(n)
+    if args.log_format == "json":
+        from steward.k8s.logs import configure_json_logging
+
+        configure_json_logging(logging.DEBUG if args.verbose else logging.INFO)
+    else:
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    if not args.verbose:  # one INFO line per watch event is noise at 1,000 resources
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    import steward.k8s.handlers  # noqa: F401 - registers the handlers
+
+    namespaces = args.namespace or []
+    kopf.run(
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
 def cmd_crd(args: argparse.Namespace) -> int:
     from steward.api.crd import crd_yaml
 
@@ -124,6 +161,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
+
+    p = sub.add_parser("run", help="run the operator against a cluster")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="watch only this namespace (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="enable kopf peering (HA) under this name; default standalone",
+    )
+    p.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    p.add_argument("--daemon-workers", type=int, help="threads for daemon reconciles (default 8)")
+    p.add_argument(
+        "--container-workers", type=int, help="threads for container reconciles (default 8)"
+    )
+    p.add_argument("--terraform-workers", type=int, help="threads for Terraform runs (default 2)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("crd", help="print the ManagedService CRD generated from the models")
     p.add_argument("--write", metavar="FILE", help="write it to FILE instead of stdout")

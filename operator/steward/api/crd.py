@@ -77,6 +77,10 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         desc = node.get("description", "")
         if default is not None and "Default" not in desc:
             node["description"] = f"{desc} Defaults to `{default}`.".strip()
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(bound), int | float) and not isinstance(node[bound], bool):
+            node[limit] = node.pop(bound)  # JSON Schema 2020 -> OpenAPI 3.0 form
+            node[bound] = True
     if "const" in node:
         node["enum"] = [node.pop("const")]
         node.setdefault("type", "string")

@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -471,11 +472,16 @@ class Service:
             result = _run_coro(self.probe(obs)) if self._probe_due(obs) else None
             return self._update(obs, result, act=True)
 
-    async def areconcile(self) -> float:
-        """The same step for an event loop: probes awaited, blocking runtime calls in threads."""
-        obs = await asyncio.to_thread(self._observe)
+    async def areconcile(self, executor: Executor | None = None) -> float:
+        """The same step for an event loop: probes awaited, blocking runtime calls in ``executor``.
+
+        Separate executors per flavor keep a long Terraform apply from delaying
+        daemon and container reconciles.
+        """
+        loop = asyncio.get_running_loop()
+        obs = await loop.run_in_executor(executor, self._observe)
         result = await self.probe(obs) if self._probe_due(obs) else None
-        return await asyncio.to_thread(self._locked_update, obs, result)
+        return await loop.run_in_executor(executor, self._locked_update, obs, result)
 
     def _locked_update(self, obs: Observation, result: ProbeResult | None) -> float:
         with self._lock:
@@ -524,6 +530,8 @@ class Service:
             return STARTUP_PROBE_INTERVAL
         if decision.action is Action.STOP:
             self._stop_runtime(force=False)
+            reset_health(self.status.health)
+            self.ports.release(self.identity.key)
             if decision.state is not ServiceState.ERROR:
                 self._set(Decision(Action.NONE, ServiceState.INACTIVE, "Stopped"))
             return 0.0

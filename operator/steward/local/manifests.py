@@ -11,18 +11,10 @@ import yaml
 from pydantic import ValidationError
 
 from steward.api.common import KeySelector
+from steward.api.errors import format_validation_error
 from steward.api.manifest import ManagedService
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    """One line per problem: ``file: spec.endpoint.port: Input should be ...``."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-        lines.append(f"{source}: {loc or '<root>'}: {err['msg']}")
-    return "\n".join(lines)
 
 
 @dataclass

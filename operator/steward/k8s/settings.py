@@ -1,0 +1,28 @@
+"""kopf settings: bookkeeping under steward.dev annotations, never in status; watch timeouts."""
+
+from __future__ import annotations
+
+import os
+
+import kopf
+
+PREFIX = "steward.dev"
+
+
+def apply_settings(settings: kopf.OperatorSettings) -> None:
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.reporting_component = "steward"
+    settings.posting.reporting_instance = os.environ.get("HOSTNAME", "steward")
+    # A watch that silently stalls is cut by the server (server_timeout) or,
+    # failing that, by the client; then it reconnects and relists.
+    settings.watching.server_timeout = int(os.environ.get("STEWARD_WATCH_SERVER_TIMEOUT", "270"))
+    settings.watching.client_timeout = int(os.environ.get("STEWARD_WATCH_CLIENT_TIMEOUT", "300"))
+    settings.watching.connect_timeout = 10
+    settings.watching.reconnect_backoff = 1.0
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    settings.background.cancellation_polling = 1
