@@ -15,6 +15,7 @@ is computed here and persisted next to the runtime files, so a second
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -64,6 +65,11 @@ def default_state_dir() -> Path:
     if env:
         return Path(env)
     return Path.home() / ".local" / "state" / "steward"
+
+
+def _digest(env: dict[str, str]) -> str:
+    """A hash of resolved values: compares them without keeping secrets around."""
+    return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
 
 
 def _log_event(type_: str, reason: str, message: str) -> None:
@@ -337,6 +343,7 @@ class Service:
             self._fail(exc.reason, str(exc))
             return False
         self.status.endpoint.port = port
+        self._engine["envDigest"] = _digest(ctx.env)
         self._fill_endpoint()
         reset_health(self.status.health)
         runtime = self.runtime
@@ -624,6 +631,29 @@ class Service:
             self.save()
             self.events("Normal", "SpecChanged", "spec changed; the workload will be replaced")
             return True
+
+    @property
+    def has_references(self) -> bool:
+        """The spec takes values from Secrets or ConfigMaps."""
+        return any(e.value_from is not None for e in getattr(self.flavor_spec, "env", None) or [])
+
+    def references_changed(self) -> bool:
+        """True when Secrets/ConfigMaps now resolve differently from what the workload got."""
+        if not self.has_references or self._engine.get("envDigest") is None:
+            return False
+        try:
+            ctx = self._context()
+        except RuntimeFailure:
+            return False  # a missing reference shows up at the next start
+        return _digest(ctx.env) != self._engine.get("envDigest")
+
+    def replace(self, reason: str) -> None:
+        """Stop the workload so the next reconcile starts it afresh (no back-off)."""
+        with self._lock:
+            self.events("Normal", "Replacing", reason)
+            self._stop_runtime(force=False)
+            self._engine.update(crashes=0, nextRestartAt=None, accountedExit=None)
+            self.save()
 
     def get_logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:
         """Log lines of the workload (secret values redacted)."""

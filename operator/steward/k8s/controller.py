@@ -48,6 +48,7 @@ class Options:
     )
     resume_concurrency: int = 8
     resume_jitter_seconds: float = 2.0
+    reference_check_seconds: float = 10.0
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Tracked:
     written: dict[str, Any] = field(default_factory=dict)
     """The status as last written to the API (for diffs)."""
     generation: int | None = None
+    checked_refs: float = 0.0
 
 
 class Controller:
@@ -163,6 +165,16 @@ class Controller:
                 tracked.generation = generation
                 await loop.run_in_executor(executor, svc.update, ms)
             first = False
+            now = loop.time()
+            if (
+                svc.has_references
+                and now - tracked.checked_refs >= self.options.reference_check_seconds
+            ):
+                tracked.checked_refs = now
+                if await loop.run_in_executor(executor, svc.references_changed):
+                    await loop.run_in_executor(
+                        executor, svc.replace, "a referenced Secret or ConfigMap changed"
+                    )
             try:
                 delay = await svc.areconcile(self.executor(svc.flavor))
             except Exception as exc:  # never let one resource kill its loop

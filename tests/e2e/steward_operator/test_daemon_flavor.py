@@ -128,5 +128,10 @@ def test_env_from_secret_never_leaks(operator, kubectl, namespace) -> None:  # t
     obj = wait_ready(kubectl, namespace, "secretive")
     pid = obj["status"]["runtime"]["pid"]
     assert psutil.Process(pid).environ()["TOKEN"] == token
+    # Changing the Secret is picked up: the workload restarts with the new value.
+    rotated = "e2e-rotated-secret-value-456"
+    kubectl("patch", "secret", "tok", "-n", namespace, "--type=merge", "-p", json.dumps({"stringData": {"token": rotated}}))
+    new_pid = wait_for(lambda: (p := get(kubectl, namespace, "secretive")["status"]["runtime"].get("pid")) not in (None, pid) and alive(p) and p, timeout=60)
+    assert psutil.Process(new_pid).environ()["TOKEN"] == rotated
     everything = kubectl("get", "msvc,events", "-n", namespace, "-o", "yaml").stdout + operator.logs()
-    assert token not in everything
+    assert token not in everything and rotated not in everything
