@@ -48,6 +48,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     os.environ["STEWARD_STATE_DIR"] = str(_state_dir(args))
+    if args.metrics_port:
+        os.environ["STEWARD_METRICS_PORT"] = str(args.metrics_port)
+        os.environ["STEWARD_METRICS_ADDR"] = args.metrics_addr
     for flavor in ("daemon", "container", "terraform"):
         n = getattr(args, f"{flavor}_workers")
         if n:
@@ -185,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--container-workers", type=int, help="threads for container reconciles (default 8)"
     )
     p.add_argument("--terraform-workers", type=int, help="threads for Terraform runs (default 2)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus /metrics on this port (0: off)",
+    )
+    p.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_run)

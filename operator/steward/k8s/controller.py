@@ -31,6 +31,7 @@ from steward.api.manifest import API_GROUP, API_VERSION, ManagedService
 from steward.api.spec import DeletionPolicy
 from steward.api.state import ServiceState
 from steward.engine.service import Service
+from steward.k8s import metrics
 from steward.k8s.clients import Clients
 from steward.k8s.patches import merge_patch, significant
 from steward.k8s.resolver import ClusterResolver
@@ -125,6 +126,7 @@ class Controller:
                 return
             raise
         tracked.written = status
+        metrics.STATUS_PATCHES.inc()
 
     def _flush_events(self, body: kopf.Body, tracked: Tracked) -> None:
         while tracked.events:
@@ -175,9 +177,15 @@ class Controller:
                     await loop.run_in_executor(
                         executor, svc.replace, "a referenced Secret or ConfigMap changed"
                     )
+            probed_at = svc.status.health.last_probe_time
             try:
+                metrics.RECONCILES.labels(svc.flavor).inc()
                 delay = await svc.areconcile(self.executor(svc.flavor))
+                latency = svc.status.health.latency_seconds
+                if svc.status.health.last_probe_time != probed_at and latency is not None:
+                    metrics.PROBE_LATENCY.labels(svc.flavor).observe(latency)
             except Exception as exc:  # never let one resource kill its loop
+                metrics.RECONCILE_ERRORS.labels(svc.flavor).inc()
                 log.exception("reconcile of %s failed", key)
                 tracked.events.append(
                     ("Warning", "ReconcileFailed", f"{type(exc).__name__}: {exc}")
@@ -256,6 +264,14 @@ class Controller:
             (svc.service_dir / name).unlink(missing_ok=True)
         if remove_runtime:
             shutil.rmtree(svc.service_dir, ignore_errors=True)
+
+    def states(self) -> list[tuple[str, str]]:
+        """(flavor, state) of every tracked service, for the services gauge."""
+        return [
+            (t.service.flavor, t.service.status.state.value)
+            for t in list(self.tracked.values())
+            if t.service is not None
+        ]
 
     def shutdown(self) -> None:
         """Operator exit: leave every workload running (the next operator adopts them)."""

@@ -10,6 +10,7 @@ import kopf
 
 from steward.api.crd import PLURAL
 from steward.api.manifest import API_GROUP, API_VERSION
+from steward.k8s import metrics
 from steward.k8s.clients import build_clients
 from steward.k8s.controller import Controller, Options
 from steward.k8s.settings import apply_settings
@@ -37,6 +38,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         build_clients(os.environ.get("KUBECONFIG") or None),
         Options(state_dir=state_dir, workers=workers),
     )
+    port = int(os.environ.get("STEWARD_METRICS_PORT") or 0)
+    if port:
+        metrics.serve(port, os.environ.get("STEWARD_METRICS_ADDR", "0.0.0.0"), _controller.states)
 
 
 @kopf.on.cleanup()

@@ -14,7 +14,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("no-flavor", {}, "exactly one of spec.daemon, spec.container or spec.terraform"),
     ("two-flavors", {"daemon": D, "container": {"image": "x"}}, "exactly one of spec.daemon"),
     ("daemon-empty", {"daemon": {}}, "daemon: set exactly one of command or python"),
-    ("daemon-both", {"daemon": {"command": ["x"], "python": {"callable": "a:b"}}}, "daemon: set exactly one of command or python"),
+    (
+        "daemon-both",
+        {"daemon": {"command": ["x"], "python": {"callable": "a:b"}}},
+        "daemon: set exactly one of command or python",
+    ),
     ("command-empty", {"daemon": {"command": []}}, "spec.daemon.command"),
     ("port-too-big", {"daemon": D, "endpoint": {"port": 70000}}, "spec.endpoint.port"),
     ("port-negative", {"daemon": D, "endpoint": {"port": -1}}, "spec.endpoint.port"),
@@ -23,26 +27,92 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("restart-enum", {"daemon": D, "restartPolicy": "Sometimes"}, "spec.restartPolicy"),
     ("admin-enum", {"daemon": D, "adminState": "paused"}, "spec.adminState"),
     ("deletion-enum", {"daemon": D, "deletionPolicy": "Keep"}, "spec.deletionPolicy"),
-    ("failure-threshold-zero", {"daemon": D, "endpoint": {"healthCheck": {"failureThreshold": 0}}}, "spec.endpoint.healthCheck.failureThreshold"),
-    ("period-zero", {"daemon": D, "endpoint": {"healthCheck": {"periodSeconds": 0}}}, "spec.endpoint.healthCheck.periodSeconds"),
-    ("http-and-tcp", {"daemon": D, "endpoint": {"healthCheck": {"http": {}, "tcp": {}}}}, "healthCheck: set http or tcp, not both"),
-    ("expected-status", {"daemon": D, "endpoint": {"healthCheck": {"http": {"expectedStatus": 700}}}}, "spec.endpoint.healthCheck.http.expectedStatus"),
-    ("http-path", {"daemon": D, "endpoint": {"healthCheck": {"http": {"path": "healthz"}}}}, "spec.endpoint.healthCheck.http.path"),
-    ("method-enum", {"daemon": D, "endpoint": {"healthCheck": {"http": {"method": "POST"}}}}, "spec.endpoint.healthCheck.http.method"),
+    (
+        "failure-threshold-zero",
+        {"daemon": D, "endpoint": {"healthCheck": {"failureThreshold": 0}}},
+        "spec.endpoint.healthCheck.failureThreshold",
+    ),
+    (
+        "period-zero",
+        {"daemon": D, "endpoint": {"healthCheck": {"periodSeconds": 0}}},
+        "spec.endpoint.healthCheck.periodSeconds",
+    ),
+    (
+        "http-and-tcp",
+        {"daemon": D, "endpoint": {"healthCheck": {"http": {}, "tcp": {}}}},
+        "healthCheck: set http or tcp, not both",
+    ),
+    (
+        "expected-status",
+        {"daemon": D, "endpoint": {"healthCheck": {"http": {"expectedStatus": 700}}}},
+        "spec.endpoint.healthCheck.http.expectedStatus",
+    ),
+    (
+        "http-path",
+        {"daemon": D, "endpoint": {"healthCheck": {"http": {"path": "healthz"}}}},
+        "spec.endpoint.healthCheck.http.path",
+    ),
+    (
+        "method-enum",
+        {"daemon": D, "endpoint": {"healthCheck": {"http": {"method": "POST"}}}},
+        "spec.endpoint.healthCheck.http.method",
+    ),
     ("stop-signal", {"daemon": {"command": ["x"], "stopSignal": "TERM"}}, "spec.daemon.stopSignal"),
-    ("callable-pattern", {"daemon": {"python": {"callable": "not callable"}}}, "spec.daemon.python.callable"),
-    ("env-both", {"daemon": {"command": ["x"], "env": [{"name": "A", "value": "1", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}}, "env: set value or valueFrom, not both"),
-    ("env-source-none", {"daemon": {"command": ["x"], "env": [{"name": "A", "valueFrom": {}}]}}, "valueFrom: set exactly one of secretKeyRef or configMapKeyRef"),
-    ("env-name", {"daemon": {"command": ["x"], "env": [{"name": "A=B", "value": "1"}]}}, "spec.daemon.env[0].name"),
-    ("backoff-order", {"daemon": D, "backoff": {"initialSeconds": 60, "maxSeconds": 5}}, "backoff: maxSeconds must be >= initialSeconds"),
-    ("grace-negative", {"daemon": {"command": ["x"], "stopGracePeriodSeconds": -1}}, "spec.daemon.stopGracePeriodSeconds"),
+    (
+        "callable-pattern",
+        {"daemon": {"python": {"callable": "not callable"}}},
+        "spec.daemon.python.callable",
+    ),
+    (
+        "env-both",
+        {
+            "daemon": {
+                "command": ["x"],
+                "env": [
+                    {
+                        "name": "A",
+                        "value": "1",
+                        "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}},
+                    }
+                ],
+            }
+        },
+        "env: set value or valueFrom, not both",
+    ),
+    (
+        "env-source-none",
+        {"daemon": {"command": ["x"], "env": [{"name": "A", "valueFrom": {}}]}},
+        "valueFrom: set exactly one of secretKeyRef or configMapKeyRef",
+    ),
+    (
+        "env-name",
+        {"daemon": {"command": ["x"], "env": [{"name": "A=B", "value": "1"}]}},
+        "spec.daemon.env[0].name",
+    ),
+    (
+        "backoff-order",
+        {"daemon": D, "backoff": {"initialSeconds": 60, "maxSeconds": 5}},
+        "backoff: maxSeconds must be >= initialSeconds",
+    ),
+    (
+        "grace-negative",
+        {"daemon": {"command": ["x"], "stopGracePeriodSeconds": -1}},
+        "spec.daemon.stopGracePeriodSeconds",
+    ),
     ("unknown-field", {"daemon": D, "bogusField": 1}, "bogusField"),
 ]
 
 
 @pytest.mark.parametrize(("case", "spec", "expected"), INVALID, ids=[c[0] for c in INVALID])
-def test_invalid_manifest_rejected(crd_installed, kubectl, namespace, case: str, spec: dict[str, Any], expected: str) -> None:  # type: ignore[no-untyped-def]
-    doc = {"apiVersion": "steward.dev/v1alpha1", "kind": "ManagedService", "metadata": {"name": case}, "spec": spec}
+def test_invalid_manifest_rejected(
+    crd_installed, kubectl, namespace, case: str, spec: dict[str, Any], expected: str
+) -> None:  # type: ignore[no-untyped-def]
+    doc = {
+        "apiVersion": "steward.dev/v1alpha1",
+        "kind": "ManagedService",
+        "metadata": {"name": case},
+        "spec": spec,
+    }
     res = kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc), check=False)
     assert res.returncode != 0, f"{case} was accepted"
     assert expected in res.stderr, res.stderr
@@ -51,7 +121,12 @@ def test_invalid_manifest_rejected(crd_installed, kubectl, namespace, case: str,
 
 def test_valid_manifest_accepted_as_written(crd_installed, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
     """No defaults are written into users' objects (GitOps tools would see drift)."""
-    doc = {"apiVersion": "steward.dev/v1alpha1", "kind": "ManagedService", "metadata": {"name": "ok"}, "spec": {"daemon": {"command": ["sleep", "1"]}}}
+    doc = {
+        "apiVersion": "steward.dev/v1alpha1",
+        "kind": "ManagedService",
+        "metadata": {"name": "ok"},
+        "spec": {"daemon": {"command": ["sleep", "1"]}},
+    }
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
     stored = yaml.safe_load(kubectl("get", "msvc", "ok", "-n", namespace, "-o", "yaml").stdout)
     assert stored["spec"] == doc["spec"]
