@@ -19,6 +19,7 @@ import psutil
 
 from steward.api.daemon import DaemonSpec
 from steward.api.state import ServiceState
+from steward.pyentry import load_callable
 from steward.runtimes.base import Adoption, Observation, Runtime, RuntimeContext, RuntimeFailure
 from steward.runtimes.expand import expand_all, expand_json
 from steward.runtimes.logfile import follow_lines, open_for_append, rotate_if_needed, tail_lines
@@ -31,7 +32,6 @@ from steward.runtimes.process import (
     signal_number,
     terminate_tree,
 )
-from steward.pyentry import load_callable
 
 PID_FILE = "daemon.pid"
 LOG_FILE = "daemon.log"
