@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export STEWARD_CACHE ?= $(HOME)/.cache/steward
 
-.PHONY: install local test check lint format typecheck layers pytest deps testenv crd bench bench-quick clean
+.PHONY: install local test check lint format typecheck layers pytest testbin testenv crd bench bench-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ pytest: install
 ## Regenerate crds/ (and the chart's copy) from the pydantic models.
 crd: install
 	$(BIN)/steward crd --write crds/managedservices.steward.dev.yaml
+	cp crds/managedservices.steward.dev.yaml charts/steward/crds/managedservices.steward.dev.yaml
+
+## Build (or reuse) kube-apiserver/kubectl/etcd/helm from Go modules; prints the bin dir.
+testbin:
+	bash hack/testenv/build-testbin.sh
 
 ## Start a throwaway kube-apiserver + etcd and print `export KUBECONFIG=...`.
 testenv: install

@@ -35,6 +35,8 @@ if [[ -z "$GO" ]]; then
   else die "no Go toolchain found (set GO=/path/to/go)"
   fi
 fi
+go_bin=$(command -v "$GO") || die "Go toolchain '$GO' not found or not executable"
+GO=$go_bin
 command -v flock >/dev/null 2>&1 || die "flock(1) not found (util-linux)"
 command -v sha256sum >/dev/null 2>&1 || die "sha256sum not found (coreutils)"
 
@@ -81,6 +83,8 @@ if complete; then
 fi
 # Only an interrupted manual copy could leave an incomplete dir: start over.
 [[ -e "$bin_dir" ]] && { log "removing incomplete $bin_dir"; rm -rf "$bin_dir"; }
+# Temp dirs of builds of this key that were killed (we hold the lock now).
+rm -rf "$cache_root/.tmp-$key."*
 
 tmp=$(mktemp -d "$cache_root/.tmp-$key.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -145,4 +149,8 @@ touch "$tmp/.complete"          # marker written last ...
 mv -T "$tmp" "$bin_dir"          # ... then published atomically
 trap - EXIT
 log "done in $(( $(date +%s) - start ))s: $bin_dir ($(du -sh "$bin_dir" | cut -f1))"
+# Older builds are never deleted automatically (another checkout may use them).
+for old in "$cache_root"/v*; do
+  [[ -d "$old" && "$old" != "$bin_dir" ]] && log "note: older testbin $old ($(du -sh "$old" | cut -f1)) can be removed if unused"
+done
 echo "$bin_dir" >&3
