@@ -1,0 +1,128 @@
+"""The `kubernetes` state backend on a real kube-apiserver: state in a Secret, lock in a Lease.
+
+A run killed mid-apply leaves its Lease behind (the classic stuck object of
+tofu-controller users); the next run proves the holder dead and unlocks it.
+
+The control plane comes from $STEWARD_TESTBIN or the testbin cache that
+``hack/testenv/build-testbin.sh`` fills; without either this module is
+skipped (under CI the build runs, and a failure fails).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from steward.api.state import ServiceState
+from steward.runtimes.base import RuntimeFailure
+from tests.integration.terraform.conftest import MakeRT, in_ci
+from tests.integration.terraform.tfhelpers import SLOW, Background, sleeps, spec_of, wait_for
+
+TESTENV = Path(__file__).resolve().parents[3] / "hack" / "testenv"
+
+
+def _testbin() -> Path | None:
+    if os.environ.get("STEWARD_TESTBIN"):
+        return Path(os.environ["STEWARD_TESTBIN"])
+    cache = Path(os.environ.get("STEWARD_CACHE", Path.home() / ".cache" / "steward")) / "testbin"
+    complete = sorted(cache.glob("*/.complete"), key=lambda p: p.stat().st_mtime)
+    return complete[-1].parent if complete else None
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[Any]:
+    if str(TESTENV) not in sys.path:
+        sys.path.insert(0, str(TESTENV))
+    import controlplane  # type: ignore[import-not-found]
+
+    bin_dir = _testbin()
+    try:
+        if bin_dir is None:
+            if not in_ci():
+                pytest.skip(
+                    "no control plane binaries: set STEWARD_TESTBIN or run hack/testenv/build-testbin.sh"
+                )
+            bin_dir = controlplane.build_testbin()
+        cp = controlplane.ControlPlane(bin_dir)
+        info = cp.start()
+    except controlplane.ControlPlaneError as exc:
+        if in_ci():
+            pytest.fail(f"Kubernetes control plane unavailable: {exc}", pytrace=False)
+        pytest.skip(f"Kubernetes control plane unavailable: {exc}")
+    try:
+        yield info
+    finally:
+        cp.stop()
+
+
+def kubectl(kube: Any, *args: str) -> str:
+    out = subprocess.run(
+        [str(kube.bin_dir / "kubectl"), "--kubeconfig", str(kube.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    return out.stdout + out.stderr
+
+
+def k8s_backend(kube: Any, suffix: str) -> dict[str, Any]:
+    return {
+        "kubernetes": {
+            "secretSuffix": suffix,
+            "namespace": "default",
+            "configPath": str(kube.kubeconfig),
+        }
+    }
+
+
+@pytest.mark.timeout(600)
+def test_state_in_a_secret_and_stale_lease_unlocked(
+    tmp_path: Path, kube: Any, make_rt: MakeRT
+) -> None:
+    rd = tmp_path / "rt"
+    rt = make_rt(
+        spec_of(SLOW, vars={"seconds": 67.25}, backend=k8s_backend(kube, "t1.tf1")), runtime_dir=rd
+    )
+    bg = Background(rt)
+    wait_for(lambda: sleeps("67.25"), "the provisioner's sleep", 60)
+    assert "lock-tfstate-default-t1.tf1" in kubectl(kube, "get", "leases", "-n", "default")
+    running = rt.runner.running
+    assert running is not None
+    os.kill(running.pid, signal.SIGKILL)
+    err = bg.join(60)
+    assert isinstance(err, RuntimeFailure) and err.reason == "TerraformKilled"
+    lease = kubectl(
+        kube,
+        "get",
+        "lease",
+        "lock-tfstate-default-t1.tf1",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    )
+    assert lease.strip(), "the killed run's Lease should still hold the lock"
+
+    again = make_rt(
+        spec_of(SLOW, vars={"seconds": 0}, backend=k8s_backend(kube, "t1.tf1")), runtime_dir=rd
+    )
+    again.start()
+    obs = again.observe()
+    assert obs.state is ServiceState.ACTIVE, obs.message
+    assert obs.details["backend"] == "kubernetes"
+    log = "\n".join(again.logs())
+    assert f"state lock {lease.strip()} belongs to terraform apply" in log
+    assert "tfstate-default-t1.tf1" in kubectl(kube, "get", "secrets", "-n", "default")
+
+    again.stop()
+    assert again.observe().state is ServiceState.INACTIVE
+    assert "Destroy complete!" in "\n".join(again.logs(tail=30))
