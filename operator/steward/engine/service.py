@@ -258,10 +258,19 @@ class Service:
             self._fail("AdoptFailed", f"{type(exc).__name__}: {exc}")
             return
         if result is Adoption.OUTDATED:
-            self.events("Normal", "Replacing", "running workload was started from another spec")
-            self._stop_runtime(force=False)
+            if self._updates_in_place:
+                self.events("Normal", "Updating", "applied from another spec; re-applying")
+                self._engine["pendingUpdate"] = True
+            else:
+                self.events("Normal", "Replacing", "running workload was started from another spec")
+                self._stop_runtime(force=False)
         elif result is Adoption.ADOPTED:
             self._run_started = time.monotonic()
+
+    @property
+    def _updates_in_place(self) -> bool:
+        """The runtime converges a changed spec with another start() (Terraform: an apply)."""
+        return bool(getattr(self.runtime, "updates_in_place", False))
 
     # ------------------------------------------------------------ status helpers
     def _set(self, decision: Decision, message: str = "") -> bool:
@@ -504,6 +513,14 @@ class Service:
             record_probe(self.status.health, check, result, utcnow())
         if exited(obs):
             self._account_exit(obs)
+        if (
+            act
+            and self._engine.get("pendingUpdate")
+            and self.manifest.spec.admin_state is AdminState.ACTIVE
+        ):
+            self._engine["pendingUpdate"] = False
+            self._launch()
+            return STARTUP_PROBE_INTERVAL
         next_at = self._engine.get("nextRestartAt")
         restart_due = next_at is None or time.time() >= float(next_at)
         decision = decide(
@@ -596,6 +613,8 @@ class Service:
 
     def stop(self, timeout: float = 30, force: bool = False) -> bool:
         """Stop and wait up to ``timeout`` s; True once nothing runs."""
+        if self._runtime is not None:
+            self._runtime.interrupt()  # a long start() holding the lock gives way now
         with self._lock:
             self.manifest.spec.admin_state = AdminState.INACTIVE
             self._set(Decision(Action.STOP, ServiceState.PENDING_SHUTDOWN, "Stopping"))
@@ -623,11 +642,15 @@ class Service:
             if self.spec_hash == old_hash:
                 self.save()
                 return False
+            in_place = self._updates_in_place
             if self._runtime is not None:
-                self._stop_runtime(force=False)
+                if not in_place:
+                    self._stop_runtime(force=False)
                 self._runtime.close()
             self._runtime = None
-            self._engine.update(crashes=0, nextRestartAt=None, accountedExit=None)
+            self._engine.update(
+                crashes=0, nextRestartAt=None, accountedExit=None, pendingUpdate=in_place
+            )
             self.save()
             self.events("Normal", "SpecChanged", "spec changed; the workload will be replaced")
             return True

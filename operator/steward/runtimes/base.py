@@ -133,6 +133,9 @@ class Runtime(abc.ABC):
     def adopt(self) -> Adoption:
         """Take over what an earlier Steward process started, instead of a second copy."""
 
+    def interrupt(self) -> None:  # noqa: B027 - optional hook
+        """Cut short a blocking start() running in another thread (called without locks)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and handles; the workload keeps running."""
 

@@ -143,6 +143,11 @@ class TerraformRuntime(Runtime):
                 rec.drift = DriftRecord()
                 self.ws.save(rec)
 
+    def interrupt(self) -> None:
+        """SIGTERM the running terraform command (then SIGKILL after the grace period)."""
+        if self.runner.cancel(self.spec.stop_grace_period_seconds) is not None:
+            self.log.line("--- interrupted: a stop was requested")
+
     def observe(self) -> Observation:
         """From the record (cheap); schedules a background drift check when one is due."""
         with self._state_lock:
