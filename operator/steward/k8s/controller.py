@@ -35,6 +35,7 @@ from steward.k8s import metrics
 from steward.k8s.clients import Clients
 from steward.k8s.patches import merge_patch, significant
 from steward.k8s.resolver import ClusterResolver
+from steward.k8s.terraform import delete_state, sync_outputs_secret
 
 log = logging.getLogger("steward.k8s")
 
@@ -63,6 +64,7 @@ class Tracked:
     """The status as last written to the API (for diffs)."""
     generation: int | None = None
     checked_refs: float = 0.0
+    outputs_digest: str = ""
 
 
 class Controller:
@@ -191,6 +193,20 @@ class Controller:
                     ("Warning", "ReconcileFailed", f"{type(exc).__name__}: {exc}")
                 )
                 delay = 5.0
+            if svc.flavor == "terraform" and svc.status.state is ServiceState.ACTIVE:
+                try:
+                    tracked.outputs_digest = await loop.run_in_executor(
+                        executor,
+                        sync_outputs_secret,
+                        self.clients,
+                        body,
+                        svc,
+                        tracked.outputs_digest,
+                    )
+                except kubernetes.client.ApiException as exc:
+                    tracked.events.append(
+                        ("Warning", "OutputsSecretFailed", f"{exc.status}: {exc.reason}")
+                    )
             self._flush_events(body, tracked)
             await self._patch_status(body, tracked, svc.status.to_dict())
             await self._sleep(tracked, delay)
@@ -254,6 +270,8 @@ class Controller:
             )
         if not ok:
             kopf.warn(body, reason="ForceDeleted", message=f"gave up: {svc.status.last_error}")
+        elif svc.flavor == "terraform":
+            await loop.run_in_executor(executor, delete_state, self.clients, svc)
         await loop.run_in_executor(executor, self._forget, svc, True)
 
     def _forget(self, svc: Service, remove_runtime: bool) -> None:

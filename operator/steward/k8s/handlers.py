@@ -14,6 +14,7 @@ from steward.k8s import metrics
 from steward.k8s.clients import build_clients
 from steward.k8s.controller import Controller, Options
 from steward.k8s.settings import apply_settings
+from steward.k8s.terraform import install_vars_from
 
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
 _controller: Controller | None = None
@@ -38,6 +39,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         build_clients(os.environ.get("KUBECONFIG") or None),
         Options(state_dir=state_dir, workers=workers),
     )
+    install_vars_from(_controller.clients)
     port = int(os.environ.get("STEWARD_METRICS_PORT") or 0)
     if port:
         metrics.serve(port, os.environ.get("STEWARD_METRICS_ADDR", "0.0.0.0"), _controller.states)

@@ -21,6 +21,7 @@ from steward.api.spec import DeletionPolicy
 from steward.api.state import ServiceState
 from steward.engine.service import Service
 from steward.local.manifests import FileResolver, LoadResult, load
+from steward.runtimes.terraform import set_vars_from_resolver
 
 RELOAD_INTERVAL = 1.0
 
@@ -98,6 +99,8 @@ class LocalRunner:
 
     def apply(self, loaded: LoadResult) -> None:
         """Bring the set of services in line with the files: add, update, remove."""
+        objects = loaded.objects
+        set_vars_from_resolver(lambda kind, ns, name: objects.get((kind, ns, name)))
         for err in loaded.errors:
             self.say(f"error: {err}")
         self._files = loaded.files
