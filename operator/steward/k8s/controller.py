@@ -40,6 +40,8 @@ from steward.k8s.terraform import delete_state, sync_outputs_secret
 log = logging.getLogger("steward.k8s")
 
 FORCE_DELETE_ANNOTATION = "steward.dev/force-delete"
+PROGRESS_INTERVAL = 1.0
+"""While a reconcile runs longer than this, status and events are published meanwhile."""
 
 
 @dataclass
@@ -182,7 +184,7 @@ class Controller:
             probed_at = svc.status.health.last_probe_time
             try:
                 metrics.RECONCILES.labels(svc.flavor).inc()
-                delay = await svc.areconcile(self.executor(svc.flavor))
+                delay = await self._reconcile_reporting(body, tracked, svc)
                 latency = svc.status.health.latency_seconds
                 if svc.status.health.last_probe_time != probed_at and latency is not None:
                     metrics.PROBE_LATENCY.labels(svc.flavor).observe(latency)
@@ -210,6 +212,16 @@ class Controller:
             self._flush_events(body, tracked)
             await self._patch_status(body, tracked, svc.status.to_dict())
             await self._sleep(tracked, delay)
+
+    async def _reconcile_reporting(self, body: kopf.Body, tracked: Tracked, svc: Service) -> float:
+        """One reconcile; while it runs long (a Terraform apply), status and events keep flowing."""
+        task = asyncio.ensure_future(svc.areconcile(self.executor(svc.flavor)))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=PROGRESS_INTERVAL)
+            if done:
+                return task.result()
+            self._flush_events(body, tracked)
+            await self._patch_status(body, tracked, svc.status.to_dict())
 
     async def _sleep(self, tracked: Tracked, delay: float) -> None:
         tracked.wake.clear()

@@ -24,6 +24,7 @@ from steward.local.manifests import FileResolver, LoadResult, load
 from steward.runtimes.terraform import set_vars_from_resolver
 
 RELOAD_INTERVAL = 1.0
+PROGRESS_EVERY = 5.0
 
 
 @dataclass
@@ -151,7 +152,7 @@ class LocalRunner:
         wake = self._wake[key]
         while True:
             try:
-                delay = await svc.areconcile()
+                delay = await self._reconcile_with_progress(svc)
             except Exception as exc:  # keep serving the other services
                 self.say(f"{key}: reconcile failed: {type(exc).__name__}: {exc}")
                 delay = 5.0
@@ -159,6 +160,23 @@ class LocalRunner:
             wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=max(delay, 0.02))
+
+    async def _reconcile_with_progress(self, svc: Service) -> float:
+        """A reconcile; during long work (a Terraform apply) say what is happening."""
+        task = asyncio.ensure_future(svc.areconcile())
+        started = asyncio.get_running_loop().time()
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=PROGRESS_EVERY)
+            if done:
+                return task.result()
+            self._show(svc)
+            waited = asyncio.get_running_loop().time() - started
+            activity = {"pending_startup": "starting", "pending_shutdown": "stopping"}.get(
+                svc.status.state.value, svc.status.state.value
+            )
+            if svc.flavor == "terraform" and activity == "starting":
+                activity = "terraform apply running"
+            self.say(f"{svc.identity.key}: {activity}... {waited:.0f}s")
 
     def _show(self, svc: Service) -> None:
         row = row_of(svc)
