@@ -53,7 +53,10 @@ def row_of(svc: Service) -> Row:
         endpoint=svc.status.endpoint.uri or "",
         health=svc.status.health.state.value if svc.manifest.spec.endpoint else "-",
         reason=ready.reason if ready else "",
-        message=(ready.message if ready else "")[:160],
+        # Probe failures while starting are expected; they show in `steward status -o yaml`.
+        message=""
+        if ready and ready.reason == "Starting"
+        else (ready.message if ready else "")[:160],
     )
 
 
