@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,8 @@ from steward.runtimes.process import (
 PID_FILE = "daemon.pid"
 LOG_FILE = "daemon.log"
 EXIT_FILE = "last-exit.json"
+INTENT_FILE = "daemon.starting"
+LAUNCH_ID_ENV = "STEWARD_LAUNCH_ID"
 
 
 def describe_exit(code: int | None) -> str:
@@ -70,6 +73,10 @@ class DaemonRuntime(Runtime):
     @property
     def log_file(self) -> Path:
         return self.ctx.runtime_dir / LOG_FILE
+
+    @property
+    def intent_file(self) -> Path:
+        return self.ctx.runtime_dir / INTENT_FILE
 
     @property
     def exit_file(self) -> Path:
@@ -134,6 +141,11 @@ class DaemonRuntime(Runtime):
         if self.spec.blocking:
             self._run_blocking(argv, env, cwd)
             return
+        # If Steward dies between spawning and writing the pid file, the next one
+        # finds the process by this token in its environment instead of starting a twin.
+        token = uuid.uuid4().hex
+        env[LAUNCH_ID_ENV] = token
+        self.intent_file.write_text(f"{token} {self.ctx.spec_hash}")
         out: int = subprocess.DEVNULL if self.spec.silent else open_for_append(self.log_file)
         try:
             proc = subprocess.Popen(
@@ -166,6 +178,7 @@ class DaemonRuntime(Runtime):
             spec_hash=self.ctx.spec_hash,
             started_at=time.time(),
         ).save(self.pid_file)
+        self.intent_file.unlink(missing_ok=True)
 
     def _run_blocking(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
         """The seed's blocking mode: run in the caller and return when it ends."""
@@ -262,6 +275,8 @@ class DaemonRuntime(Runtime):
     def adopt(self) -> Adoption:
         record = ProcessRecord.load(self.pid_file)
         if record is None:
+            record = self._recover_interrupted_launch()
+        if record is None:
             return Adoption.NOTHING
         proc = live_process(record)
         try:
@@ -273,6 +288,33 @@ class DaemonRuntime(Runtime):
         if record.spec_hash and self.ctx.spec_hash and record.spec_hash != self.ctx.spec_hash:
             return Adoption.OUTDATED
         return Adoption.ADOPTED
+
+    def _recover_interrupted_launch(self) -> ProcessRecord | None:
+        """A launch whose pid file was never written: find the process by its token."""
+        try:
+            token, _, launched_hash = self.intent_file.read_text().strip().partition(" ")
+        except OSError:
+            return None
+        for p in psutil.process_iter(["pid"]):
+            try:
+                if p.environ().get(LAUNCH_ID_ENV) != token:
+                    continue
+                if os.getsid(p.pid) != p.pid:
+                    continue  # a child of the daemon, not the daemon itself
+                record = ProcessRecord(
+                    pid=p.pid,
+                    create_time=p.create_time(),
+                    cmdline=p.cmdline(),
+                    spec_hash=launched_hash,
+                    started_at=p.create_time(),
+                )
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+                continue
+            record.save(self.pid_file)
+            self.intent_file.unlink(missing_ok=True)
+            return record
+        self.intent_file.unlink(missing_ok=True)
+        return None
 
     def logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:
         if self.spec.silent:

@@ -49,13 +49,23 @@ def follow_lines(
     keep_going: Callable[[], bool],
     poll: float = 0.1,
 ) -> Iterator[str]:
-    """``tail -F``: yield the tail, then new lines while ``keep_going()``; survives truncation."""
-    yield from tail_lines(path, tail if tail is not None else 10)
+    """``tail -F``: the last ``tail`` lines (all when None), then new ones while ``keep_going()``.
+
+    The starting offset is exactly what was read, so no line written meanwhile is
+    lost or repeated; a truncation (rotation) restarts from the beginning.
+    """
     try:
-        pos = path.stat().st_size
+        with open(path, "rb") as fh:
+            data = fh.read()
     except FileNotFoundError:
-        pos = 0
-    buf = ""
+        data = b""
+    pos = len(data)
+    text = data.decode("utf-8", errors="replace")
+    complete, _, buf = text.rpartition("\n")
+    lines = complete.split("\n") if complete else []
+    if tail is not None:
+        lines = lines[-tail:] if tail > 0 else []
+    yield from lines
     idle_checks = 0
     while True:
         try:
@@ -65,13 +75,13 @@ def follow_lines(
         if size < pos:  # rotated (truncated)
             pos = 0
         if size > pos:
-            with open(path, encoding="utf-8", errors="replace") as fh:
+            with open(path, "rb") as fh:
                 fh.seek(pos)
                 chunk = fh.read()
-                pos = fh.tell()
-            buf += chunk
-            *lines, buf = buf.split("\n")
-            yield from lines
+            pos += len(chunk)
+            buf += chunk.decode("utf-8", errors="replace")
+            *new, buf = buf.split("\n")
+            yield from new
             idle_checks = 0
             continue
         idle_checks += 1

@@ -389,3 +389,26 @@ def test_killed_daemon_is_noticed_and_restarted(state_dir: Path, services: list[
     wait_for(lambda: svc.reconcile() is not None and svc.status.state is ServiceState.ACTIVE)
     assert svc.status.restarts == 1
     assert svc.status.runtime["pid"] != pid
+
+
+def test_launch_interrupted_before_pid_file_is_adopted_not_duplicated(
+    state_dir: Path, services: list[Service]
+) -> None:
+    """Steward killed between spawning a daemon and writing its pid file."""
+    spec = {"daemon": {"command": ["sleep", "600.125"]}}
+    svc = Service.from_manifest(manifest("interrupted", spec), state_dir=state_dir)
+    svc.runtime_dir.mkdir(parents=True)
+    (svc.runtime_dir / "daemon.starting").write_text(f"tok123 {svc.spec_hash}")
+    env = {**os.environ, "STEWARD_LAUNCH_ID": "tok123"}
+    orphan = subprocess.Popen(["sleep", "600.125"], env=env, start_new_session=True)
+    try:
+        again = Service.from_manifest(manifest("interrupted", spec), state_dir=state_dir)
+        services.append(again)
+        assert again.start(timeout=5)
+        assert again.status.runtime["pid"] == orphan.pid
+        assert again.stop(timeout=5)
+        assert orphan.wait(timeout=5) is not None
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()

@@ -55,7 +55,7 @@ def test_tail_and_follow(state_dir: Path, services: list[Service]) -> None:
     svc = Service.from_manifest(manifest("ticker", spec), state_dir=state_dir)
     services.append(svc)
     svc.start(timeout=0)
-    followed = list(svc.get_logs(tail=0, follow=True))  # ends when the process ends
+    followed = list(svc.get_logs(follow=True))  # from the start; ends when the process ends
     assert followed[-1] == "tick 29"
     assert [f"tick {i}" for i in range(30)] == [
         line for line in followed if line.startswith("tick")
