@@ -266,6 +266,13 @@ class Service:
                 self._stop_runtime(force=False)
         elif result is Adoption.ADOPTED:
             self._run_started = time.monotonic()
+            if self.status.endpoint.port is None:  # adopted without our state (a new state dir)
+                port = self._observe().details.get("hostPort") or self._observe().details.get(
+                    "port"
+                )
+                if isinstance(port, int):
+                    self.status.endpoint.port = port
+                    self._fill_endpoint()
 
     @property
     def _updates_in_place(self) -> bool:
@@ -445,9 +452,8 @@ class Service:
 
     def _account_exit(self, obs: Observation) -> None:
         """First sight of an ended run: record it and schedule the back-off."""
-        key = (
-            obs.finished_at.isoformat() if obs.finished_at else ""
-        ) + f"|{obs.exit_code}|{obs.message}"
+        # Not the message: a runtime may refine it later (Docker's late OOM flag).
+        key = (obs.finished_at.isoformat() if obs.finished_at else "") + f"|{obs.exit_code}"
         if self._engine.get("accountedExit") == key:
             return
         self._engine["accountedExit"] = key

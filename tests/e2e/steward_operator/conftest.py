@@ -214,3 +214,7 @@ def http_daemon_spec(extra_args: list[str] | None = None) -> dict[str, Any]:
         },
         "backoff": {"initialSeconds": 1},
     }
+
+
+# The Docker engine and locally built test images (shared with the container suite).
+from tests.integration.container.conftest import docker_images  # noqa: E402, F401

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
+import docker
 import psutil
 import pytest
 import yaml
@@ -36,21 +36,59 @@ output "variant" { value = var.variant }
 """
 
 
-def spec_for(flavor: str, marker: str, variant: int, active: bool) -> dict[str, Any]:
+def spec_for(
+    flavor: str, marker: str, variant: int, active: bool, image: str = ""
+) -> dict[str, Any]:
     admin = "active" if active else "inactive"
+    if flavor == "container":
+        return {
+            "adminState": admin,
+            "container": {
+                "image": image,
+                "imagePullPolicy": "Never",
+                "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                "args": [],
+                "containerPort": 8080,
+                "env": [{"name": "VARIANT", "value": str(variant)}],
+                "stopGracePeriodSeconds": 2,
+            },
+            "endpoint": {"protocol": "http", "healthCheck": {"periodSeconds": 1}},
+            "backoff": {"initialSeconds": 0.5},
+        }
     if flavor == "daemon":
         return {
             "adminState": admin,
-            "daemon": {"command": [sys.executable, "-c", TCP_SERVER, "$(PORT)", marker, str(variant)], "stopGracePeriodSeconds": 2},
+            "daemon": {
+                "command": [sys.executable, "-c", TCP_SERVER, "$(PORT)", marker, str(variant)],
+                "stopGracePeriodSeconds": 2,
+            },
             "endpoint": {"protocol": "tcp", "healthCheck": {"periodSeconds": 1}},
             "backoff": {"initialSeconds": 0.5},
         }
-    return {"adminState": admin, "terraform": {"module": {"inline": {"main.tf": TF_MODULE}}, "vars": {"variant": variant}, "backend": {"kubernetes": {}}}}
+    return {
+        "adminState": admin,
+        "terraform": {
+            "module": {"inline": {"main.tf": TF_MODULE}},
+            "vars": {"variant": variant},
+            "backend": {"kubernetes": {}},
+        },
+    }
 
 
-def chaos(operator: Any, kubectl: Any, namespace: str, cycles: int, seed: int) -> dict[str, Any]:
+def chaos(
+    operator: Any, kubectl: Any, namespace: str, cycles: int, seed: int, image: str
+) -> dict[str, Any]:
     rng = random.Random(seed)
-    names = {"d0": "daemon", "d1": "daemon", "d2": "daemon", "t0": "terraform", "t1": "terraform"}
+    names = {
+        "d0": "daemon",
+        "d1": "daemon",
+        "d2": "daemon",
+        "t0": "terraform",
+        "t1": "terraform",
+        "c0": "container",
+        "c1": "container",
+    }
+    client = docker.from_env()
     marker = {n: f"chaos-{namespace}-{n}" for n in names}
     desired: dict[str, dict[str, Any] | None] = dict.fromkeys(names)
     max_seen = dict.fromkeys(names, 0)
@@ -66,6 +104,11 @@ def chaos(operator: Any, kubectl: Any, namespace: str, cycles: int, seed: int) -
                 for n, m in marker.items():
                     if m in cmd:
                         counts[n] += 1
+            for c in client.containers.list(filters={"label": "steward.dev/managed=true"}):
+                svc = c.labels.get("steward.dev/service", "")
+                ns, _, n = svc.partition("/")
+                if ns == namespace and n in counts:
+                    counts[n] += 1
             for n, c in counts.items():
                 max_seen[n] = max(max_seen[n], c)
             stop.wait(0.1)
@@ -79,7 +122,9 @@ def chaos(operator: Any, kubectl: Any, namespace: str, cycles: int, seed: int) -
         for _ in range(cycles):
             name = rng.choice(sorted(names))
             cur = desired[name]
-            action = "create" if cur is None else rng.choice(["update", "delete", "toggle", "update"])
+            action = (
+                "create" if cur is None else rng.choice(["update", "delete", "toggle", "update"])
+            )
             actions[action] += 1
             if action == "delete":
                 kubectl("delete", "msvc", name, "-n", namespace, "--timeout=120s", timeout=150)
@@ -88,7 +133,12 @@ def chaos(operator: Any, kubectl: Any, namespace: str, cycles: int, seed: int) -
                 variant = 0 if cur is None else cur["variant"] + (action == "update")
                 active = True if cur is None else (cur["active"] != (action == "toggle"))
                 desired[name] = {"variant": variant, "active": active}
-                doc = {"apiVersion": "steward.dev/v1alpha1", "kind": "ManagedService", "metadata": {"name": name}, "spec": spec_for(names[name], marker[name], variant, active)}
+                doc = {
+                    "apiVersion": "steward.dev/v1alpha1",
+                    "kind": "ManagedService",
+                    "metadata": {"name": name},
+                    "spec": spec_for(names[name], marker[name], variant, active, image),
+                }
                 kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
             if rng.random() < 0.15:
                 time.sleep(rng.uniform(0, 1.0))
@@ -100,7 +150,12 @@ def chaos(operator: Any, kubectl: Any, namespace: str, cycles: int, seed: int) -
         chaos_seconds = time.monotonic() - t0
 
         def converged() -> bool:
-            items = {i["metadata"]["name"]: i for i in json.loads(kubectl("get", "msvc", "-n", namespace, "-o", "json").stdout)["items"]}
+            items = {
+                i["metadata"]["name"]: i
+                for i in json.loads(kubectl("get", "msvc", "-n", namespace, "-o", "json").stdout)[
+                    "items"
+                ]
+            }
             for name, want in desired.items():
                 if want is None:
                     if name in items:
@@ -111,11 +166,18 @@ def chaos(operator: Any, kubectl: Any, namespace: str, cycles: int, seed: int) -
                 if obj is None or st.get("observedGeneration") != obj["metadata"]["generation"]:
                     return False
                 ready = next((c for c in st.get("conditions", []) if c["type"] == "Ready"), {})
-                if want["active"] and not (st.get("state") == "active" and ready.get("status") == "True"):
+                if want["active"] and not (
+                    st.get("state") == "active" and ready.get("status") == "True"
+                ):
                     return False
                 if not want["active"] and st.get("state") != "inactive":
                     return False
-                if names[name] == "terraform" and want["active"] and st.get("runtime", {}).get("outputs", {}).get("variant") not in (None, want["variant"]):
+                if (
+                    names[name] == "terraform"
+                    and want["active"]
+                    and st.get("runtime", {}).get("outputs", {}).get("variant")
+                    not in (None, want["variant"])
+                ):
                     return False
             return True
 
@@ -126,31 +188,69 @@ def chaos(operator: Any, kubectl: Any, namespace: str, cycles: int, seed: int) -
     finally:
         stop.set()
         sampler.join()
-    return {"seed": seed, "cycles": cycles, "kills": kills, "actions": actions, "max_workloads_per_resource": max_seen,
-            "chaos_seconds": round(chaos_seconds, 1), "converge_seconds": round(converge_seconds, 1), "marker": marker}
+        client.close()
+    return {
+        "seed": seed,
+        "cycles": cycles,
+        "kills": kills,
+        "actions": actions,
+        "max_workloads_per_resource": max_seen,
+        "chaos_seconds": round(chaos_seconds, 1),
+        "converge_seconds": round(converge_seconds, 1),
+        "marker": marker,
+    }
 
 
 def assert_nothing_left(kubectl: Any, namespace: str, marker: dict[str, str]) -> None:
+    client = docker.from_env()
     kubectl("delete", "msvc", "--all", "-n", namespace, "--timeout=180s", timeout=240)
     assert json.loads(kubectl("get", "msvc", "-n", namespace, "-o", "json").stdout)["items"] == []
-    leftovers = [p.pid for p in psutil.process_iter(["cmdline"]) if any(m in (p.info["cmdline"] or []) for m in marker.values())]
+    leftovers = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any(m in (p.info["cmdline"] or []) for m in marker.values())
+    ]
     assert leftovers == [], leftovers
-    secrets = [s["metadata"]["name"] for s in json.loads(kubectl("get", "secrets", "-n", namespace, "-o", "json").stdout)["items"]]
+    secrets = [
+        s["metadata"]["name"]
+        for s in json.loads(kubectl("get", "secrets", "-n", namespace, "-o", "json").stdout)[
+            "items"
+        ]
+    ]
     assert not [s for s in secrets if s.startswith("tfstate-")], secrets
+    ours = [
+        c.name
+        for c in client.containers.list(all=True, filters={"label": "steward.dev/managed=true"})
+        if c.labels.get("steward.dev/service", "").startswith(f"{namespace}/")
+    ]
+    client.close()
+    assert ours == [], ours
 
 
-def run_and_check(operator: Any, kubectl: Any, namespace: str, cycles: int) -> None:
+def run_and_check(operator: Any, kubectl: Any, namespace: str, cycles: int, image: str) -> None:
     seed = int(os.environ.get("STEWARD_CHAOS_SEED", str(random.randrange(1 << 30))))
-    figures = chaos(operator, kubectl, namespace, cycles, seed)
+    figures = chaos(operator, kubectl, namespace, cycles, seed, image)
     print("CHAOS", json.dumps({k: v for k, v in figures.items() if k != "marker"}))
     assert all(v <= 1 for v in figures["max_workloads_per_resource"].values()), figures
     assert_nothing_left(kubectl, namespace, figures["marker"])
 
 
-def test_chaos_fast(operator, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
-    run_and_check(operator, kubectl, namespace, cycles=int(os.environ.get("STEWARD_CHAOS_CYCLES", "100")))
+def test_chaos_fast(operator, kubectl, namespace, docker_images) -> None:  # type: ignore[no-untyped-def]
+    run_and_check(
+        operator,
+        kubectl,
+        namespace,
+        int(os.environ.get("STEWARD_CHAOS_CYCLES", "100")),
+        docker_images.busybox,
+    )
 
 
 @pytest.mark.soak
-def test_chaos_soak(operator, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
-    run_and_check(operator, kubectl, namespace, cycles=int(os.environ.get("STEWARD_CHAOS_SOAK_CYCLES", "600")))
+def test_chaos_soak(operator, kubectl, namespace, docker_images) -> None:  # type: ignore[no-untyped-def]
+    run_and_check(
+        operator,
+        kubectl,
+        namespace,
+        int(os.environ.get("STEWARD_CHAOS_SOAK_CYCLES", "600")),
+        docker_images.busybox,
+    )

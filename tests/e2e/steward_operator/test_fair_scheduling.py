@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.steward_operator.conftest import apply, get, http_daemon_spec, msvc, wait_for, wait_ready
+from tests.e2e.steward_operator.conftest import (
+    apply,
+    get,
+    http_daemon_spec,
+    msvc,
+    wait_for,
+    wait_ready,
+)
 
 SLOW = """
 resource "terraform_data" "slow" {
@@ -17,8 +24,21 @@ output "done" { value = "yes" }
 
 
 def test_daemon_ready_while_terraform_applies(operator, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
-    apply(kubectl, namespace, msvc("slow-infra", {"terraform": {"module": {"inline": {"main.tf": SLOW}}, "binary": "bundled"}}))
-    wait_for(lambda: (get(kubectl, namespace, "slow-infra").get("status") or {}).get("state") == "pending_startup", timeout=60)
+    apply(
+        kubectl,
+        namespace,
+        msvc(
+            "slow-infra",
+            {"terraform": {"module": {"inline": {"main.tf": SLOW}}, "binary": "bundled"}},
+        ),
+    )
+    wait_for(
+        lambda: (
+            (get(kubectl, namespace, "slow-infra").get("status") or {}).get("state")
+            == "pending_startup"
+        ),
+        timeout=60,
+    )
     t0 = time.monotonic()
     apply(kubectl, namespace, msvc("web", http_daemon_spec()))
     wait_ready(kubectl, namespace, "web", timeout=60)
