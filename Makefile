@@ -45,6 +45,7 @@ pytest: install
 crd: install
 	$(BIN)/steward crd --write crds/managedservices.steward.dev.yaml
 	cp crds/managedservices.steward.dev.yaml charts/steward/crds/managedservices.steward.dev.yaml
+	$(BIN)/steward crd --reference --write docs/reference.md
 
 ## Build (or reuse) kube-apiserver/kubectl/etcd/helm from Go modules; prints the bin dir.
 testbin:

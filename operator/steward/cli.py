@@ -81,8 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_crd(args: argparse.Namespace) -> int:
     from steward.api.crd import crd_yaml
+    from steward.api.reference import reference_markdown
 
-    text = crd_yaml()
+    text = reference_markdown() if args.reference else crd_yaml()
     if args.write:
         Path(args.write).write_text(text)
         print(f"wrote {args.write}")
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("crd", help="print the ManagedService CRD generated from the models")
     p.add_argument("--write", metavar="FILE", help="write it to FILE instead of stdout")
+    p.add_argument("--reference", action="store_true", help="the Markdown field reference instead")
     p.set_defaults(func=cmd_crd)
 
     p = sub.add_parser("local", help="run ManagedServices from manifest files, no cluster needed")

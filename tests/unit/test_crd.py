@@ -17,6 +17,14 @@ def test_committed_crd_matches_generator() -> None:
     assert COMMITTED.read_text() == crd_yaml(), "crds/ is stale: run `make crd`"
 
 
+def test_committed_reference_matches_generator() -> None:
+    from steward.api.reference import reference_markdown
+
+    committed = (REPO / "docs" / "reference.md").read_text()
+    assert committed == reference_markdown(), "docs/reference.md is stale: run `make crd`"
+    assert "`spec.endpoint.healthCheck.failureThreshold`" in committed
+
+
 def walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
     out = []
     if isinstance(node, dict):
