@@ -23,13 +23,15 @@ test: check pytest
 
 check: lint typecheck layers
 
+PY_DIRS := $(wildcard operator tests bench hack)
+
 lint: install
-	$(BIN)/ruff check operator tests bench hack
-	$(BIN)/ruff format --check operator tests bench hack
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 
 format: install
-	$(BIN)/ruff format operator tests bench hack
-	$(BIN)/ruff check --fix operator tests bench hack
+	$(BIN)/ruff format $(PY_DIRS)
+	$(BIN)/ruff check --fix $(PY_DIRS)
 
 typecheck: install
 	$(BIN)/mypy
