@@ -359,7 +359,7 @@ class Service:
             self._fail(exc.reason, str(exc))
             return False
         self.status.endpoint.port = port
-        self._engine["envDigest"] = _digest(ctx.env)
+        self._engine["envDigest"] = self._references_digest(ctx) if self.has_references else None
         self._fill_endpoint()
         reset_health(self.status.health)
         runtime = self.runtime
@@ -663,25 +663,39 @@ class Service:
 
     @property
     def has_references(self) -> bool:
-        """The spec takes values from Secrets or ConfigMaps."""
-        return any(e.value_from is not None for e in getattr(self.flavor_spec, "env", None) or [])
+        """The spec takes values from Secrets or ConfigMaps (env valueFrom, Terraform varsFrom)."""
+        spec = self.flavor_spec
+        env_refs = any(e.value_from is not None for e in getattr(spec, "env", None) or [])
+        return env_refs or bool(getattr(spec, "vars_from", None))
+
+    def _references_digest(self, ctx: RuntimeContext) -> str:
+        runtime = self.runtime
+        saved, runtime.ctx = runtime.ctx, ctx
+        try:
+            return _digest(ctx.env) + runtime.inputs_digest()
+        finally:
+            runtime.ctx = saved
 
     def references_changed(self) -> bool:
         """True when Secrets/ConfigMaps now resolve differently from what the workload got."""
         if not self.has_references or self._engine.get("envDigest") is None:
             return False
         try:
-            ctx = self._context()
+            digest = self._references_digest(self._context())
         except RuntimeFailure:
             return False  # a missing reference shows up at the next start
-        return _digest(ctx.env) != self._engine.get("envDigest")
+        return digest != self._engine.get("envDigest")
 
     def replace(self, reason: str) -> None:
-        """Stop the workload so the next reconcile starts it afresh (no back-off)."""
+        """Make the next reconcile start the workload afresh: stopped first, or re-applied in place."""
         with self._lock:
             self.events("Normal", "Replacing", reason)
-            self._stop_runtime(force=False)
-            self._engine.update(crashes=0, nextRestartAt=None, accountedExit=None)
+            in_place = self._updates_in_place
+            if not in_place:
+                self._stop_runtime(force=False)
+            self._engine.update(
+                crashes=0, nextRestartAt=None, accountedExit=None, pendingUpdate=in_place
+            )
             self.save()
 
     def get_logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:

@@ -133,6 +133,10 @@ class Runtime(abc.ABC):
     def adopt(self) -> Adoption:
         """Take over what an earlier Steward process started, instead of a second copy."""
 
+    def inputs_digest(self) -> str:
+        """A digest of inputs the runtime resolves itself (Terraform varsFrom); "" if none."""
+        return ""
+
     def interrupt(self) -> None:  # noqa: B027 - optional hook
         """Cut short a blocking start() running in another thread (called without locks)."""
 

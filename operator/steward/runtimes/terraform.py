@@ -15,6 +15,7 @@ outputs stay in memory: only their names are recorded or reported.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -142,6 +143,14 @@ class TerraformRuntime(Runtime):
                 rec.stopped = True
                 rec.drift = DriftRecord()
                 self.ws.save(rec)
+
+    def inputs_digest(self) -> str:
+        """varsFrom values as resolved now, hashed (never stored in clear)."""
+        if not self.spec.vars_from:
+            return ""
+        inputs = resolve_inputs(self.spec, self.ctx)
+        blob = json.dumps([inputs.tfvars, inputs.env], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def interrupt(self) -> None:
         """SIGTERM the running terraform command (then SIGKILL after the grace period)."""

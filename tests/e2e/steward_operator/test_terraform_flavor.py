@@ -99,10 +99,36 @@ def test_terraform_lifecycle_with_kubernetes_state(
     assert obj["status"]["runtime"].get("initCount") == init_count
     assert marker.exists()
 
+    # a changed varsFrom Secret is picked up: re-applied in place, outputs Secret follows
+    new_word = "tf-e2e-rotated-word-321"
+    kubectl(
+        "patch",
+        "secret",
+        "tf-input",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"stringData": {"word": new_word}}),
+    )
+
+    def token() -> str:
+        out = next(
+            s
+            for s in json.loads(kubectl("get", "secrets", "-n", namespace, "-o", "json").stdout)[
+                "items"
+            ]
+            if s["metadata"]["name"] == "tf-out"
+        )
+        return base64.b64decode(out["data"]["token"]).decode()
+
+    wait_for(lambda: token() == new_word, timeout=120)
+    assert marker.exists(), "a varsFrom change re-applies; it never destroys"
+
     everything = (
         kubectl("get", "msvc,events", "-n", namespace, "-o", "yaml").stdout + operator.logs()
     )
-    assert word not in everything
+    assert word not in everything and new_word not in everything
 
     kubectl("delete", "msvc", "infra", "-n", namespace, "--timeout=180s", timeout=240)
     assert not marker.exists(), "destroy must run on delete"
@@ -113,3 +139,43 @@ def test_terraform_lifecycle_with_kubernetes_state(
         ]
     }
     assert not any(n.startswith("tfstate-default-") for n in names), names
+
+
+FAILING_DESTROY = """
+resource "terraform_data" "stubborn" {
+  provisioner "local-exec" {
+    when    = destroy
+    command = "echo refusing to go; exit 3"
+  }
+}
+"""
+
+
+def test_failing_destroy_keeps_finalizer_until_forced(operator, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    apply(
+        kubectl,
+        namespace,
+        msvc("stubborn", {"terraform": {"module": {"inline": {"main.tf": FAILING_DESTROY}}}}),
+    )
+    wait_ready(kubectl, namespace, "stubborn", timeout=180)
+    kubectl("delete", "msvc", "stubborn", "-n", namespace, "--wait=false")
+
+    def reported() -> bool:
+        obj = get(kubectl, namespace, "stubborn")
+        return (
+            bool(obj["metadata"].get("deletionTimestamp"))
+            and obj["status"].get("state") == "error"
+            and bool(obj["status"].get("lastError"))
+        )
+
+    wait_for(reported, timeout=120)
+    events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    assert any(e["involvedObject"]["name"] == "stubborn" and e["type"] == "Warning" for e in events)
+    assert get(kubectl, namespace, "stubborn")["metadata"]["finalizers"] == [
+        "steward.dev/finalizer"
+    ]
+    kubectl("annotate", "msvc", "stubborn", "-n", namespace, "steward.dev/force-delete=true")
+    wait_for(
+        lambda: kubectl("get", "msvc", "stubborn", "-n", namespace, check=False).returncode != 0,
+        timeout=120,
+    )
