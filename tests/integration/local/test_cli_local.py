@@ -158,3 +158,51 @@ def test_ctrl_c_stops_services_and_file_edits_are_picked_up(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_every_example_in_local_mode(tmp_path: Path, state_dir: Path) -> None:
+    """All examples, Docker and Terraform ones included, reach Ready without a cluster."""
+    import docker
+
+    from tests.integration.container.conftest import _run
+
+    assert _run("ensure-dockerd.sh", 120) is not None
+    images = dict(
+        line.split("=", 1)
+        for line in (_run("build-test-images.sh", 900).stdout or "").split()
+        if "=" in line
+    )  # type: ignore[union-attr]
+    client = docker.from_env()
+    created = False
+    try:
+        client.images.get("busybox:1.36")
+    except docker.errors.ImageNotFound:
+        client.images.get(images["STEWARD_TEST_BUSYBOX_IMAGE"]).tag("busybox", "1.36")
+        created = True
+    try:
+        res = steward(
+            "local",
+            str(REPO / "examples"),
+            "--until-ready",
+            "--timeout",
+            "120",
+            state_dir=state_dir,
+            timeout=240,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        ready = {
+            line.split()[0]
+            for line in res.stdout.splitlines()
+            if " Ready" in line and "active" in line
+        }
+        assert {
+            "default/http-daemon",
+            "default/python-callable",
+            "default/env-from-secret",
+            "default/web-container",
+            "default/terraform-module",
+        } <= ready, res.stdout
+    finally:
+        if created:
+            client.images.remove("busybox:1.36", noprune=True)
+        client.close()
