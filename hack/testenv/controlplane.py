@@ -333,10 +333,14 @@ def _set_pdeathsig() -> None:  # runs in the child between fork and exec
 
 
 class _Proc:
-    def __init__(self, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str]):
+    def __init__(
+        self, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str], mode: str = "wb"
+    ):
         self.name = name
         self.log = log
-        self._log_fh: IO[bytes] = open(log, "wb")  # noqa: SIM115
+        self.argv = list(argv)
+        self.env = dict(env)
+        self._log_fh: IO[bytes] = open(log, mode)  # noqa: SIM115
         # pdeathsig is tied to the forking thread: only use it from the main
         # thread, where it means "if this Python process dies, so do we".
         preexec = (
@@ -437,6 +441,26 @@ class ControlPlane:
     @property
     def pids(self) -> dict[str, int]:
         return {p.name: p.pid for p in self._procs if p.exited() is None}
+
+    # -- fault injection (tests of what survives a control-plane outage) ----
+    def stop_component(self, name: str) -> None:
+        """Stop ``etcd`` or ``kube-apiserver`` by PID; ``start_component`` brings it back."""
+        proc = next(p for p in self._procs if p.name == name)
+        proc.stop(self.stop_grace)
+
+    def start_component(self, name: str, wait: bool = True) -> None:
+        """Start a stopped component again with the same flags, ports and data."""
+        i, old = next((i, p) for i, p in enumerate(self._procs) if p.name == name)
+        if old.exited() is None:
+            return
+        self._procs[i] = _Proc(old.name, old.argv, old.log, old.env, mode="ab")
+        if wait and self.info is not None:
+            self._wait_ready(self.info)
+
+    def restart_component(self, name: str, downtime: float = 0.0) -> None:
+        self.stop_component(name)
+        time.sleep(downtime)
+        self.start_component(name)
 
     def __enter__(self) -> ControlPlaneInfo:
         return self.start()

@@ -25,4 +25,6 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     settings.watching.reconnect_backoff = 1.0
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
+    # Ride out an API server or etcd outage of several minutes instead of giving up.
+    settings.networking.error_backoffs = (1, 1, 2, 3, 5, 8, 13, 21, *([30] * 12))
     settings.background.cancellation_polling = 1
