@@ -102,6 +102,12 @@ def test_crash_waits_for_backoff() -> None:
     )
 
 
+def test_diagnosed_failure_keeps_its_reason_while_waiting() -> None:
+    failed = Observation(ServiceState.ERROR, "syntax", reason="TerraformSyntaxError")
+    res = d(failed, due=False)
+    assert (res.action, res.reason) == (Action.WAIT, "TerraformSyntaxError")
+
+
 def test_steward_initiated_stop_waits_then_restarts() -> None:
     stopped = Observation(ServiceState.INACTIVE, "stopped")
     assert d(stopped, pending=True, due=False).action is Action.WAIT

@@ -14,6 +14,10 @@ from steward.api.state import AdminState, ServiceState
 from steward.api.status import HealthState
 from steward.runtimes.base import Observation
 
+GENERIC_EXIT_REASONS = frozenset(
+    {"", "ProcessExited", "ContainerExited", "Error", "Failed", "Completed"}
+)
+
 
 class Action(StrEnum):
     NONE = "none"
@@ -101,4 +105,7 @@ def decide(
         return Decision(Action.NONE, ServiceState.ERROR, obs.reason or "Failed", obs.message)
     if restart_due:
         return Decision(Action.START, ServiceState.PENDING_STARTUP, "Restarting", obs.message)
-    return Decision(Action.WAIT, ServiceState.ERROR, "CrashLoopBackOff", obs.message)
+    # A plain crash loops like a kubelet container; a diagnosed failure keeps its own
+    # reason (TerraformSyntaxError, ImageNotFound...) while the retry waits.
+    reason = "CrashLoopBackOff" if obs.reason in GENERIC_EXIT_REASONS else obs.reason
+    return Decision(Action.WAIT, ServiceState.ERROR, reason, obs.message)

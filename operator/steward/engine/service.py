@@ -542,7 +542,7 @@ class Service:
         message = decision.message
         if decision.reason == "Unhealthy":
             message = f"liveness probe failed: {self.status.health.message}"
-        if decision.reason == "CrashLoopBackOff" and next_at:
+        if decision.action is Action.WAIT and next_at:
             wait = max(0.0, float(next_at) - time.time())
             message = f"{obs.message}; back-off {wait:.1f}s before restart"
         elif decision.reason == "Starting" and self.status.health.message:
