@@ -122,6 +122,14 @@ def openapi_schema() -> dict[str, Any]:
     status = model_schema(ManagedServiceStatus)
     return {
         "type": "object",
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') "
+                "&& size(self.metadata.name) <= 63",
+                "message": "metadata.name must be a DNS-1123 label (at most 63 characters, "
+                "no dots): it names processes, containers and Terraform state",
+            }
+        ],
         "description": "A service Steward runs beside Kubernetes workloads: a local daemon, "
         "a Docker container or a Terraform apply.",
         "required": ["spec"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
 from steward.api.base import CamelModel, cel
@@ -29,9 +31,10 @@ class DaemonSpec(CamelModel):
         ),
     )
 
-    command: list[str] | None = Field(
+    command: list[Annotated[str, Field(max_length=65536)]] | None = Field(
         default=None,
         min_length=1,
+        max_length=1024,
         description="argv list; `$(PORT)` and `$(VAR)` expand Kubernetes-style, `$$` escapes.",
     )
     python: PythonCallable | None = Field(

@@ -52,11 +52,16 @@ class TerraformModule(CamelModel):
     """Where the Terraform configuration comes from: exactly one of inline or path."""
 
     model_config = cel(
-        ("has(self.inline) != has(self.path)", "module: set exactly one of inline or path")
+        ("has(self.inline) != has(self.path)", "module: set exactly one of inline or path"),
+        (
+            "!has(self.inline) || self.inline.all(f, f.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'))",
+            "module.inline: file names are plain names (no directories, not starting with '.')",
+        ),
     )
 
     inline: dict[str, str] | None = Field(
         default=None,
+        max_length=64,
         description=(
             "File name -> content, written into the working directory. Names are plain "
             "(no directories) and end in .tf, .tf.json, .tfvars(.json), .json, .hcl, "

@@ -100,7 +100,62 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.daemon.stopGracePeriodSeconds",
     ),
     ("unknown-field", {"daemon": D, "bogusField": 1}, "bogusField"),
+    ("container-no-image", {"container": {"image": ""}}, "spec.container.image"),
+    (
+        "container-pull-enum",
+        {"container": {"image": "x", "imagePullPolicy": "Sometimes"}},
+        "spec.container.imagePullPolicy",
+    ),
+    (
+        "container-relative-volume",
+        {"container": {"image": "x", "volumes": [{"hostPath": "../etc", "mountPath": "/data"}]}},
+        "spec.container.volumes[0].hostPath",
+    ),
+    (
+        "container-memory-quantity",
+        {"container": {"image": "x", "resources": {"memory": "lots"}}},
+        "spec.container.resources.memory",
+    ),
+    (
+        "container-privileged-type",
+        {"container": {"image": "x", "privileged": "yes"}},
+        "spec.container.privileged",
+    ),
+    (
+        "container-port-range",
+        {"container": {"image": "x", "containerPort": 0}},
+        "spec.container.containerPort",
+    ),
+    (
+        "tf-no-module-source",
+        {"terraform": {"module": {}}},
+        "module: set exactly one of inline or path",
+    ),
+    (
+        "tf-inline-traversal",
+        {"terraform": {"module": {"inline": {"../../etc/cron.d/x.tf": "x"}}}},
+        "module.inline: file names are plain names",
+    ),
+    (
+        "tf-binary-enum",
+        {"terraform": {"module": {"path": "/m"}, "binary": "pulumi"}},
+        "spec.terraform.binary",
+    ),
+    (
+        "tf-drift-interval",
+        {"terraform": {"module": {"path": "/m"}, "driftDetection": {"intervalSeconds": -5}}},
+        "spec.terraform.driftDetection.intervalSeconds",
+    ),
+    (
+        "oversized-env-value",
+        {"daemon": {"command": ["x"], "env": [{"name": "BIG", "value": "x" * 70000}]}},
+        "spec.daemon.env[0].value",
+    ),
+    ("oversized-argv", {"daemon": {"command": ["x" * 70000]}}, "spec.daemon.command[0]"),
 ]
+
+# metadata.name becomes part of process, container and state names: only DNS-1123 labels.
+INVALID_NAMES = [("name-with-dots", "a.b.c"), ("name-too-long", "n" * 64)]
 
 
 @pytest.mark.parametrize(("case", "spec", "expected"), INVALID, ids=[c[0] for c in INVALID])
@@ -117,6 +172,28 @@ def test_invalid_manifest_rejected(
     assert res.returncode != 0, f"{case} was accepted"
     assert expected in res.stderr, res.stderr
     assert kubectl("get", "msvc", case, "-n", namespace, check=False).returncode != 0
+
+
+@pytest.mark.parametrize(("case", "name"), INVALID_NAMES, ids=[c[0] for c in INVALID_NAMES])
+def test_invalid_names_rejected(crd_installed, kubectl, namespace, case: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    doc = {
+        "apiVersion": "steward.dev/v1alpha1",
+        "kind": "ManagedService",
+        "metadata": {"name": name},
+        "spec": {"daemon": D},
+    }
+    res = kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc), check=False)
+    assert res.returncode != 0 and "metadata.name must be a DNS-1123 label" in res.stderr, (
+        res.stderr
+    )
+
+
+def test_every_case_is_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "reliability.md").read_text()
+    missing = [case for case, *_ in INVALID + INVALID_NAMES if f"`{case}`" not in doc]
+    assert not missing, f"docs/reliability.md lacks {missing}"
 
 
 def test_valid_manifest_accepted_as_written(crd_installed, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
