@@ -94,23 +94,37 @@ def chaos(
     max_seen = dict.fromkeys(names, 0)
     stop = threading.Event()
 
+    samples = {"taken": 0, "errors": 0}
+
+    def count_once() -> dict[str, int]:
+        counts = dict.fromkeys(names, 0)
+        for p in psutil.process_iter(["cmdline", "status"]):
+            cmd = p.info["cmdline"] or []
+            if p.info["status"] == psutil.STATUS_ZOMBIE or len(cmd) < 5:
+                continue
+            for n, m in marker.items():
+                if m in cmd:
+                    counts[n] += 1
+        # sparse: labels from the list call itself, no per-container inspect that can race
+        for c in client.containers.list(
+            sparse=True, filters={"label": "steward.dev/managed=true", "status": "running"}
+        ):
+            svc = (c.attrs.get("Labels") or {}).get("steward.dev/service", "")
+            ns, _, n = svc.partition("/")
+            if ns == namespace and n in counts:
+                counts[n] += 1
+        return counts
+
     def sample() -> None:
         while not stop.is_set():
-            counts = dict.fromkeys(names, 0)
-            for p in psutil.process_iter(["cmdline", "status"]):
-                cmd = p.info["cmdline"] or []
-                if p.info["status"] == psutil.STATUS_ZOMBIE or len(cmd) < 5:
-                    continue
-                for n, m in marker.items():
-                    if m in cmd:
-                        counts[n] += 1
-            for c in client.containers.list(filters={"label": "steward.dev/managed=true"}):
-                svc = c.labels.get("steward.dev/service", "")
-                ns, _, n = svc.partition("/")
-                if ns == namespace and n in counts:
-                    counts[n] += 1
-            for n, c in counts.items():
-                max_seen[n] = max(max_seen[n], c)
+            try:
+                counts = count_once()
+            except Exception:  # a transient API error must not end the sampling
+                samples["errors"] += 1
+            else:
+                samples["taken"] += 1
+                for n, c in counts.items():
+                    max_seen[n] = max(max_seen[n], c)
             stop.wait(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -197,6 +211,7 @@ def chaos(
         "max_workloads_per_resource": max_seen,
         "chaos_seconds": round(chaos_seconds, 1),
         "converge_seconds": round(converge_seconds, 1),
+        "samples": samples,
         "marker": marker,
     }
 
@@ -232,6 +247,10 @@ def run_and_check(operator: Any, kubectl: Any, namespace: str, cycles: int, imag
     figures = chaos(operator, kubectl, namespace, cycles, seed, image)
     print("CHAOS", json.dumps({k: v for k, v in figures.items() if k != "marker"}))
     assert all(v <= 1 for v in figures["max_workloads_per_resource"].values()), figures
+    # the sampler really ran throughout (one sample per ~0.1 s, a few errors tolerated)
+    assert figures["samples"]["taken"] >= figures["chaos_seconds"] * 2, figures["samples"]
+    assert figures["samples"]["errors"] <= figures["samples"]["taken"] // 10, figures["samples"]
+    assert max(figures["max_workloads_per_resource"].values()) == 1, "the sampler saw nothing"
     assert_nothing_left(kubectl, namespace, figures["marker"])
 
 
