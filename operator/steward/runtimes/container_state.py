@@ -9,13 +9,13 @@ Docker's own error (OOMKilled, a missing executable) in the message.
 from __future__ import annotations
 
 import contextlib
-import signal
 from datetime import UTC, datetime
 from typing import Any
 
 from steward.api.state import ServiceState
 from steward.runtimes.base import Observation
 from steward.runtimes.container_config import LABEL_MANAGED, LABEL_SERVICE, LABEL_SPEC_HASH
+from steward.runtimes.process import describe_exit
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -33,16 +33,6 @@ def parse_time(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def describe_exit(code: int | None) -> str:
-    """`exited with code 1` or `killed by SIGKILL (exit code 137)`."""
-    if code is None:
-        return "exited (exit code unknown)"
-    if code > 128:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(code - 128).name} (exit code {code})"
-    return f"exited with code {code}"
 
 
 def host_port(attrs: dict[str, Any], container_port: int | None) -> int | None:

@@ -26,6 +26,7 @@ from steward.runtimes.expand import expand_all, expand_json
 from steward.runtimes.logfile import follow_lines, open_for_append, rotate_if_needed, tail_lines
 from steward.runtimes.process import (
     ProcessRecord,
+    describe_exit,
     forget,
     live_process,
     reap,
@@ -41,14 +42,7 @@ INTENT_FILE = "daemon.starting"
 LAUNCH_ID_ENV = "STEWARD_LAUNCH_ID"
 
 
-def describe_exit(code: int | None) -> str:
-    """`exited with code 1`, `killed by SIGKILL (exit code 137)`, or unknown."""
-    if code is None:
-        return "exited (exit code unknown: the process was not started by this Steward process)"
-    if code > 128:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(code - 128).name} (exit code {code})"
-    return f"exited with code {code}"
+UNKNOWN_EXIT = "exited (exit code unknown: the process was not started by this Steward process)"
 
 
 def _ts(epoch: float | None) -> datetime | None:
@@ -249,7 +243,7 @@ class DaemonRuntime(Runtime):
         failed = code != 0
         return Observation(
             state=ServiceState.ERROR if failed else ServiceState.INACTIVE,
-            message=describe_exit(code),
+            message=describe_exit(code, UNKNOWN_EXIT),
             exit_code=code,
             started_at=_ts(last.get("startedAt")),
             finished_at=_ts(last.get("finishedAt")),

@@ -137,3 +137,13 @@ def signal_number(name: str) -> int:
         return int(signal.Signals[name])
     except KeyError:
         raise ValueError(f"unknown signal {name!r}") from None
+
+
+def describe_exit(code: int | None, unknown: str = "exited (exit code unknown)") -> str:
+    """`exited with code 1` or `killed by SIGKILL (exit code 137)` (shell/kubelet convention)."""
+    if code is None:
+        return unknown
+    if code > 128:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(code - 128).name} (exit code {code})"
+    return f"exited with code {code}"
