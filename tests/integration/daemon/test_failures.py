@@ -49,11 +49,23 @@ def test_crash_restarts_with_doubling_backoff(state_dir: Path, services: list[Se
     last = svc.status.restarts
     scheduled = svc._engine.get("nextRestartAt")
     while time.monotonic() < deadline and len(starts) < 4:
+        before = time.time()
         svc.reconcile()
+        after = time.time()
         at = svc._engine.get("nextRestartAt")
         if at is not None and at != scheduled:
             scheduled = at
-            delays.append(round(at - time.time(), 1))
+            # scheduled during this call: the delay lies in [at - after, at - before]
+            delays.append(
+                next(
+                    (
+                        d
+                        for d in (0.2, 0.4, 0.8, 1.6)
+                        if at - after - 0.01 <= d <= at - before + 0.01
+                    ),
+                    -1.0,
+                )
+            )
         if svc.status.restarts != last:
             last = svc.status.restarts
             starts.append(time.monotonic())
