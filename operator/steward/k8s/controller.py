@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import random
 import shutil
 import threading
@@ -42,6 +43,22 @@ log = logging.getLogger("steward.k8s")
 FORCE_DELETE_ANNOTATION = "steward.dev/force-delete"
 PROGRESS_INTERVAL = 1.0
 """While a reconcile runs longer than this, status and events are published meanwhile."""
+
+
+def operator_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """Install-wide defaults (chart values) for what a spec leaves unset: Terraform's
+    binary (STEWARD_TERRAFORM_BINARY) and state backend (STEWARD_TERRAFORM_STATE_BACKEND)."""
+    tf = spec.get("terraform")
+    if isinstance(tf, dict):
+        tf = dict(tf)
+        binary = os.environ.get("STEWARD_TERRAFORM_BINARY", "")
+        if binary and binary != "auto" and "binary" not in tf and "binaryPath" not in tf:
+            tf["binary"] = binary
+        backend = os.environ.get("STEWARD_TERRAFORM_STATE_BACKEND", "")
+        if backend and backend != "local" and "backend" not in tf:
+            tf["backend"] = {backend: {}}
+        spec = {**spec, "terraform": tf}
+    return spec
 
 
 @dataclass
@@ -99,7 +116,7 @@ class Controller:
                 "labels": dict(body.meta.get("labels") or {}),
                 "annotations": {},
             },
-            "spec": dict(body.spec),
+            "spec": operator_defaults(dict(body.spec)),
         }
         return ManagedService.model_validate(data)
 

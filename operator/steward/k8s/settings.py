@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 
 import kopf
 
@@ -28,3 +29,14 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     # Ride out an API server or etcd outage of several minutes instead of giving up.
     settings.networking.error_backoffs = (1, 1, 2, 3, 5, 8, 13, 21, *([30] * 12))
     settings.background.cancellation_polling = 1
+    # Serve exactly the namespaces named with -n (or the whole cluster) without
+    # cluster-wide list/watch of namespaces and CRDs, so a Role per watched
+    # namespace is all the RBAC the operator needs (charts/steward).
+    settings.scanning.disabled = True
+    # Peering (--peering): kopf pauses every peer sharing the top priority, so
+    # replicas of one Deployment each need their own ("random", the chart's default).
+    priority = os.environ.get("STEWARD_PEERING_PRIORITY", "")
+    if priority:
+        settings.peering.priority = (
+            random.randint(1, 2**31 - 1) if priority == "random" else int(priority)
+        )

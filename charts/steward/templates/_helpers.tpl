@@ -1,0 +1,114 @@
+{{/* Chart name, truncated to a DNS label. */}}
+{{- define "steward.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name: release-chart unless the release name already contains the chart name. */}}
+{{- define "steward.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of cluster-scoped objects: unique per release namespace too. */}}
+{{- define "steward.clusterName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "steward.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "steward.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "steward.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "steward.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "steward.labels" -}}
+helm.sh/chart: {{ include "steward.chart" . }}
+{{ include "steward.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: steward
+{{- end -}}
+
+{{- define "steward.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "steward.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "steward.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* "true" when kopf peering is on: asked for, or implied by more than one replica. */}}
+{{- define "steward.peering" -}}
+{{- if or .Values.peering.enabled (gt (int .Values.replicas) 1) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "steward.peeringName" -}}
+{{- default (include "steward.fullname" .) .Values.peering.name -}}
+{{- end -}}
+
+{{/*
+The operator's RBAC rules, the same for a ClusterRole (cluster-wide mode) and
+for each watched namespace's Role (namespaced mode). Least privilege, each
+verb used by the operator (proven by tests/e2e/test_rbac.py):
+*/}}
+{{- define "steward.rules" -}}
+# kopf lists and watches ManagedServices, and patches them to add/remove the
+# steward.dev/finalizer and its steward.dev/* bookkeeping annotations. The
+# operator never creates, updates or deletes them, nor writes their spec.
+- apiGroups: ["steward.dev"]
+  resources: ["managedservices"]
+  verbs: ["list", "watch", "patch"]
+# Status is written only through the status subresource, as merge patches.
+- apiGroups: ["steward.dev"]
+  resources: ["managedservices/status"]
+  verbs: ["patch"]
+# kopf posts core/v1 Events (creates only; it never patches or aggregates them).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+# env valueFrom secretKeyRef / configMapKeyRef and Terraform varsFrom: the
+# operator reads the named objects one by one (get, never list or watch).
+- apiGroups: [""]
+  resources: ["secrets", "configmaps"]
+  verbs: ["get"]
+{{- if .Values.terraform.secretsWrite }}
+# terraform.secretsWrite: Terraform's `kubernetes` state backend keeps state in
+# a Secret (list finds workspaces, create/update writes, delete on destroy) and
+# the operator writes spec.terraform.writeOutputsToSecret (create, then update).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list", "create", "update", "delete"]
+# ... and that backend locks the state with a Lease.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update", "delete"]
+{{- end }}
+{{- end -}}
+
+{{/*
+Peering rules: kopf lists and watches the peering objects (to see its peers)
+and patches its own one (keep-alives in .status). Only with peering on.
+*/}}
+{{- define "steward.peeringRules" -}}
+- apiGroups: ["kopf.dev"]
+  resources: [{{ .resource | quote }}]
+  verbs: ["list", "watch"]
+- apiGroups: ["kopf.dev"]
+  resources: [{{ .resource | quote }}]
+  resourceNames: [{{ .name | quote }}]
+  verbs: ["patch"]
+{{- end -}}

@@ -1,0 +1,694 @@
+"""The Helm chart (charts/steward) with the real helm against the real kube-apiserver.
+
+`helm lint --strict`; what the templates render for each mode (cluster-wide,
+namespaced, peering, Docker access); the rendered objects accepted by the
+apiserver (`kubectl apply --dry-run=server`, PodSecurity `restricted` for the
+defaults); `helm install` / `upgrade` / `uninstall`; values.schema.json
+rejecting bad values. The RBAC itself is proven with the operator's own
+identity in test_rbac.py.
+
+No controller-manager runs in the test control plane: Deployments never get
+pods, so the tests assert the objects, not running pods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from steward.cli import build_parser
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "steward"
+KOPF_CRDS = ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
+MS_CRD = "managedservices.steward.dev"
+
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+# ---------------------------------------------------------------- the RBAC the chart must grant
+# (apiGroup, resource, verb, resourceName or None): the exact rules, no more, no less.
+Rule = tuple[str, str, str, str | None]
+
+BASE_RULES: frozenset[Rule] = frozenset(
+    {("steward.dev", "managedservices", v, None) for v in ("list", "watch", "patch")}
+    | {
+        ("steward.dev", "managedservices/status", "patch", None),
+        ("", "events", "create", None),
+        ("", "secrets", "get", None),
+        ("", "configmaps", "get", None),
+    }
+)
+SECRETS_WRITE_RULES: frozenset[Rule] = frozenset(
+    {("", "secrets", v, None) for v in ("list", "create", "update", "delete")}
+    | {("coordination.k8s.io", "leases", v, None) for v in ("get", "create", "update", "delete")}
+)
+
+
+def peering_rules(resource: str, name: str) -> frozenset[Rule]:
+    return frozenset(
+        {
+            ("kopf.dev", resource, "list", None),
+            ("kopf.dev", resource, "watch", None),
+            ("kopf.dev", resource, "patch", name),
+        }
+    )
+
+
+def expand_rules(rules: list[dict[str, Any]]) -> set[Rule]:
+    out: set[Rule] = set()
+    for rule in rules:
+        names = rule.get("resourceNames") or [None]
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    for name in names:
+                        out.add((group, resource, verb, name))
+    return out
+
+
+# ---------------------------------------------------------------- helpers (also used by test_rbac)
+def render(
+    helm: Runner, *args: str, release: str = "r", namespace: str = "steward-system"
+) -> list[dict[str, Any]]:
+    """`helm template` -> the rendered objects."""
+    out = helm("template", release, CHART, "--namespace", namespace, *args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def find(
+    docs: list[dict[str, Any]], kind: str, namespace: str | None = None
+) -> list[dict[str, Any]]:
+    return [
+        d
+        for d in docs
+        if d["kind"] == kind and (namespace is None or d["metadata"].get("namespace") == namespace)
+    ]
+
+
+def one(docs: list[dict[str, Any]], kind: str, namespace: str | None = None) -> dict[str, Any]:
+    found = find(docs, kind, namespace)
+    assert len(found) == 1, f"expected one {kind} (namespace {namespace}), got {len(found)}"
+    return found[0]
+
+
+def container(deploy: dict[str, Any], name: str = "operator") -> dict[str, Any]:
+    return next(c for c in deploy["spec"]["template"]["spec"]["containers"] if c["name"] == name)
+
+
+def env_of(c: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
+
+
+def kopf_crd_names(kubectl: Runner) -> set[str]:
+    out = kubectl("get", "crd", "-o", "name").stdout.split()
+    return {n.split("/", 1)[1] for n in out} & set(KOPF_CRDS)
+
+
+@contextlib.contextmanager
+def scratch_namespace(kubectl: Runner, prefix: str) -> Iterator[str]:
+    """A namespace created here, emptied, deleted and finalized on exit (no controller-manager)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        resources = kubectl(
+            "api-resources", "--namespaced=true", "--verbs=list,delete", "-o", "name", check=False
+        ).stdout.split()
+        if resources:
+            kubectl(
+                "delete",
+                ",".join(resources),
+                "--all",
+                "-n",
+                name,
+                "--wait=false",
+                "--ignore-not-found",
+                check=False,
+            )
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+        finalize = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name},
+            "spec": {"finalizers": []},
+        }
+        kubectl(
+            "replace",
+            "--raw",
+            f"/api/v1/namespaces/{name}/finalize",
+            "-f",
+            "-",
+            input=json.dumps(finalize),
+            check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def chart_crds(control_plane: Any) -> Iterator[None]:
+    """The CRDs around this module's `helm install`s.
+
+    Before: the ManagedService CRD is server-side applied exactly as the operator
+    suites' ``crd_installed`` does, so Helm finds it present and skips it. (Had
+    Helm created it, the later server-side apply would conflict with the "helm"
+    field manager on .spec.versions.) It stays: those suites share it.
+
+    After: the kopf peering CRDs that this module's installs created are deleted
+    (Helm never deletes CRDs).
+    """
+    kubectl_bin = str(control_plane.bin_dir / "kubectl")
+    env = control_plane.env()
+
+    def kubectl(*args: str) -> str:
+        return subprocess.run(
+            [kubectl_bin, *args], env=env, capture_output=True, text=True, timeout=90, check=True
+        ).stdout
+
+    def kopf_present() -> set[str]:
+        return {n.split("/", 1)[1] for n in kubectl("get", "crd", "-o", "name").split()} & set(
+            KOPF_CRDS
+        )
+
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds" / f"{MS_CRD}.yaml"))
+    kubectl("wait", "--for=condition=Established", f"crd/{MS_CRD}", "--timeout=60s")
+    before = kopf_present()
+    yield
+    created = kopf_present() - before
+    if created:
+        subprocess.run(
+            [kubectl_bin, "delete", "crd", *sorted(created), "--wait=true", "--timeout=60s"],
+            env=env,
+            capture_output=True,
+            timeout=90,
+            check=False,
+        )
+
+
+@pytest.fixture
+def kopf_crds(kubectl: Runner, chart_crds: None) -> None:
+    """The kopf peering CRDs really installed (a dry run of a KopfPeering needs its CRD)."""
+    kubectl("apply", "-f", CHART / "crds" / "kopf-peering.yaml")
+    kubectl(
+        "wait", "--for=condition=Established", *(f"crd/{n}" for n in KOPF_CRDS), "--timeout=60s"
+    )
+
+
+# ---------------------------------------------------------------- lint
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["--set", "watchNamespaces={a,b}"],
+        ["--set", "replicas=2"],
+        ["--set", "watchNamespaces={a}", "--set", "peering.enabled=true"],
+        ["--set", "docker.mode=socket", "--set", "podSecurityContext.supplementalGroups={999}"],
+        ["--set", "docker.mode=dind"],
+        ["--set", "persistence.enabled=true", "--set", "metrics.service.enabled=true"],
+        ["--set", "terraform.secretsWrite=false", "--set", "metrics.enabled=false"],
+    ],
+    ids=[
+        "defaults",
+        "namespaced",
+        "replicas",
+        "peering",
+        "socket",
+        "dind",
+        "persistence",
+        "minimal",
+    ],
+)
+def test_helm_lint_strict(helm: Runner, values: list[str]) -> None:
+    out = helm("lint", "--strict", CHART, *values)
+    assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
+    assert "[WARNING]" not in out.stdout and "[ERROR]" not in out.stdout, out.stdout
+
+
+# ---------------------------------------------------------------- what the templates render
+def test_defaults_render_cluster_wide_least_privilege(helm: Runner) -> None:
+    docs = render(helm, release="r", namespace="sys")
+    assert sorted(d["kind"] for d in docs) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "ServiceAccount",
+    ]
+    role = one(docs, "ClusterRole")
+    assert role["metadata"]["name"] == "sys-r-steward"
+    assert expand_rules(role["rules"]) == BASE_RULES | SECRETS_WRITE_RULES
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "sys-r-steward",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "r-steward", "namespace": "sys"}
+    ]
+    assert one(docs, "ServiceAccount")["metadata"] == {
+        **one(docs, "ServiceAccount")["metadata"],
+        "name": "r-steward",
+        "namespace": "sys",
+    }
+
+    deploy = one(docs, "Deployment")
+    spec = deploy["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "r-steward"
+    assert [c["name"] for c in pod["containers"]] == ["operator"]
+    op = container(deploy)
+    assert op["image"] == "steward:0.1.0"
+    assert op["imagePullPolicy"] == "IfNotPresent"
+    assert op["command"] == ["steward"]
+    assert op["args"] == [
+        "--state-dir=/var/lib/steward",
+        "run",
+        "--log-format=json",
+        "--liveness=http://0.0.0.0:8080/healthz",
+        "--metrics-port=9090",
+        "--daemon-workers=8",
+        "--container-workers=8",
+        "--terraform-workers=2",
+    ]
+    env = env_of(op)
+    assert env["STEWARD_TERRAFORM_BINARY"] == "auto"
+    assert env["STEWARD_TERRAFORM_STATE_BACKEND"] == "local"
+    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "DOCKER_HOST" not in env and "STEWARD_PEERING_PRIORITY" not in env
+    # non-root, read-only root filesystem; writable state dir and /tmp only
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert op["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    mounts = {m["mountPath"]: m["name"] for m in op["volumeMounts"]}
+    assert mounts == {"/var/lib/steward": "state", "/tmp": "tmp"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["state"]["emptyDir"] == {} and volumes["tmp"]["emptyDir"] == {}
+    assert not any("hostPath" in v for v in pod["volumes"])
+    # metrics and liveness
+    ports = {p["name"]: p["containerPort"] for p in op["ports"]}
+    assert ports == {"metrics": 9090, "healthz": 8080}
+    assert op["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    annotations = spec["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "9090"
+    assert op["resources"]["requests"] and op["resources"]["limits"]["memory"]
+
+
+def test_chart_args_parse_with_the_real_cli(helm: Runner) -> None:
+    """The Deployment's args are accepted by `steward run` (chart and CLI cannot drift apart)."""
+    deploy = one(
+        render(
+            helm,
+            "--set",
+            "watchNamespaces={a,b}",
+            "--set",
+            "replicas=2",
+            "--set",
+            "operator.verbose=true",
+            "--set",
+            "operator.logFormat=text",
+        ),
+        "Deployment",
+    )
+    args = build_parser().parse_args(container(deploy)["args"])
+    assert args.command == "run"
+    assert args.state_dir == "/var/lib/steward"
+    assert args.namespace == ["a", "b"]
+    assert args.peering == "r-steward"
+    assert args.liveness == "http://0.0.0.0:8080/healthz"
+    assert args.metrics_port == 9090
+    assert args.log_format == "text" and args.verbose is True
+    assert (args.daemon_workers, args.container_workers, args.terraform_workers) == (8, 8, 2)
+
+
+def test_namespaced_mode_renders_a_role_per_namespace_and_nothing_cluster_wide(
+    helm: Runner,
+) -> None:
+    docs = render(helm, "--set", "watchNamespaces={a,b}", "--set", "terraform.secretsWrite=false")
+    assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
+    assert not find(docs, "KopfPeering") and not find(docs, "ClusterKopfPeering")
+    for ns in ("a", "b"):
+        role = one(docs, "Role", ns)
+        assert expand_rules(role["rules"]) == BASE_RULES
+        binding = one(docs, "RoleBinding", ns)
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["roleRef"]["name"] == role["metadata"]["name"]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "r-steward", "namespace": "steward-system"}
+        ]
+    args = container(one(docs, "Deployment"))["args"]
+    assert [a for a in args if a.startswith("--namespace")] == ["--namespace=a", "--namespace=b"]
+    assert not any(a.startswith("--peering") for a in args)
+
+
+@pytest.mark.parametrize("how", ["replicas", "enabled"])
+def test_peering_mode_namespaced(helm: Runner, how: str) -> None:
+    extra = ["--set", "replicas=3"] if how == "replicas" else ["--set", "peering.enabled=true"]
+    docs = render(helm, "--set", "watchNamespaces={a,b}", *extra)
+    deploy = one(docs, "Deployment")
+    assert deploy["spec"]["replicas"] == (3 if how == "replicas" else 1)
+    assert deploy["spec"]["strategy"] == {"type": "RollingUpdate"}
+    op = container(deploy)
+    assert "--peering=r-steward" in op["args"]
+    assert env_of(op)["STEWARD_PEERING_PRIORITY"] == "random"
+    for ns in ("a", "b"):
+        peering = one(docs, "KopfPeering", ns)
+        assert (peering["apiVersion"], peering["metadata"]["name"]) == ("kopf.dev/v1", "r-steward")
+        rules = expand_rules(one(docs, "Role", ns)["rules"])
+        assert rules == BASE_RULES | SECRETS_WRITE_RULES | peering_rules(
+            "kopfpeerings", "r-steward"
+        )
+    assert not find(docs, "ClusterKopfPeering") and not find(docs, "ClusterRole")
+
+
+def test_peering_mode_cluster_wide(helm: Runner) -> None:
+    docs = render(helm, "--set", "replicas=2", "--set", "peering.name=steward-ha")
+    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "steward-ha"
+    assert not find(docs, "KopfPeering")
+    rules = expand_rules(one(docs, "ClusterRole")["rules"])
+    assert rules == BASE_RULES | SECRETS_WRITE_RULES | peering_rules(
+        "clusterkopfpeerings", "steward-ha"
+    )
+    assert "--peering=steward-ha" in container(one(docs, "Deployment"))["args"]
+
+
+def test_docker_socket_mode(helm: Runner) -> None:
+    docs = render(
+        helm, "--set", "docker.mode=socket", "--set", "podSecurityContext.supplementalGroups={998}"
+    )
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    op = container(one(docs, "Deployment"))
+    assert env_of(op)["DOCKER_HOST"] == "unix:///var/run/docker.sock"
+    volume = next(v for v in pod["volumes"] if v["name"] == "docker-socket")
+    assert volume["hostPath"] == {"path": "/var/run/docker.sock", "type": "Socket"}
+    assert {"name": "docker-socket", "mountPath": "/var/run/docker.sock"} in op["volumeMounts"]
+    assert pod["securityContext"]["supplementalGroups"] == [998]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert [c["name"] for c in pod["containers"]] == ["operator"]
+
+
+def test_docker_dind_mode_is_a_privileged_sidecar_only(helm: Runner) -> None:
+    docs = render(helm, "--set", "docker.mode=dind", "--set", "docker.dind.socketGroup=4242")
+    deploy = one(docs, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    dind, op = container(deploy, "dind"), container(deploy)
+    assert dind["image"] == "docker:dind"
+    assert dind["securityContext"]["privileged"] is True
+    assert "--group=4242" in dind["args"]
+    assert not any(a.startswith("--host=tcp") for a in dind["args"])
+    assert env_of(dind)["DOCKER_TLS_CERTDIR"] == ""
+    # the operator itself stays unprivileged and reaches dind through the shared socket volume
+    assert "privileged" not in op["securityContext"]
+    assert op["securityContext"]["readOnlyRootFilesystem"] is True
+    assert env_of(op)["DOCKER_HOST"] == "unix:///run/steward-dind/docker.sock"
+    assert 4242 in pod["securityContext"]["supplementalGroups"]
+    assert not any("hostPath" in v for v in pod["volumes"])
+
+
+def test_values_for_terraform_resources_scheduling_and_env(helm: Runner) -> None:
+    docs = render(
+        helm,
+        "--set",
+        "terraform.binary=tofu",
+        "--set",
+        "terraform.stateBackend=kubernetes",
+        "--set",
+        "terraform.secretsWrite=false",
+        "--set",
+        "resources.limits.cpu=2",
+        "--set",
+        "nodeSelector.disk=ssd",
+        "--set",
+        "tolerations[0].key=dedicated",
+        "--set",
+        "tolerations[0].operator=Exists",
+        "--set",
+        "extraEnv[0].name=FOO",
+        "--set",
+        "extraEnv[0].value=bar",
+        "--set",
+        "image.repository=registry.example/steward",
+        "--set",
+        "image.tag=9.9.9",
+        "--set",
+        "image.pullPolicy=Always",
+        "--set",
+        "liveness.enabled=false",
+        "--set",
+        "metrics.enabled=false",
+    )
+    deploy = one(docs, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    op = container(deploy)
+    env = env_of(op)
+    assert (env["STEWARD_TERRAFORM_BINARY"], env["STEWARD_TERRAFORM_STATE_BACKEND"]) == (
+        "tofu",
+        "kubernetes",
+    )
+    assert env["FOO"] == "bar"
+    assert op["resources"]["limits"]["cpu"] == 2
+    assert pod["nodeSelector"] == {"disk": "ssd"}
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    assert (op["image"], op["imagePullPolicy"]) == ("registry.example/steward:9.9.9", "Always")
+    assert "livenessProbe" not in op
+    assert not op.get("ports")
+    assert not any(a.startswith(("--liveness", "--metrics-port")) for a in op["args"])
+    assert "prometheus.io/scrape" not in (
+        deploy["spec"]["template"]["metadata"].get("annotations") or {}
+    )
+    assert expand_rules(one(docs, "ClusterRole")["rules"]) == BASE_RULES
+
+
+# ---------------------------------------------------------------- accepted by the real apiserver
+@pytest.fixture
+def other_namespace(kubectl: Runner) -> Iterator[str]:
+    with scratch_namespace(kubectl, "e2e-chart-other") as name:
+        yield name
+
+
+DRY_RUN_MODES: dict[str, list[str]] = {
+    "defaults": [],
+    "namespaced": ["--set", "watchNamespaces={{ns},{other}}"],
+    "namespaced-peering": ["--set", "watchNamespaces={{ns},{other}}", "--set", "replicas=2"],
+    "cluster-wide-peering": ["--set", "peering.enabled=true"],
+    "docker-socket": [
+        "--set",
+        "docker.mode=socket",
+        "--set",
+        "podSecurityContext.supplementalGroups={999}",
+    ],
+    "docker-dind": ["--set", "docker.mode=dind"],
+    "persistence-metrics-service": [
+        "--set",
+        "persistence.enabled=true",
+        "--set",
+        "metrics.service.enabled=true",
+    ],
+}
+
+
+@pytest.mark.parametrize("mode", list(DRY_RUN_MODES))
+def test_rendered_chart_server_dry_run(
+    helm: Runner,
+    kubectl: Runner,
+    namespace: str,
+    other_namespace: str,
+    mode: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    if "peering" in mode:
+        request.getfixturevalue("kopf_crds")
+    values = [
+        v.replace("{ns}", namespace).replace("{other}", other_namespace)
+        for v in DRY_RUN_MODES[mode]
+    ]
+    manifest = helm(
+        "template", "dry", CHART, "--namespace", namespace, "--include-crds", *values
+    ).stdout
+    objects = [d for d in yaml.safe_load_all(manifest) if d]
+    out = kubectl("apply", "--dry-run=server", "-f", "-", input=manifest)
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    assert len(lines) == len(objects), out.stdout
+    assert all(line.endswith("(server dry run)") for line in lines), out.stdout
+    # nothing was created
+    assert kubectl("get", "deploy", "-n", namespace, "-o", "name").stdout.strip() == ""
+
+
+def test_defaults_pass_pod_security_restricted_and_docker_modes_say_why_not(
+    helm: Runner, kubectl: Runner, namespace: str
+) -> None:
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted")
+
+    def warnings(*values: str) -> str:
+        manifest = helm("template", "psa", CHART, "--namespace", namespace, *values).stdout
+        return kubectl("apply", "--dry-run=server", "-f", "-", input=manifest).stderr
+
+    assert "PodSecurity" not in warnings(), "the default operator pod must be `restricted`"
+    assert "PodSecurity" not in warnings("--set", "watchNamespaces={" + namespace + "}")
+    socket = warnings("--set", "docker.mode=socket")
+    assert 'volume "docker-socket" uses restricted volume type "hostPath"' in socket
+    assert 'container "operator"' not in socket
+    dind = warnings("--set", "docker.mode=dind")
+    assert 'container "dind" must not set securityContext.privileged=true' in dind
+    assert 'container "operator"' not in dind
+
+
+# ---------------------------------------------------------------- install / upgrade / uninstall
+def test_install_upgrade_uninstall(
+    helm: Runner, kubectl: Runner, namespace: str, chart_crds: None
+) -> None:
+    release, ns = "rel", namespace
+    cluster_name = f"{ns}-rel-steward"[:63]
+
+    def deployment() -> dict[str, Any]:
+        return json.loads(kubectl("get", "deploy", "rel-steward", "-n", ns, "-o", "json").stdout)  # type: ignore[no-any-return]
+
+    def exists(*what: str) -> bool:
+        return kubectl("get", *what, "-o", "name", check=False).returncode == 0
+
+    helm("install", release, CHART, "--namespace", ns, timeout=120)
+    try:
+        # crds/ were installed (or already there) and are established
+        kubectl(
+            "wait",
+            "--for=condition=Established",
+            f"crd/{MS_CRD}",
+            *(f"crd/{n}" for n in KOPF_CRDS),
+            "--timeout=60s",
+        )
+        d1 = deployment()
+        assert d1["metadata"]["generation"] == 1
+        assert d1["spec"]["strategy"]["type"] == "Recreate"
+        assert container(d1)["image"] == "steward:0.1.0"
+        assert d1["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert exists("serviceaccount", "rel-steward", "-n", ns)
+        role = json.loads(kubectl("get", "clusterrole", cluster_name, "-o", "json").stdout)
+        assert expand_rules(role["rules"]) == BASE_RULES | SECRETS_WRITE_RULES
+        assert exists("clusterrolebinding", cluster_name)
+
+        # upgrade: a new image tag and namespaced mode -> the Deployment changes, the
+        # ClusterRole goes, a Role appears in the watched namespace
+        helm(
+            "upgrade",
+            release,
+            CHART,
+            "--namespace",
+            ns,
+            "--set",
+            "image.tag=0.1.1",
+            "--set",
+            f"watchNamespaces={{{ns}}}",
+            "--set",
+            "operator.logFormat=text",
+            timeout=120,
+        )
+        d2 = deployment()
+        assert d2["metadata"]["generation"] == 2
+        op = container(d2)
+        assert op["image"] == "steward:0.1.1"
+        assert f"--namespace={ns}" in op["args"] and "--log-format=text" in op["args"]
+        assert not exists("clusterrole", cluster_name)
+        assert not exists("clusterrolebinding", cluster_name)
+        role = json.loads(kubectl("get", "role", "rel-steward", "-n", ns, "-o", "json").stdout)
+        assert expand_rules(role["rules"]) == BASE_RULES | SECRETS_WRITE_RULES
+        assert exists("rolebinding", "rel-steward", "-n", ns)
+        history = json.loads(helm("history", release, "--namespace", ns, "-o", "json").stdout)
+        assert [h["revision"] for h in history] == [1, 2]
+        assert history[-1]["status"] == "deployed"
+        assert json.loads(helm("get", "values", release, "--namespace", ns, "-o", "json").stdout)[
+            "image"
+        ] == {"tag": "0.1.1"}
+    finally:
+        helm(
+            "uninstall",
+            release,
+            "--namespace",
+            ns,
+            "--wait",
+            "--timeout=60s",
+            check=False,
+            timeout=120,
+        )
+    for what in (
+        ("deploy", "rel-steward", "-n", ns),
+        ("serviceaccount", "rel-steward", "-n", ns),
+        ("role", "rel-steward", "-n", ns),
+        ("rolebinding", "rel-steward", "-n", ns),
+        ("clusterrole", cluster_name),
+    ):
+        assert not exists(*what), f"{what} left after helm uninstall"
+    assert helm("list", "--namespace", ns, "-q").stdout.strip() == ""
+    # Helm never deletes CRDs (that would delete every ManagedService)
+    assert exists("crd", MS_CRD)
+
+
+# ---------------------------------------------------------------- values.schema.json
+BAD_VALUES = [
+    (
+        "terraform.binary=terraformm",
+        ["/terraform/binary", "'auto', 'terraform', 'tofu', 'bundled'"],
+    ),
+    ("replica=2", ["additional properties 'replica' not allowed"]),
+    ("watchNamespaces={Bad_NS}", ["/watchNamespaces/0", "Bad_NS"]),
+    ("docker.mode=podman", ["/docker/mode", "'none', 'socket', 'dind'"]),
+    ("metrics.port=70000", ["/metrics/port"]),
+    ("operator.logFormat=xml", ["/operator/logFormat"]),
+    ("peering.priority=high", ["/peering/priority"]),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), BAD_VALUES, ids=[v for v, _ in BAD_VALUES])
+def test_schema_rejects_bad_values_with_a_clear_message(
+    helm: Runner, namespace: str, value: str, expected: list[str], chart_crds: None
+) -> None:
+    # (helm install creates crds/ before it validates values: chart_crds cleans up)
+    for command in (
+        ["template", "bad", CHART],
+        ["install", "bad", CHART, "--namespace", namespace],
+    ):
+        out = helm(*command, "--set", value, check=False)
+        assert out.returncode != 0, f"helm {command[0]} accepted {value}"
+        assert "values don't meet the specifications of the schema" in out.stderr, out.stderr
+        for text in expected:
+            assert text in out.stderr, out.stderr
+    assert helm("list", "--namespace", namespace, "-q").stdout.strip() == ""
+
+
+def test_template_guard_persistence_with_replicas(helm: Runner) -> None:
+    out = helm(
+        "template",
+        "bad",
+        CHART,
+        "--set",
+        "persistence.enabled=true",
+        "--set",
+        "replicas=2",
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "persistence.enabled with replicas > 1 needs a ReadWriteMany claim" in out.stderr
+    ok = helm(
+        "template",
+        "ok",
+        CHART,
+        "--set",
+        "persistence.enabled=true",
+        "--set",
+        "replicas=2",
+        "--set",
+        "persistence.accessModes={ReadWriteMany}",
+    )
+    assert "kind: PersistentVolumeClaim" in ok.stdout
