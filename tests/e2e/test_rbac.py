@@ -281,10 +281,88 @@ TERRAFORM = Flavor(
     ready_timeout=240,
 )
 
-# The lead adds CONTAINER here (chart values: docker.mode; checks: the container
-# is gone after delete): the daemon and Terraform cases show the shape.
+
+# -- container: the operator talks to the local Docker engine (no Kubernetes verbs of its
+# own beyond status/events/finalizer), env from a Secret (get).
+def _busybox_image() -> str:
+    from tests.integration.container.conftest import _run
+
+    res = _run("build-test-images.sh", 900)
+    assert res is not None and res.returncode == 0, "test images could not be built"
+    images = dict(line.split("=", 1) for line in res.stdout.split() if "=" in line)
+    return images["STEWARD_TEST_BUSYBOX_IMAGE"]
+
+
+def _container_prepare(ctx: Ctx) -> None:
+    ctx.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "tok",
+        "-n",
+        ctx.namespace,
+        f"--from-literal=token={TOKEN_VALUE}",
+    )
+
+
+def _container_spec(flag: str) -> dict[str, Any]:
+    return {
+        "container": {
+            "image": _busybox_image(),
+            "imagePullPolicy": "Never",
+            "command": ["httpd", "-f", "-p", "8080", "-h", "/www", flag],
+            "containerPort": 8080,
+            "env": [
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "tok", "key": "token"}}}
+            ],
+        },
+        "endpoint": {
+            "protocol": "http",
+            "healthCheck": {"http": {"path": "/"}, "periodSeconds": 2},
+        },
+        "backoff": {"initialSeconds": 1},
+    }
+
+
+def _containers(name: str, namespace: str) -> list[Any]:
+    import docker
+
+    client = docker.from_env()
+    try:
+        found: list[Any] = client.containers.list(
+            all=True, filters={"label": f"steward.dev/service={namespace}/{name}"}
+        )
+        return found
+    finally:
+        client.close()
+
+
+def _container_check_ready(ctx: Ctx, obj: dict[str, Any], generation: int) -> None:
+    st = obj["status"]
+    assert st["state"] == "active" and st["observedGeneration"] == generation
+    (c,) = _containers(obj["metadata"]["name"], ctx.namespace)
+    assert "TOKEN=" + TOKEN_VALUE in c.attrs["Config"]["Env"]
+    assert requests.get(st["endpoint"]["uri"], timeout=5).status_code == 200
+
+
+def _container_check_deleted(ctx: Ctx, last: dict[str, Any]) -> None:
+    wait_for(lambda: not _containers(last["metadata"]["name"], ctx.namespace), timeout=30)
+
+
+CONTAINER = Flavor(
+    id="container",
+    chart_values=("terraform.secretsWrite=false",),
+    prepare=_container_prepare,
+    spec=lambda ctx: _container_spec("-v"),
+    updated_spec=lambda ctx: _container_spec("-vv"),
+    check_ready=_container_check_ready,
+    check_deleted=_container_check_deleted,
+    denied_extra=(("list", "secrets"), ("create", "secrets")),
+)
+
 FLAVORS = [
     pytest.param(DAEMON, id=DAEMON.id),
+    pytest.param(CONTAINER, id=CONTAINER.id, marks=pytest.mark.docker),
     pytest.param(TERRAFORM, id=TERRAFORM.id, marks=pytest.mark.terraform),
 ]
 
