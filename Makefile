@@ -57,5 +57,13 @@ testbin:
 testenv: install
 	STEWARD_TESTBIN="$$(bash hack/testenv/build-testbin.sh)" $(BIN)/python hack/testenv/controlplane.py
 
+## Benchmarks: Steward next to the raw cost of the same work (real control plane + Docker).
+## Full ~6 min, quick ~2.5 min on 2 cores; results in bench/results/, table in bench/README.md.
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: install
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Shared benchmark harness: control plane, operator process, Docker, watches, timing, reports."""
