@@ -10,7 +10,7 @@ from steward.api.restart import BackoffSpec, RestartPolicy
 from steward.api.state import AdminState, ServiceState
 from steward.api.status import HealthState
 from steward.engine.backoff import crashes_after_exit, restart_delay
-from steward.engine.decide import Action, decide
+from steward.engine.decide import Action, LastRun, RunEnd, decide
 from steward.runtimes.base import Observation
 
 RUNNING = Observation(ServiceState.ACTIVE)
@@ -31,9 +31,9 @@ def d(
     policy: RestartPolicy = RestartPolicy.ALWAYS,
     due: bool = True,
     expired: bool = False,
-    pending: bool = False,
+    last: LastRun | None = None,
 ):  # type: ignore[no-untyped-def]
-    return decide(admin, obs, health, probed, policy, due, expired, restart_pending=pending)
+    return decide(admin, obs, health, probed, policy, due, expired, last_run=last)
 
 
 def test_inactive_stops_running_and_rests_when_stopped() -> None:
@@ -110,8 +110,9 @@ def test_diagnosed_failure_keeps_its_reason_while_waiting() -> None:
 
 def test_steward_initiated_stop_waits_then_restarts() -> None:
     stopped = Observation(ServiceState.INACTIVE, "stopped")
-    assert d(stopped, pending=True, due=False).action is Action.WAIT
-    res = d(stopped, pending=True, due=True)
+    killed = LastRun(RunEnd.KILLED, "Unhealthy")
+    assert d(stopped, last=killed, due=False).action is Action.WAIT
+    res = d(stopped, last=killed, due=True)
     assert res.action is Action.START and res.reason == "Restarting"
 
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from steward.api import AdminState, ManagedService, RestartPolicy, ServiceState
 from steward.api.status import HealthState
-from steward.engine.decide import Action, decide
+from steward.engine.decide import Action, LastRun, RunEnd, decide
 from steward.runtimes.base import Observation
 
 EXAMPLES = 10_000
@@ -164,12 +164,19 @@ observations = st.builds(
     st.sampled_from(list(RestartPolicy)),
     st.booleans(),
     st.booleans(),
-    st.booleans(),
+    st.one_of(
+        st.none(),
+        st.builds(
+            LastRun,
+            st.sampled_from(list(RunEnd)),
+            st.sampled_from(["", "ProcessExited", "CommandNotFound", "ImagePullFailed"]),
+        ),
+    ),
 )
 def test_decide_is_total_and_consistent(
-    admin, obs, health, probed, policy, due, expired, pending
+    admin, obs, health, probed, policy, due, expired, last
 ) -> None:  # type: ignore[no-untyped-def]
-    d = decide(admin, obs, health, probed, policy, due, expired, restart_pending=pending)
+    d = decide(admin, obs, health, probed, policy, due, expired, last_run=last)
     assert isinstance(d.action, Action) and isinstance(d.state, ServiceState) and d.reason
     if d.ready:
         assert admin is AdminState.ACTIVE and obs.running and d.state is ServiceState.ACTIVE
@@ -177,3 +184,6 @@ def test_decide_is_total_and_consistent(
         assert d.action in (Action.STOP, Action.NONE)
     if d.action is Action.START:
         assert not obs.running
+    if d.stalled:
+        assert d.action in (Action.NONE, Action.STOP) and d.state is ServiceState.ERROR
+        assert policy is not RestartPolicy.ALWAYS

@@ -27,13 +27,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from steward.api import reasons as R
 from steward.api.endpoint import EndpointProtocol
 from steward.api.manifest import ManagedService
 from steward.api.state import AdminState, ServiceState
 from steward.api.status import HealthState, ManagedServiceStatus, utcnow
 from steward.engine.backoff import crashes_after_exit, restart_delay
-from steward.engine.decide import Action, Decision, decide, exited
+from steward.engine.decide import (
+    Action,
+    Decision,
+    LastRun,
+    RunEnd,
+    decide,
+    exited,
+    restarts,
+    run_end_of,
+)
 from steward.engine.environment import ValueResolver, no_cluster_resolver, resolve_env
+from steward.engine.state import EngineState
 from steward.health.ports import PortRegistry, PortUnavailable
 from steward.health.probes import ProbeResult, ProbeTarget, render_uri, run_probe
 from steward.health.tracker import record_probe
@@ -70,6 +81,15 @@ def default_state_dir() -> Path:
 def _digest(env: dict[str, str]) -> str:
     """A hash of resolved values: compares them without keeping secrets around."""
     return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
+
+
+BACKOFF_MARK = "; back-off "
+"""Separates a failure from the retry time in messages (Events compare the part before it)."""
+
+
+def _stable(message: str) -> str:
+    """The part of a message that names the failure, without when it is retried."""
+    return message.split(BACKOFF_MARK, 1)[0]
 
 
 def _log_event(type_: str, reason: str, message: str) -> None:
@@ -208,19 +228,18 @@ class Service:
                 else ManagedServiceStatus()
             )
 
-    def _load_engine_state(self) -> dict[str, Any]:
+    def _load_engine_state(self) -> EngineState:
         try:
-            data: dict[str, Any] = json.loads((self.service_dir / "engine.json").read_text())
-            return data
-        except (OSError, ValueError):
-            return {"crashes": 0, "nextRestartAt": None, "accountedExit": None}
+            return EngineState.from_json((self.service_dir / "engine.json").read_text())
+        except OSError:
+            return EngineState()
 
     def save(self) -> None:
         """Persist manifest, status and engine bookkeeping atomically."""
         self.service_dir.mkdir(parents=True, exist_ok=True)
         for name, text in (
             ("status.json", self.status.model_dump_json(by_alias=True, exclude_none=True)),
-            ("engine.json", json.dumps(self._engine)),
+            ("engine.json", self._engine.to_json()),
             (
                 "manifest.json",
                 json.dumps(self.manifest.model_copy(update={"status": None}).to_dict()),
@@ -260,7 +279,7 @@ class Service:
         if result is Adoption.OUTDATED:
             if self._updates_in_place:
                 self.events("Normal", "Updating", "applied from another spec; re-applying")
-                self._engine["pendingUpdate"] = True
+                self._engine.pending_update = True
             else:
                 self.events("Normal", "Replacing", "running workload was started from another spec")
                 self._stop_runtime(force=False)
@@ -281,39 +300,83 @@ class Service:
 
     # ------------------------------------------------------------ status helpers
     def _set(self, decision: Decision, message: str = "") -> bool:
-        """Apply a decision's state/reason to status; emit an Event on transitions."""
+        """Apply a decision to status (state, Ready/Reconciling/Stalled); Events on transitions.
+
+        A Warning goes out once per distinct failure (reason and message), not once per
+        attempt of a crash loop; Normal events only when the reason changes.
+        """
         msg = message or decision.message
-        before = (self.status.state, self.status.condition("Ready"))
-        prev_reason = before[1].reason if before[1] else None
+        before = self.status.condition("Ready")
+        prev_reason = before.reason if before else None
         changed = self.status.update_state(decision.state)
         if decision.state is ServiceState.ERROR and msg:
-            self.status.last_error = msg
+            self.status.last_error = _stable(msg)  # the failure; when it is retried is beside it
         elif decision.ready:
             self.status.clear_error()
         ready_status: Literal["True", "False"] = "True" if decision.ready else "False"
         cond_msg = msg or {
-            "Ready": "service is running" + (" and healthy" if self._probed else ""),
-            "Starting": "waiting for the service to start",
-            "Stopped": "adminState is inactive",
+            R.READY: "service is running" + (" and healthy" if self._probed else ""),
+            R.STARTING: "waiting for the service to start",
+            R.RESTARTING: "starting again after the back-off",
+            R.UPDATING: "applying the changed spec",
+            R.STOPPED: "adminState is inactive",
         }.get(decision.reason, "")
+        gen = self.manifest.metadata.generation
         cond_changed = self.status.set_condition(
-            "Ready", ready_status, decision.reason, cond_msg, self.manifest.metadata.generation
+            "Ready", ready_status, decision.reason, cond_msg, gen
         )
-        self.status.observed_generation = self.manifest.metadata.generation
+        reconciling: Literal["True", "False"] = "True" if decision.reconciling else "False"
+        cond_changed |= self.status.set_condition(
+            R.RECONCILING,
+            reconciling,
+            decision.reason if decision.reconciling else R.READY if decision.ready else "Idle",
+            cond_msg if decision.reconciling else "",
+            gen,
+        )
+        stalled: Literal["True", "False"] = "True" if decision.stalled else "False"
+        cond_changed |= self.status.set_condition(
+            R.STALLED,
+            stalled,
+            decision.reason if decision.stalled else "NotStalled",
+            cond_msg if decision.stalled else "",
+            gen,
+        )
+        self.status.observed_generation = gen
         self.status.flavor = self.flavor
+        if decision.ready:
+            self._engine.warned = []
         if changed or (cond_changed and prev_reason != decision.reason):
-            warning = decision.state is ServiceState.ERROR
-            self.events(
-                "Warning" if warning else "Normal",
-                decision.reason,
-                cond_msg or decision.state.value,
-            )
+            self._emit(decision, cond_msg or decision.state.value)
         if changed or cond_changed:
             self.save()
         return changed or cond_changed
 
+    def _emit(self, decision: Decision, message: str) -> None:
+        if decision.state is not ServiceState.ERROR:
+            self.events("Normal", decision.reason, message)
+            return
+        if self._engine.first_warning(_stable(message)):
+            self.events("Warning", decision.reason, message)
+
     def _fail(self, reason: str, message: str) -> None:
         self._set(Decision(Action.NONE, ServiceState.ERROR, reason, message))
+
+    def _start_failed(self, reason: str, message: str) -> None:
+        """A start that failed is an ended run: back off (or stay down) like a crash."""
+        if self._engine.first_warning(_stable(message)):
+            self.events("Warning", reason, message)
+        obs = self._observe()
+        if exited(obs):
+            self._account_exit(obs)  # the runtime recorded the attempt itself (a failed apply)
+        else:
+            last = LastRun(RunEnd.START_FAILED, reason, message)
+            self._engine.last_run = last
+            if restarts(self.manifest.spec.restart_policy, last):
+                self._schedule_restart(None)
+            else:
+                self._engine.next_restart_at = None
+                self.status.next_restart_at = None
+        self._set(self._decide(obs))
 
     @property
     def _probed(self) -> bool:
@@ -342,8 +405,8 @@ class Service:
         )
 
     # ------------------------------------------------------------ actions
-    def _launch(self) -> bool:
-        """Choose the port, start the runtime; on failure status says why."""
+    def _launch(self, reason: str = R.STARTING) -> bool:
+        """Choose the port, start the runtime; on failure status says why and the back-off runs."""
         ep = self.manifest.spec.endpoint
         port = None
         try:
@@ -353,31 +416,32 @@ class Service:
                 )
             ctx = self._context(port)
         except PortUnavailable as exc:
-            self._fail("PortUnavailable", str(exc))
+            self._start_failed(R.PORT_UNAVAILABLE, str(exc))
             return False
         except RuntimeFailure as exc:
-            self._fail(exc.reason, str(exc))
+            self._start_failed(exc.reason, str(exc))
             return False
         self.status.endpoint.port = port
-        self._engine["envDigest"] = self._references_digest(ctx) if self.has_references else None
+        self._engine.env_digest = self._references_digest(ctx) if self.has_references else None
         self._fill_endpoint()
         reset_health(self.status.health)
         runtime = self.runtime
         runtime.ctx = ctx
-        self._set(Decision(Action.START, ServiceState.PENDING_STARTUP, "Starting"))
+        self._set(Decision(Action.START, ServiceState.PENDING_STARTUP, reason))
         try:
             runtime.start()
         except RuntimeFailure as exc:
-            self._fail(exc.reason, ctx.redact(str(exc)))
+            self._start_failed(exc.reason, ctx.redact(str(exc)))
             return False
         except Exception as exc:
-            self._fail("StartFailed", ctx.redact(f"{type(exc).__name__}: {exc}"))
+            self._start_failed(R.START_FAILED, ctx.redact(f"{type(exc).__name__}: {exc}"))
             return False
         self._run_started = time.monotonic()
         self._last_probe = 0.0
         self.status.started_at = utcnow()
         self.status.next_restart_at = None
-        self._engine["nextRestartAt"] = None
+        self._engine.next_restart_at = None
+        self._engine.last_run = None
         self.events(
             "Normal", "Started", f"{self.flavor} started" + (f" on port {port}" if port else "")
         )
@@ -454,9 +518,10 @@ class Service:
         """First sight of an ended run: record it and schedule the back-off."""
         # Not the message: a runtime may refine it later (Docker's late OOM flag).
         key = (obs.finished_at.isoformat() if obs.finished_at else "") + f"|{obs.exit_code}"
-        if self._engine.get("accountedExit") == key:
+        if self._engine.accounted_exit == key:
             return
-        self._engine["accountedExit"] = key
+        self._engine.accounted_exit = key
+        last = run_end_of(obs)
         self.status.last_exit_code = obs.exit_code
         self.status.finished_at = (
             obs.finished_at.replace(microsecond=0) if obs.finished_at else utcnow()
@@ -464,19 +529,28 @@ class Service:
         run_seconds = None
         if obs.started_at and obs.finished_at:
             run_seconds = (obs.finished_at - obs.started_at).total_seconds()
-        self._schedule_restart(run_seconds)
-        self.events(
-            "Warning" if obs.exit_code != 0 else "Normal", "Exited", obs.message or "run ended"
-        )
+        if last is not None:
+            self._engine.last_run = last
+            if restarts(self.manifest.spec.restart_policy, last):
+                self._schedule_restart(run_seconds)
+            else:
+                self._engine.next_restart_at = None
+                self.status.next_restart_at = None
+        failed = last is None or last.end is not RunEnd.SUCCEEDED
+        message = obs.message or "run ended"
+        if not failed:
+            self.events("Normal", R.EXITED, message)
+        elif self._engine.first_warning(_stable(message)):
+            self.events("Warning", R.EXITED, message)
         self.save()
 
     def _schedule_restart(self, run_seconds: float | None) -> None:
         """Count a crash and set when the next start may happen (kubelet back-off)."""
         spec = self.manifest.spec.backoff
-        crashes = crashes_after_exit(spec, int(self._engine.get("crashes", 0)), run_seconds)
-        self._engine["crashes"] = crashes
+        crashes = crashes_after_exit(spec, self._engine.crashes, run_seconds)
+        self._engine.crashes = crashes
         at = time.time() + restart_delay(spec, crashes)
-        self._engine["nextRestartAt"] = at
+        self._engine.next_restart_at = at
         self.status.next_restart_at = datetime.fromtimestamp(at, UTC).replace(microsecond=0)
 
     # ------------------------------------------------------------ control loop
@@ -509,6 +583,35 @@ class Service:
         with self._lock:
             return self._update(obs, result, act=True)
 
+    def _decide(self, obs: Observation) -> Decision:
+        """decide() on the current facts, with the message a user should read."""
+        next_at = self._engine.next_restart_at
+        decision = decide(
+            self.manifest.spec.admin_state,
+            obs,
+            self.status.health.state,
+            self._probed,
+            self.manifest.spec.restart_policy,
+            next_at is None or time.time() >= next_at,
+            self._startup_expired(),
+            last_run=self._engine.last_run,
+        )
+        message = decision.message
+        if decision.reason == R.UNHEALTHY and obs.running:
+            message = f"liveness probe failed: {self.status.health.message}"
+        elif decision.reason == R.UNHEALTHY and not message:
+            message = f"stopped after failed probes; restartPolicy {self.manifest.spec.restart_policy.value}"
+        if decision.action is Action.WAIT and next_at:
+            # An absolute time, not a countdown: the message stays the same while it waits.
+            at = datetime.fromtimestamp(next_at, UTC).strftime("%H:%M:%SZ")
+            delay = restart_delay(self.manifest.spec.backoff, self._engine.crashes)
+            message = f"{message or 'ended'}{BACKOFF_MARK}{delay:g}s, next attempt at {at}"
+        elif decision.reason == R.STARTING and self.status.health.message:
+            message = f"waiting for the first successful probe: {self.status.health.message}"
+        if message == decision.message:
+            return decision
+        return Decision(decision.action, decision.state, decision.reason, message, decision.stalled)
+
     def _update(self, obs: Observation, result: ProbeResult | None, act: bool) -> float:
         ep = self.manifest.spec.endpoint
         check = ep.effective_health_check() if ep else None
@@ -521,58 +624,50 @@ class Service:
             self._account_exit(obs)
         if (
             act
-            and self._engine.get("pendingUpdate")
+            and self._engine.pending_update
             and self.manifest.spec.admin_state is AdminState.ACTIVE
         ):
-            self._engine["pendingUpdate"] = False
-            self._launch()
+            self._engine.pending_update = False
+            self._launch(R.UPDATING)
             return STARTUP_PROBE_INTERVAL
-        next_at = self._engine.get("nextRestartAt")
-        restart_due = next_at is None or time.time() >= float(next_at)
-        decision = decide(
-            self.manifest.spec.admin_state,
-            obs,
-            self.status.health.state,
-            self._probed,
-            self.manifest.spec.restart_policy,
-            restart_due,
-            self._startup_expired(),
-            restart_pending=next_at is not None,
-        )
-        message = decision.message
-        if decision.reason == "Unhealthy":
-            message = f"liveness probe failed: {self.status.health.message}"
-        if decision.action is Action.WAIT and next_at:
-            wait = max(0.0, float(next_at) - time.time())
-            message = f"{obs.message}; back-off {wait:.1f}s before restart"
-        elif decision.reason == "Starting" and self.status.health.message:
-            message = f"waiting for the first successful probe: {self.status.health.message}"
+        decision = self._decide(obs)
         if not act and decision.action is Action.START:
             # Observing only: nothing runs, so the operational state is inactive.
-            decision = Decision(Action.NONE, ServiceState.INACTIVE, "NotRunning", "not started")
+            decision = Decision(Action.NONE, ServiceState.INACTIVE, R.NOT_RUNNING, "not started")
         elif not act and decision.action is not Action.NONE:
-            decision = Decision(Action.NONE, decision.state, decision.reason, decision.message)
-        self._set(decision, message)
+            decision = Decision(
+                Action.NONE, decision.state, decision.reason, decision.message, decision.stalled
+            )
+        if decision.action is not Action.START:
+            self._set(decision)
         if decision.action is Action.START:
-            if decision.reason == "Restarting":
+            if decision.reason == R.RESTARTING:
                 self.status.restarts += 1
-            self._launch()
+            self._launch(decision.reason)
             return STARTUP_PROBE_INTERVAL
         if decision.action is Action.STOP:
             self._stop_runtime(force=False)
             reset_health(self.status.health)
             self.ports.release(self.identity.key)
-            if decision.state is not ServiceState.ERROR:
-                self._set(Decision(Action.NONE, ServiceState.INACTIVE, "Stopped"))
+            if decision.state is ServiceState.ERROR:
+                # Stopped by Steward and not to be restarted (restartPolicy Never).
+                self._engine.last_run = LastRun(RunEnd.KILLED, R.UNHEALTHY, decision.message)
+                self._engine.next_restart_at = None
+                self.save()
+            else:
+                self._engine.reset_loop()  # adminState inactive: the next start is a fresh one
+                self._set(Decision(Action.NONE, ServiceState.INACTIVE, R.STOPPED))
             return 0.0
         if decision.action is Action.RESTART:
             self._stop_runtime(force=False)
+            self._engine.last_run = LastRun(RunEnd.KILLED, R.UNHEALTHY, decision.message)
             self._schedule_restart(time.monotonic() - self._run_started)
-            self.status.last_error = message
+            self.status.last_error = decision.message
             self.save()
             return 0.0
+        next_at = self._engine.next_restart_at
         if decision.action is Action.WAIT and next_at:
-            return max(0.05, float(next_at) - time.time())
+            return max(0.05, next_at - time.time())
         if check is not None and obs.running:
             if self.status.health.state is HealthState.UNKNOWN:
                 return STARTUP_PROBE_INTERVAL
@@ -584,7 +679,7 @@ class Service:
         """Start (or adopt) and wait up to ``timeout`` s for active; False with last_error if not."""
         with self._lock:
             self.manifest.spec.admin_state = AdminState.ACTIVE
-            self._engine.update(crashes=0, nextRestartAt=None)
+            self._engine.reset_loop()
             obs = self._observe()
             if not obs.running and not self._launch():
                 return False
@@ -627,7 +722,8 @@ class Service:
             grace = 0.0 if force else min(timeout, self._grace()) if timeout > 0 else None
             self._stop_runtime(force=force, grace=grace)
             obs = self._observe()
-            self._engine["accountedExit"] = None
+            self._engine.accounted_exit = None
+            self._engine.reset_loop()
             if obs.running:
                 self._fail("StopFailed", "still running after stop")
                 return False
@@ -654,9 +750,9 @@ class Service:
                     self._stop_runtime(force=False)
                 self._runtime.close()
             self._runtime = None
-            self._engine.update(
-                crashes=0, nextRestartAt=None, accountedExit=None, pendingUpdate=in_place
-            )
+            self._engine.reset_loop()
+            self._engine.accounted_exit = None
+            self._engine.pending_update = in_place
             self.save()
             self.events("Normal", "SpecChanged", "spec changed; the workload will be replaced")
             return True
@@ -678,13 +774,13 @@ class Service:
 
     def references_changed(self) -> bool:
         """True when Secrets/ConfigMaps now resolve differently from what the workload got."""
-        if not self.has_references or self._engine.get("envDigest") is None:
+        if not self.has_references or self._engine.env_digest is None:
             return False
         try:
             digest = self._references_digest(self._context())
         except RuntimeFailure:
             return False  # a missing reference shows up at the next start
-        return digest != self._engine.get("envDigest")
+        return digest != self._engine.env_digest
 
     def replace(self, reason: str) -> None:
         """Make the next reconcile start the workload afresh: stopped first, or re-applied in place."""
@@ -693,9 +789,9 @@ class Service:
             in_place = self._updates_in_place
             if not in_place:
                 self._stop_runtime(force=False)
-            self._engine.update(
-                crashes=0, nextRestartAt=None, accountedExit=None, pendingUpdate=in_place
-            )
+            self._engine.reset_loop()
+            self._engine.accounted_exit = None
+            self._engine.pending_update = in_place
             self.save()
 
     def get_logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:

@@ -47,12 +47,12 @@ def test_crash_restarts_with_doubling_backoff(state_dir: Path, services: list[Se
     delays: list[float] = []  # the back-off the engine scheduled after each crash
     deadline = time.monotonic() + 20
     last = svc.status.restarts
-    scheduled = svc._engine.get("nextRestartAt")
+    scheduled = svc._engine.next_restart_at
     while time.monotonic() < deadline and len(starts) < 4:
         before = time.time()
         svc.reconcile()
         after = time.time()
-        at = svc._engine.get("nextRestartAt")
+        at = svc._engine.next_restart_at
         if at is not None and at != scheduled:
             scheduled = at
             # scheduled during this call: the delay lies in [at - after, at - before]
