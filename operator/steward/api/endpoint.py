@@ -68,6 +68,13 @@ class HealthCheck(CamelModel):
 class EndpointSpec(CamelModel):
     """Where the service listens, and how its health is checked."""
 
+    model_config = cel(
+        (
+            "has(self.port) || !has(self.allocatePort) || self.allocatePort",
+            "endpoint: allocatePort: false needs a port to use",
+        ),
+    )
+
     protocol: EndpointProtocol = Field(
         default=EndpointProtocol.TCP, description="tcp, http or https."
     )
@@ -90,6 +97,12 @@ class EndpointSpec(CamelModel):
         default=None,
         description="Probe; unset means a TCP check for tcp and GET / for http(s).",
     )
+
+    @model_validator(mode="after")
+    def _port_when_fixed(self) -> EndpointSpec:
+        if not self.allocate_port and self.port is None:
+            raise ValueError("endpoint: allocatePort: false needs a port to use")
+        return self
 
     def effective_health_check(self) -> HealthCheck:
         """The probe to run: the spec's, or the protocol's natural default."""

@@ -24,6 +24,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("port-negative", {"daemon": D, "endpoint": {"port": -1}}, "spec.endpoint.port"),
     ("port-string", {"daemon": D, "endpoint": {"port": "http"}}, "spec.endpoint.port"),
     ("protocol-enum", {"daemon": D, "endpoint": {"protocol": "ftp"}}, "spec.endpoint.protocol"),
+    (
+        "fixed-port-missing",
+        {"daemon": D, "endpoint": {"allocatePort": False}},
+        "endpoint: allocatePort: false needs a port to use",
+    ),
     ("restart-enum", {"daemon": D, "restartPolicy": "Sometimes"}, "spec.restartPolicy"),
     ("admin-enum", {"daemon": D, "adminState": "paused"}, "spec.adminState"),
     ("deletion-enum", {"daemon": D, "deletionPolicy": "Keep"}, "spec.deletionPolicy"),
