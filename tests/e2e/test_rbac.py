@@ -767,7 +767,7 @@ def _denied_common(release: Release) -> list[tuple[str, ...]]:
         ("impersonate", "users"),
         ("create", "serviceaccounts", "--subresource=token", "-n", system),
         ("delete", "events", "-n", a),
-        ("patch", "events", "-n", a),
+        ("list", "events", "-n", a),
         ("list", "kopfpeerings.kopf.dev", "-n", a),
     ]
 
@@ -788,6 +788,8 @@ def test_the_same_identity_is_denied_what_it_must_not_need(
         ("patch", "managedservices.steward.dev"),
         ("patch", "managedservices.steward.dev", "--subresource=status"),
         ("create", "events"),
+        ("patch", "events"),
+        ("get", "events"),
         ("get", "secrets"),
         ("get", "configmaps"),
     ):

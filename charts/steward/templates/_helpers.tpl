@@ -76,10 +76,11 @@ verb used by the operator (proven by tests/e2e/test_rbac.py):
 - apiGroups: ["steward.dev"]
   resources: ["managedservices/status"]
   verbs: ["patch"]
-# kopf posts core/v1 Events (creates only; it never patches or aggregates them).
+# core/v1 Events, aggregated like client-go's recorder: a repeat of the same
+# Event patches its count (get/patch by name); never list, watch or delete.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "get", "patch"]
 # env valueFrom secretKeyRef / configMapKeyRef and Terraform varsFrom: the
 # operator reads the named objects one by one (get, never list or watch).
 - apiGroups: [""]

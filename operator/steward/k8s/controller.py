@@ -26,14 +26,17 @@ import kopf
 import kubernetes
 from pydantic import ValidationError
 
+from steward.api import reasons as R
 from steward.api.crd import PLURAL
 from steward.api.errors import format_validation_error
 from steward.api.manifest import API_GROUP, API_VERSION, ManagedService
 from steward.api.spec import DeletionPolicy
 from steward.api.state import ServiceState
+from steward.api.status import ManagedServiceStatus
 from steward.engine.service import Service
 from steward.k8s import metrics
 from steward.k8s.clients import Clients
+from steward.k8s.events import EventRecorder, ObjectRef
 from steward.k8s.patches import merge_patch, significant
 from steward.k8s.resolver import ClusterResolver
 from steward.k8s.terraform import delete_state, sync_outputs_secret
@@ -97,6 +100,7 @@ class Controller:
             for flavor, n in options.workers.items()
         }
         self.tracked: dict[str, Tracked] = {}
+        self.recorder = EventRecorder(clients.core)
         self._resume = asyncio.Semaphore(options.resume_concurrency)
         self._lock = threading.Lock()
 
@@ -149,10 +153,23 @@ class Controller:
         tracked.written = status
         metrics.STATUS_PATCHES.inc()
 
-    def _flush_events(self, body: kopf.Body, tracked: Tracked) -> None:
-        while tracked.events:
-            type_, reason, message = tracked.events.popleft()
-            kopf.event(body, type=type_, reason=reason, message=message[:1000])
+    async def _flush_events(self, body: kopf.Body, tracked: Tracked) -> None:
+        """Post the engine's Events (aggregated and rate-limited by the recorder)."""
+        ref = _ref(body)
+        pending = list(tracked.events)
+        tracked.events.clear()
+
+        def send() -> None:
+            for type_, reason, message in pending:
+                self.recorder.record(ref, type_, reason, message)
+            self.recorder.flush(ref)
+
+        await asyncio.get_running_loop().run_in_executor(None, send)
+
+    async def _event(self, body: kopf.Body, type_: str, reason: str, message: str) -> None:
+        tracked = Tracked(service=None)
+        tracked.events.append((type_, reason, message))
+        await self._flush_events(body, tracked)
 
     # ------------------------------------------------------------ handlers' entry points
     def wake(self, key: str) -> None:
@@ -209,7 +226,7 @@ class Controller:
                 metrics.RECONCILE_ERRORS.labels(svc.flavor).inc()
                 log.exception("reconcile of %s failed", key)
                 tracked.events.append(
-                    ("Warning", "ReconcileFailed", f"{type(exc).__name__}: {exc}")
+                    ("Warning", R.RECONCILE_FAILED, f"{type(exc).__name__}: {exc}")
                 )
                 delay = 5.0
             if svc.flavor == "terraform" and svc.status.state is ServiceState.ACTIVE:
@@ -224,9 +241,9 @@ class Controller:
                     )
                 except kubernetes.client.ApiException as exc:
                     tracked.events.append(
-                        ("Warning", "OutputsSecretFailed", f"{exc.status}: {exc.reason}")
+                        ("Warning", R.OUTPUTS_SECRET_FAILED, f"{exc.status}: {exc.reason}")
                     )
-            self._flush_events(body, tracked)
+            await self._flush_events(body, tracked)
             await self._patch_status(body, tracked, svc.status.to_dict())
             await self._sleep(tracked, delay)
 
@@ -237,7 +254,7 @@ class Controller:
             done, _ = await asyncio.wait({task}, timeout=PROGRESS_INTERVAL)
             if done:
                 return task.result()
-            self._flush_events(body, tracked)
+            await self._flush_events(body, tracked)
             await self._patch_status(body, tracked, svc.status.to_dict())
 
     async def _sleep(self, tracked: Tracked, delay: float) -> None:
@@ -248,23 +265,19 @@ class Controller:
     async def _invalid(
         self, body: kopf.Body, tracked: Tracked, message: str, generation: int | None
     ) -> None:
-        status = dict(tracked.written)
-        status.update(
-            state=ServiceState.ERROR.value,
-            lastError=message,
-            observedGeneration=generation,
-            conditions=[
-                {
-                    "type": "Ready",
-                    "status": "False",
-                    "reason": "InvalidSpec",
-                    "message": message[:1000],
-                    "observedGeneration": generation,
-                }
-            ],
-        )
-        if status != tracked.written:
-            kopf.event(body, type="Warning", reason="InvalidSpec", message=message[:1000])
+        try:
+            current = ManagedServiceStatus.model_validate(tracked.written)
+        except ValidationError:
+            current = ManagedServiceStatus()
+        current.update_state(ServiceState.ERROR, message)
+        current.observed_generation = generation
+        short = message[: R.MESSAGE_MAX]
+        current.set_condition("Ready", "False", R.INVALID_SPEC, short, generation)
+        current.set_condition(R.RECONCILING, "False", "Idle", "", generation)
+        current.set_condition(R.STALLED, "True", R.INVALID_SPEC, short, generation)
+        status = {**tracked.written, **current.to_dict()}
+        if significant(status) != significant(tracked.written):
+            await self._event(body, "Warning", R.INVALID_SPEC, short)
         await self._patch_status(body, tracked, status)
 
     async def delete(self, body: kopf.Body, retry: int) -> None:
@@ -282,11 +295,12 @@ class Controller:
             svc = await loop.run_in_executor(executor, self._new_service, ms, tracked)
         force = (body.meta.get("annotations") or {}).get(FORCE_DELETE_ANNOTATION) == "true"
         if ms.spec.deletion_policy is DeletionPolicy.ORPHAN:
-            kopf.info(body, reason="Orphaned", message="deletionPolicy Orphan: left running")
+            await self._event(body, "Normal", R.ORPHANED, "deletionPolicy Orphan: left running")
+            self.recorder.forget(_ref(body))
             await loop.run_in_executor(executor, self._forget, svc, False)
             return
         ok = await loop.run_in_executor(executor, lambda: svc.stop(timeout=60))
-        self._flush_events(body, tracked)
+        await self._flush_events(body, tracked)
         if not ok and svc.status.state is ServiceState.ERROR and not force:
             self.tracked[key] = tracked
             tracked.service = svc
@@ -298,10 +312,11 @@ class Controller:
                 delay=delay,
             )
         if not ok:
-            kopf.warn(body, reason="ForceDeleted", message=f"gave up: {svc.status.last_error}")
+            await self._event(body, "Warning", R.FORCE_DELETED, f"gave up: {svc.status.last_error}")
         elif svc.flavor == "terraform":
             await loop.run_in_executor(executor, delete_state, self.clients, svc)
         await loop.run_in_executor(executor, self._forget, svc, True)
+        self.recorder.forget(_ref(body))
 
     def _forget(self, svc: Service, remove_runtime: bool) -> None:
         """Drop local state; with ``remove_runtime`` also the runtime files (nothing runs)."""
@@ -324,3 +339,13 @@ class Controller:
         """Operator exit: leave every workload running (the next operator adopts them)."""
         for ex in self.executors.values():
             ex.shutdown(wait=False, cancel_futures=True)
+
+
+def _ref(body: kopf.Body) -> ObjectRef:
+    return ObjectRef(
+        api_version=str(body.get("apiVersion") or f"{API_GROUP}/{API_VERSION}"),
+        kind=str(body.get("kind") or "ManagedService"),
+        namespace=str(body.meta.get("namespace") or "default"),
+        name=str(body.meta["name"]),
+        uid=str(body.meta.get("uid") or ""),
+    )
