@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -105,6 +106,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         leave_running=args.leave_running,
         until_ready=args.until_ready,
         timeout=args.timeout,
+        output="quiet" if args.quiet else args.output,
     )
 
 
@@ -121,20 +123,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.output == "yaml":
         print(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}, sort_keys=False))
         return 0
-    print(
-        f"{'NAMESPACE':<12} {'NAME':<24} {'TYPE':<9} {'STATE':<16} {'ENDPOINT':<28} {'HEALTH':<9} READY"
-    )
-    for item in items:
-        st = item["status"]
-        flavor = next((f for f in ("daemon", "container", "terraform") if f in item["spec"]), "?")
-        ready: dict[str, Any] = next(
-            (c for c in st.get("conditions", []) if c["type"] == "Ready"), {}
-        )
-        print(
-            f"{item['metadata'].get('namespace', 'default'):<12} {item['metadata']['name']:<24} "
-            f"{flavor:<9} {st.get('state', ''):<16} {st.get('endpoint', {}).get('uri') or '-':<28} "
-            f"{st.get('health', {}).get('state', '-'):<9} {ready.get('status', 'Unknown')}"
-        )
+    from steward.local.table import Table, endpoint_width, row_from
+
+    rows = [row_from(item, item["status"]) for item in items]
+    table = Table([r.name for r in rows], [endpoint_width(i.get("spec") or {}) for i in items])
+    print(table.header())
+    for row in rows:
+        if row.next_attempt:
+            row = dataclasses.replace(row, message=f"next attempt at {row.next_attempt}")
+        print(table.render(row))
     return 0
 
 
@@ -214,6 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--until-ready", action="store_true", help="exit once every service is Ready")
     p.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "json"],
+        default="table",
+        help="table (default) or json: one JSON object per changed row, event or message",
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="print only failures (on stderr); for scripts"
+    )
     p.set_defaults(func=cmd_local)
 
     p = sub.add_parser("status", help="show services like kubectl get")

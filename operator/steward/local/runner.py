@@ -10,54 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from steward.api.manifest import ManagedService
 from steward.api.spec import DeletionPolicy
-from steward.api.state import ServiceState
+from steward.api.state import AdminState
 from steward.engine.service import Service
 from steward.local.manifests import FileResolver, LoadResult, load
+from steward.local.table import Row, Table, endpoint_width, row_from
 from steward.runtimes.terraform import set_vars_from_resolver
 
 RELOAD_INTERVAL = 1.0
 PROGRESS_EVERY = 5.0
 
 
-@dataclass
-class Row:
-    """What a status line shows; printed again only when it changes."""
-
-    key: str
-    flavor: str
-    state: str
-    endpoint: str
-    health: str
-    reason: str
-    message: str
-
-    def render(self) -> str:
-        msg = f"  {self.message}" if self.message and self.reason != "Ready" else ""
-        return f"{self.key:<28} {self.flavor:<9} {self.state:<16} {self.endpoint or '-':<28} {self.health:<9} {self.reason}{msg}"
-
-
 def row_of(svc: Service) -> Row:
-    ready = svc.status.condition("Ready")
-    return Row(
-        key=svc.identity.key,
-        flavor=svc.flavor,
-        state=svc.status.state.value,
-        endpoint=svc.status.endpoint.uri or "",
-        health=svc.status.health.state.value if svc.manifest.spec.endpoint else "-",
-        reason=ready.reason if ready else "",
-        # Probe failures while starting are expected; they show in `steward status -o yaml`.
-        message=""
-        if ready and ready.reason == "Starting"
-        else (ready.message if ready else "")[:160],
-    )
+    """The row of a Service as it is now."""
+    spec = svc.manifest.spec
+    manifest = {
+        "metadata": {"namespace": svc.identity.namespace, "name": svc.identity.name},
+        "spec": {svc.flavor: {}, **({"endpoint": {}} if spec.endpoint else {})},
+    }
+    return row_from(manifest, svc.status.to_dict())
+
+
+def _widths(loaded: LoadResult) -> Table:
+    names = list(loaded.services)
+    widths = [endpoint_width(ms.to_dict().get("spec") or {}) for ms, _ in loaded.services.values()]
+    return Table(names, widths)
 
 
 class LocalRunner:
@@ -71,8 +55,12 @@ class LocalRunner:
         out: TextIO = sys.stdout,
         until_ready: bool = False,
         timeout: float | None = None,
+        output: str = "table",
     ) -> None:
         self.paths = paths
+        self.output = output
+        """table (for people), json (a JSON object per line), quiet (only failures, on stderr)."""
+        self.table = Table([], [])
         self.state_dir = state_dir
         self.leave_running = leave_running
         self.out = out
@@ -88,7 +76,20 @@ class LocalRunner:
         self.exit_code = 0
 
     def say(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        """A line for people: the table mode shows it, -o json wraps it, --quiet drops it."""
+        if self.output == "table":
+            print(line, file=self.out, flush=True)
+        elif self.output == "json":
+            print(json.dumps({"message": line}), file=self.out, flush=True)
+
+    def problem(self, line: str) -> None:
+        """A failure: shown in every mode (on stderr with --quiet)."""
+        if self.output == "quiet":
+            print(line, file=sys.stderr, flush=True)
+        elif self.output == "json":
+            print(json.dumps({"error": line}), file=self.out, flush=True)
+        else:
+            print(line, file=self.out, flush=True)
 
     # ---------------------------------------------------------------- files
     def _make_service(self, ms: ManagedService, loaded: LoadResult) -> Service:
@@ -96,8 +97,14 @@ class LocalRunner:
         key = ms.key
 
         def event(type_: str, reason: str, message: str, key: str = key) -> None:
-            if type_ == "Warning":
-                self.say(f"{key}: {reason}: {message}")
+            # The engine sends one Warning per distinct failure, not one per attempt.
+            if type_ != "Warning":
+                return
+            if self.output == "json":
+                event = {"name": key, "type": type_, "reason": reason, "message": message}
+                print(json.dumps({"event": event}), file=self.out, flush=True)
+            else:
+                self.problem(f"{key}: {reason}: {message}")
 
         return Service(ms, self.state_dir, resolver=resolver, events=event)
 
@@ -106,7 +113,7 @@ class LocalRunner:
         objects = loaded.objects
         set_vars_from_resolver(lambda kind, ns, name: objects.get((kind, ns, name)))
         for err in loaded.errors:
-            self.say(f"error: {err}")
+            self.problem(f"error: {err}")
         self._files = loaded.files
         for key, (ms, source) in loaded.services.items():
             self.sources[key] = source
@@ -115,9 +122,10 @@ class LocalRunner:
                 try:
                     svc = self._make_service(ms, loaded)
                 except Exception as exc:  # one broken service must not stop the others
-                    self.say(f"error: {source}: {key}: {exc}")
+                    self.problem(f"error: {source}: {key}: {exc}")
                     continue
                 self.services[key] = svc
+                self._show(svc)  # a row from the first moment, before anything starts
                 self._spawn(key)
             else:
                 svc.resolver = FileResolver(loaded.objects, ms.metadata.namespace)
@@ -157,7 +165,7 @@ class LocalRunner:
             try:
                 delay = await self._reconcile_with_progress(svc)
             except Exception as exc:  # keep serving the other services
-                self.say(f"{key}: reconcile failed: {type(exc).__name__}: {exc}")
+                self.problem(f"{key}: reconcile failed: {type(exc).__name__}: {exc}")
                 delay = 5.0
             self._show(svc)
             wake.clear()
@@ -183,14 +191,18 @@ class LocalRunner:
 
     def _show(self, svc: Service) -> None:
         row = row_of(svc)
-        if self._rows.get(row.key) != row:
-            self._rows[row.key] = row
-            self.say(row.render())
+        if self._rows.get(row.name) == row:
+            return
+        self._rows[row.name] = row
+        if self.output == "json":
+            print(row.to_json(), file=self.out, flush=True)
+        elif self.output == "table":
+            print(self.table.render(row), file=self.out, flush=True)
 
     def all_ready(self) -> bool:
         return bool(self.services) and all(
             (svc.status.condition("Ready") or _NOT_READY).status == "True"
-            or svc.manifest.spec.admin_state.value == "inactive"
+            or svc.manifest.spec.admin_state is AdminState.INACTIVE
             for svc in self.services.values()
         )
 
@@ -210,9 +222,10 @@ class LocalRunner:
             loop.add_signal_handler(sig, self._stop.set)
         loaded = load(self.paths)
         if not loaded.services and not loaded.errors:
-            self.say(f"no ManagedService manifests found in {', '.join(map(str, self.paths))}")
+            self.problem(f"no ManagedService manifests found in {', '.join(map(str, self.paths))}")
             return 2
-        self.say(f"{'NAME':<28} {'TYPE':<9} {'STATE':<16} {'ENDPOINT':<28} {'HEALTH':<9} READY")
+        self.table = _widths(loaded)
+        self.say(self.table.header())
         self.apply(loaded)
         if loaded.errors:
             self.exit_code = 2
@@ -222,7 +235,7 @@ class LocalRunner:
             if self.until_ready and self.all_ready():
                 break
             if deadline is not None and loop.time() > deadline:
-                self.say(f"timed out after {self.timeout}s")
+                self.problem(f"timed out after {self.timeout}s")
                 self.exit_code = self.exit_code or 1
                 break
             with contextlib.suppress(TimeoutError):
@@ -242,7 +255,7 @@ class LocalRunner:
             self.say(f"leaving {len(self.services)} service(s) running; state in {self.state_dir}")
             return
         for key, svc in self.services.items():
-            if svc.status.state is not ServiceState.INACTIVE or svc.runtime.observe().running:
+            if svc.runtime.observe().running:
                 self.say(f"{key}: stopping")
                 svc.stop(timeout=30)
 
@@ -267,9 +280,10 @@ def run_local(
     until_ready: bool = False,
     timeout: float | None = None,
     out: TextIO = sys.stdout,
+    output: str = "table",
 ) -> int:
     """Entry point of ``steward local``; returns the process exit code."""
-    runner = LocalRunner(paths, state_dir, leave_running, out, until_ready, timeout)
+    runner = LocalRunner(paths, state_dir, leave_running, out, until_ready, timeout, output)
     return asyncio.run(runner.run())
 
 

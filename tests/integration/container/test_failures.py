@@ -64,11 +64,15 @@ def test_pull_fails_fast_without_registry(
 
 
 def test_private_registry_unreachable_fails_fast(docker_images: Images, runtimes: Factory) -> None:
-    # 192.0.2.0/24 is TEST-NET-1: never routed, so connecting hangs until our probe gives up.
-    rt = runtimes({"image": "192.0.2.1:5000/team/app:1"})
+    # A registry port on this machine that nobody listens on: refused at once, no packet
+    # leaves the machine (tests never target other addresses).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rt = runtimes({"image": f"127.0.0.1:{port}/team/app:1"})
     exc = failure(rt, within=8)
     assert exc.reason == "ImagePullFailed"
-    assert "192.0.2.1:5000" in str(exc)
+    assert f"127.0.0.1:{port}" in str(exc)
 
 
 def test_host_path_missing(docker_images: Images, runtimes: Factory, tmp_path: Path) -> None:
