@@ -16,6 +16,7 @@ CACHE="${STEWARD_CACHE:-$HOME/.cache/steward}"
 IMAGES="$CACHE/images"
 WHAT="${1:-all}"
 REV=1 # bump to force a rebuild of every image
+KEY_MIRROR=http://deb.debian.org/debian # a constant of the python-base cache key, not a mirror
 SUITE=bookworm
 PYVER=3.11
 PY="${STEWARD_PYTHON:-$ROOT/.venv/bin/python}"
@@ -86,29 +87,93 @@ build_busybox() {
     echo "STEWARD_TEST_BUSYBOX_IMAGE=$tag"
 }
 
+APT_ETC=/etc/apt
+APT_LISTS=/var/lib/apt/lists
+
+apt_source_files() {
+    # The files apt reads, in apt's order: sources.list, then sources.list.d/ by name.
+    [ -f "$APT_ETC/sources.list" ] && echo "$APT_ETC/sources.list"
+    find "$APT_ETC/sources.list.d" -maxdepth 1 -type f \( -name '*.list' -o -name '*.sources' \) \
+        2>/dev/null | LC_ALL=C sort
+}
+
+mirror_in() {
+    # Print every http(s) URI serving "deb" $SUITE with component main in FILE
+    # (one-line sources.list format for *.list, deb822 stanzas for *.sources).
+    case "$1" in
+        *.sources) awk -v s="$SUITE" '
+            function flush() {
+                if (types ~ "(^| )deb( |$)" && suites ~ "(^| )" s "( |$)" &&
+                    comps ~ "(^| )main( |$)" && tolower(enabled) != "no") {
+                    n = split(uris, u, " ")
+                    for (i = 1; i <= n; i++) if (u[i] ~ /^https?:\/\//) print u[i]
+                }
+                types = suites = comps = uris = enabled = key = ""
+            }
+            /^#/ { next }
+            /^[ \t]*$/ { flush(); next }
+            /^[ \t]/ { v = $0; sub(/^[ \t]+/, "", v); val[key] = val[key] " " v; set(key); next }
+            {
+                key = tolower($0); sub(/:.*/, "", key)
+                v = $0; sub(/^[^:]*:[ \t]*/, "", v); val[key] = v; set(key)
+            }
+            function set(k) {
+                if (k == "types") types = val[k]
+                else if (k == "suites") suites = val[k]
+                else if (k == "components") comps = val[k]
+                else if (k == "uris") uris = val[k]
+                else if (k == "enabled") enabled = val[k]
+            }
+            END { flush() }
+        ' "$1" ;;
+        *) awk -v s="$SUITE" '
+            { sub(/#.*/, "") }
+            $1 == "deb" {
+                i = 2
+                if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                if ($i ~ /^https?:\/\// && $(i + 1) == s) {
+                    for (j = i + 2; j <= NF; j++) if ($j == "main") { print $i; break }
+                }
+            }
+        ' "$1" ;;
+    esac
+}
+
+not_debian() {
+    # True when apt's downloaded Release file for mirror $1 names another Origin than Debian
+    # (a third-party repository that also serves "$SUITE main"); unknown counts as Debian.
+    local f
+    f="$APT_LISTS/$(sed -E 's#^[a-z]+://##; s#/+$##; s#/#_#g' <<<"$1")_dists_${SUITE}_InRelease"
+    [ -f "$f" ] || f="${f%InRelease}Release"
+    [ -f "$f" ] && ! grep -qx 'Origin: Debian' "$f"
+}
+
 apt_mirror() {
-    # The first Debian mirror configured for $SUITE (deb822 sources or sources.list).
-    local m=""
-    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-        m="$(awk -v s="$SUITE" '
-            /^URIs:/ {u=$2} /^Suites:/ {for (i=2;i<=NF;i++) if ($i==s) {print u; exit}}
-        ' /etc/apt/sources.list.d/debian.sources)"
-    fi
-    if [ -z "$m" ] && [ -f /etc/apt/sources.list ]; then
-        m="$(awk -v s="$SUITE" '$1=="deb" && $0 ~ " "s" " {for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list | head -n1)"
-    fi
-    echo "${m:-http://deb.debian.org/debian}"
+    # The first http(s) Debian mirror apt is configured with for "$SUITE main".
+    local f m candidates
+    candidates="$(apt_source_files | while read -r f; do mirror_in "$f"; done)"
+    for m in $candidates; do
+        not_debian "$m" && continue
+        echo "${m%/}"
+        return 0
+    done
+    log "no http(s) Debian mirror for '$SUITE main' in $APT_ETC/sources.list or" \
+        "$APT_ETC/sources.list.d/*.list|*.sources: configure one (e.g. a deb822 stanza" \
+        "'Types: deb / URIs: http://<mirror>/debian / Suites: $SUITE / Components: main')"
+    return 1
 }
 
 build_python_base() {
     # Sets BASE_TAG: debootstrap minbase with python3, imported as an image.
     local mirror key tarball root
-    mirror="$(apt_mirror)"
-    key="$(printf '%s\n' "$SUITE" minbase python3 "$mirror" "$REV" | sha)"
+    # The rootfs is Debian's $SUITE whichever mirror serves it: the key names no mirror.
+    # (The fixed word stands where the mirror used to be, so caches built before stay valid.)
+    key="$(printf '%s\n' "$SUITE" minbase python3 "$KEY_MIRROR" "$REV" | sha)"
     BASE_TAG="steward-test/python-base:$key"
     tarball="$IMAGES/python-base-$SUITE-$key.tar"
     have_image "$BASE_TAG" && return 0
     if [ ! -s "$tarball" ]; then
+        mirror="$(apt_mirror)" || exit 1
         command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
         log "debootstrap $SUITE minbase + python3 from $mirror (about a minute)"
         root="$TMP/rootfs"

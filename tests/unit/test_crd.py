@@ -85,6 +85,7 @@ def test_cel_rules_and_printer_columns() -> None:
         "Endpoint",
         "Health",
         "Ready",
+        "Reason",
         "Age",
     ]
     assert version["subresources"] == {"status": {}}

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from steward.api.flavors import FLAVORS, one_of
 from steward.api.manifest import API_GROUP, API_VERSION, KIND
 from steward.api.spec import ManagedServiceSpec
 from steward.api.status import ManagedServiceStatus
@@ -27,7 +28,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {
         "name": "Type",
         "type": "string",
-        "description": "daemon, container or terraform",
+        "description": one_of(),
         "jsonPath": ".status.flavor",
     },
     {"name": "State", "type": "string", "jsonPath": ".status.state"},
@@ -136,8 +137,8 @@ def openapi_schema() -> dict[str, Any]:
                 "no dots): it names processes, containers and Terraform state",
             }
         ],
-        "description": "A service Steward runs beside Kubernetes workloads: a local daemon, "
-        "a Docker container or a Terraform apply.",
+        "description": "A service Steward runs beside Kubernetes workloads: "
+        f"{one_of([f.noun for f in FLAVORS])}.",
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string", "description": "steward.dev/v1alpha1"},

@@ -10,11 +10,12 @@ from steward.api.base import CamelModel, cel
 from steward.api.container import ContainerSpec
 from steward.api.daemon import DaemonSpec
 from steward.api.endpoint import EndpointSpec
+from steward.api.flavors import FLAVORS, NAMES, by_name, one_of
 from steward.api.restart import BackoffSpec, RestartPolicy
 from steward.api.state import AdminState
 from steward.api.terraform import TerraformSpec
 
-FLAVORS = ("daemon", "container", "terraform")
+_FIELDS = tuple(f.field for f in FLAVORS)
 
 
 class DeletionPolicy(StrEnum):
@@ -29,17 +30,21 @@ class ManagedServiceSpec(CamelModel):
 
     model_config = cel(
         (
-            "[has(self.daemon), has(self.container), has(self.terraform)].filter(x, x).size() == 1",
-            "exactly one of spec.daemon, spec.container or spec.terraform must be set",
+            f"[{', '.join(f'has(self.{f})' for f in _FIELDS)}].filter(x, x).size() == 1",
+            f"exactly one of {one_of([f'spec.{f}' for f in _FIELDS])} must be set",
         ),
     )
 
     admin_state: AdminState = Field(
         default=AdminState.ACTIVE, description="active runs the service; inactive stops it."
     )
-    daemon: DaemonSpec | None = Field(default=None, description="Run a local daemon process.")
-    container: ContainerSpec | None = Field(default=None, description="Run a Docker container.")
-    terraform: TerraformSpec | None = Field(default=None, description="Apply a Terraform module.")
+    daemon: DaemonSpec | None = Field(default=None, description=by_name("daemon").field_description)
+    container: ContainerSpec | None = Field(
+        default=None, description=by_name("container").field_description
+    )
+    terraform: TerraformSpec | None = Field(
+        default=None, description=by_name("terraform").field_description
+    )
     endpoint: EndpointSpec | None = Field(
         default=None, description="Where the service listens and how it is probed."
     )
@@ -56,10 +61,10 @@ class ManagedServiceSpec(CamelModel):
 
     @model_validator(mode="after")
     def _exactly_one_flavor(self) -> ManagedServiceSpec:
-        chosen = [f for f in FLAVORS if getattr(self, f) is not None]
+        chosen = [f.name for f in FLAVORS if getattr(self, f.field) is not None]
         if len(chosen) != 1:
             raise ValueError(
-                "spec: set exactly one of daemon, container or terraform"
+                f"spec: set exactly one of {one_of()}"
                 + (f" (got {', '.join(chosen)})" if chosen else " (got none)")
             )
         return self
@@ -67,4 +72,17 @@ class ManagedServiceSpec(CamelModel):
     @property
     def flavor(self) -> str:
         """daemon, container or terraform."""
-        return next(f for f in FLAVORS if getattr(self, f) is not None)
+        return next(f.name for f in FLAVORS if getattr(self, f.field) is not None)
+
+
+def _check_catalog() -> None:
+    """Every flavor of the catalog is a field of the spec, typed with its model."""
+    for f in FLAVORS:
+        info = ManagedServiceSpec.model_fields.get(f.field)
+        if info is None or info.annotation != (f.model | None):
+            raise TypeError(f"ManagedServiceSpec.{f.field} must be {f.model.__name__} | None")
+    if len(set(_FIELDS)) != len(NAMES):
+        raise TypeError("two flavors share a spec field")
+
+
+_check_catalog()

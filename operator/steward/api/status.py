@@ -10,6 +10,7 @@ from pydantic import Field
 
 from steward.api.base import CamelModel
 from steward.api.endpoint import EndpointProtocol
+from steward.api.flavors import one_of
 from steward.api.state import ServiceStatus
 
 
@@ -72,7 +73,7 @@ class ManagedServiceStatus(ServiceStatus):
     observed_generation: int | None = Field(
         default=None, description="metadata.generation last acted upon."
     )
-    flavor: str | None = Field(default=None, description="daemon, container or terraform.")
+    flavor: str | None = Field(default=None, description=f"{one_of()}.")
     endpoint: EndpointStatus = Field(default_factory=EndpointStatus, description="Endpoint.")
     health: HealthStatus = Field(default_factory=HealthStatus, description="Probe results.")
     restarts: int = Field(default=0, description="Restarts done by Steward.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from steward.api.flavors import FLAVORS
+
 
 class ServiceType(BaseModel):
     """Immutable, hashable descriptor of a kind of service."""
@@ -39,11 +41,12 @@ def service_types() -> list[ServiceType]:
     return list(_REGISTRY.values())
 
 
-for _flavor, _desc in (
-    ("daemon", "A local daemon process"),
-    ("container", "A Docker container"),
-    ("terraform", "Resources created by a Terraform apply"),
-):
+for _flavor in FLAVORS:
     register_service_type(
-        ServiceType(type="managed-service", flavor=_flavor, name=_flavor, description=_desc)
+        ServiceType(
+            type="managed-service",
+            flavor=_flavor.name,
+            name=_flavor.name,
+            description=_flavor.description,
+        )
     )

@@ -12,12 +12,12 @@ import abc
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from steward.api.state import ServiceState
 
@@ -47,6 +47,18 @@ class ServiceIdentity:
         return re.sub(r"[^a-z0-9.-]", "-", f"{self.namespace}.{self.name}".lower())
 
 
+@runtime_checkable
+class Resolver(Protocol):
+    """Secrets and ConfigMaps of the service's own namespace, for env valueFrom and varsFrom.
+
+    One per service, given by the adapter (the cluster's objects, the manifest files'
+    objects, or a test's dict); runtimes never reach for a global."""
+
+    def read(self, kind: str, name: str) -> Mapping[str, str] | None:
+        """The data of Secret (kind "secret") or ConfigMap ("configMap") ``name``; None if absent."""
+        ...
+
+
 @dataclass
 class RuntimeContext:
     """What the engine hands a runtime: nothing here needs Kubernetes to exist."""
@@ -61,6 +73,8 @@ class RuntimeContext:
     secret_values: frozenset[str] = frozenset()
     """Values that must never be logged or reported (resolved from Secrets)."""
     labels: dict[str, str] = field(default_factory=dict)
+    resolver: Resolver | None = None
+    """Reads the namespace's Secrets/ConfigMaps (Terraform varsFrom); None: none available."""
 
     def redact(self, text: str) -> str:
         """Replace every secret value in ``text`` with ``***``."""
@@ -95,6 +109,29 @@ class Observation:
         return self.state in (ServiceState.ACTIVE, ServiceState.PENDING_STARTUP)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a runtime can do, declared instead of guessed from its flavor or its attributes.
+
+    After Nomad's ``plugins/drivers.Capabilities``: the engine and the adapters
+    read these facts, never ``flavor == "terraform"`` or ``getattr(runtime, ...)``.
+    Every field defaults to False; a runtime sets what it does.
+    """
+
+    updates_in_place: bool = False
+    """A changed spec converges with another ``start()`` (a Terraform apply): the engine
+    does not stop the workload first, and an OUTDATED adoption is re-started, not replaced."""
+    allocates_port: bool = False
+    """The engine picks the endpoint's port (``endpoint.port``/``allocatePort``), passes it as
+    ``$(PORT)`` and ``ctx.port``, and renders ``protocol://host:port`` (daemon, container)."""
+    endpoint_from_outputs: bool = False
+    """The endpoint URI comes from the runtime (``Observation.endpoint_uri``, a Terraform
+    output), never from protocol://host:port; no port is chosen for it."""
+    has_outputs: bool = False
+    """The runtime has named outputs (``outputs(include_sensitive=...)``) that an adapter may
+    publish, e.g. the k8s adapter's outputs Secret (Terraform)."""
+
+
 class Adoption(StrEnum):
     """Outcome of looking for what an earlier Steward process started."""
 
@@ -108,6 +145,9 @@ class Runtime(abc.ABC):
     """One running (or not) instance of a flavor of service."""
 
     flavor: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities(allocates_port=True)
+    """Overridden by each runtime; this default is what the engine assumes of a runtime
+    that declares nothing (a registered custom flavor): a port chosen, protocol://host:port."""
 
     def __init__(self, spec: Any, ctx: RuntimeContext) -> None:
         self.spec = spec
@@ -132,6 +172,11 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def adopt(self) -> Adoption:
         """Take over what an earlier Steward process started, instead of a second copy."""
+
+    @property
+    def updates_in_place(self) -> bool:
+        """``capabilities.updates_in_place``, under the name the engine reads today."""
+        return self.capabilities.updates_in_place
 
     def inputs_digest(self) -> str:
         """A digest of inputs the runtime resolves itself (Terraform varsFrom); "" if none."""

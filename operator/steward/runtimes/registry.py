@@ -1,16 +1,19 @@
-"""Which Runtime class serves which flavor; imported lazily so `docker` loads only when used."""
+"""Which Runtime class serves which flavor; imported lazily so `docker` loads only when used.
+
+Each flavor of the catalog (``steward.api.flavors``) is served by the package
+``steward.runtimes.<flavor>``, which exports ``<Flavor>Runtime``.
+"""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
+from steward.api.flavors import NAMES
 from steward.runtimes.base import Runtime, RuntimeContext
 
 _RUNTIMES: dict[str, str] = {
-    "daemon": "steward.runtimes.daemon:DaemonRuntime",
-    "container": "steward.runtimes.container:ContainerRuntime",
-    "terraform": "steward.runtimes.terraform:TerraformRuntime",
+    name: f"steward.runtimes.{name}:{name.capitalize()}Runtime" for name in NAMES
 }
 
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from steward.api import ManagedService
 from steward.api.container import ContainerSpec, parse_quantity
 from steward.runtimes.base import RuntimeFailure
-from steward.runtimes.container_config import build, environment
+from steward.runtimes.container.config import build, environment
 from tests.integration.container.conftest import make_runtime
 
 IMAGE = "steward-test/busybox:1"

@@ -15,7 +15,7 @@ import pytest
 
 from steward.api.state import ServiceState
 from steward.runtimes.base import RuntimeFailure
-from steward.runtimes.terraform_lock import Holder
+from steward.runtimes.terraform.lock import Holder
 from tests.integration.terraform.conftest import MakeRT, StateServer
 from tests.integration.terraform.tfhelpers import SLOW, Background, sleeps, spec_of, wait_for
 

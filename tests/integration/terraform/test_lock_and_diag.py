@@ -7,8 +7,8 @@ import socket
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from steward.runtimes.terraform_diag import Reason, classify, errors, lock_info, message
-from steward.runtimes.terraform_lock import Holder
+from steward.runtimes.terraform.diag import Reason, classify, errors, lock_info, message
+from steward.runtimes.terraform.lock import Holder
 
 LOCAL_LOCKED = """
 \x1b[31m╷\x1b[0m

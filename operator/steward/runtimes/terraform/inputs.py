@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,25 +18,10 @@ from typing import Any
 from steward.api.terraform import TerraformSpec
 from steward.runtimes.base import RuntimeContext, RuntimeFailure
 from steward.runtimes.expand import expand, expand_json
-from steward.runtimes.terraform_diag import Reason
-
-VarsFromResolver = Callable[[str, str, str], Mapping[str, str] | None]
-"""(kind "secret"|"configMap", namespace, name) -> the object's data, None when missing."""
-
-_resolver: VarsFromResolver | None = None
+from steward.runtimes.terraform.diag import Reason
 
 _DROPPED_PARENT_ENV = re.compile(r"^(TF_VAR_|TF_LOG|TF_CLI_ARGS|TF_DATA_DIR$|TF_WORKSPACE$)")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-
-
-def set_vars_from_resolver(resolver: VarsFromResolver | None) -> None:
-    """Install how ``varsFrom`` is resolved (the operator's Kubernetes reader, or a test's dict)."""
-    global _resolver
-    _resolver = resolver
-
-
-def vars_from_resolver() -> VarsFromResolver | None:
-    return _resolver
 
 
 @dataclass
@@ -111,14 +95,17 @@ def resolve_inputs(spec: TerraformSpec, ctx: RuntimeContext) -> Inputs:
 
 def _read_vars_from(src: Any, ctx: RuntimeContext) -> dict[str, str]:
     where = f"varsFrom {src.kind} {ctx.identity.namespace}/{src.object_name}"
-    resolver = _resolver
+    resolver = ctx.resolver
     if resolver is None:
         raise RuntimeFailure(
             f"{where}: no resolver for Secrets/ConfigMaps outside a cluster "
-            "(install one with steward.runtimes.terraform.set_vars_from_resolver)",
+            "(pass one to Service, or put them in the manifest files in local mode)",
             reason=Reason.VARS_FROM_UNAVAILABLE,
         )
-    data = resolver(src.kind, ctx.identity.namespace, src.object_name)
+    try:
+        data = resolver.read(src.kind, src.object_name)
+    except RuntimeFailure as exc:
+        raise RuntimeFailure(f"{where}: {exc}", reason=Reason.VARS_FROM_UNAVAILABLE) from exc
     if data is None:
         if src.optional:
             return {}

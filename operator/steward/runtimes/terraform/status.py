@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from steward.api.terraform import TerraformSpec
-from steward.runtimes.terraform_workspace import Record
+from steward.runtimes.terraform.workspace import Record
 
 MAX_OUTPUT_BYTES = 4096
 """Outputs larger than this are summarised in status (etcd objects are small)."""

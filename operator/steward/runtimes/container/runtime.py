@@ -13,15 +13,22 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import docker.errors
 import requests
 
 from steward.api.container import ContainerSpec
 from steward.api.state import ServiceState
-from steward.runtimes.base import Adoption, Observation, Runtime, RuntimeContext, RuntimeFailure
-from steward.runtimes.container_config import (
+from steward.runtimes.base import (
+    Adoption,
+    Capabilities,
+    Observation,
+    Runtime,
+    RuntimeContext,
+    RuntimeFailure,
+)
+from steward.runtimes.container.config import (
     build,
     check_host_paths,
     check_ports_free,
@@ -29,8 +36,8 @@ from steward.runtimes.container_config import (
     container_port,
     effective_hash,
 )
-from steward.runtimes.container_docker import connect, ensure_image, translated
-from steward.runtimes.container_state import hash_of, host_port, is_ours, observation
+from steward.runtimes.container.docker import connect, ensure_image, translated
+from steward.runtimes.container.state import hash_of, host_port, is_ours, observation
 
 KILL_WAIT = 10.0
 """Seconds to wait for the engine to reap a container after SIGKILL."""
@@ -42,6 +49,7 @@ class ContainerRuntime(Runtime):
     """A ManagedService as a Docker container; the Docker client is created on first use."""
 
     flavor = "container"
+    capabilities: ClassVar[Capabilities] = Capabilities(allocates_port=True)
     spec: ContainerSpec
 
     def __init__(self, spec: ContainerSpec, ctx: RuntimeContext) -> None:

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from steward.api.terraform import TerraformModule
 from steward.runtimes.base import RuntimeFailure
-from steward.runtimes.terraform_diag import Reason
+from steward.runtimes.terraform.diag import Reason
 
 BACKEND_FILE = "zz_steward_backend_override.tf.json"
 """An override file, last in lexical order, so it replaces any backend block of the module."""

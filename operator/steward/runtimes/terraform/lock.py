@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from steward.runtimes.terraform_diag import LockInfo
+from steward.runtimes.terraform.diag import LockInfo
 
 START_TIME_TOLERANCE = 0.05
 LOCK_CLOCK_SLACK = timedelta(seconds=5)

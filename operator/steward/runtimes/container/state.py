@@ -14,7 +14,7 @@ from typing import Any
 
 from steward.api.state import ServiceState
 from steward.runtimes.base import Observation
-from steward.runtimes.container_config import LABEL_MANAGED, LABEL_SERVICE, LABEL_SPEC_HASH
+from steward.runtimes.container.config import LABEL_MANAGED, LABEL_SERVICE, LABEL_SPEC_HASH
 from steward.runtimes.process import describe_exit
 
 

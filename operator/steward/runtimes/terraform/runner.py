@@ -7,7 +7,7 @@ log as it comes (redacted), so a long apply can be followed live.
 
 Before a child starts, who runs it is written to ``holder.json``; it is
 removed when the child ends. A holder file left behind means a run died with
-its Steward process, and tells the next run whom to check (see terraform_lock).
+its Steward process, and tells the next run whom to check (see terraform.lock).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from steward.runtimes.terraform_lock import Holder
-from steward.runtimes.terraform_log import TerraformLog
+from steward.runtimes.terraform.lock import Holder
+from steward.runtimes.terraform.log import TerraformLog
 
 READER_JOIN_SECONDS = 5.0
 """After the command exits, how long a grandchild holding our pipe may delay us."""
