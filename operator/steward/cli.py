@@ -23,16 +23,10 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 
 def _stored_services(state_dir: Path) -> list[dict[str, Any]]:
-    """Manifests and status as the engine persisted them, sorted by namespace/name."""
-    out = []
-    for status_file in sorted((state_dir / "services").glob("*/*/status.json")):
-        try:
-            manifest = json.loads((status_file.parent / "manifest.json").read_text())
-            manifest["status"] = json.loads(status_file.read_text())
-        except (OSError, ValueError):
-            continue
-        out.append(manifest)
-    return out
+    """Manifests with their status as the engine persisted them, sorted by namespace/name."""
+    from steward.engine.store import ServiceStore
+
+    return [{**item.manifest, "status": item.status} for item in ServiceStore(state_dir).list()]
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -42,20 +36,22 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import logging
-    import os
 
     import kopf
 
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
-    os.environ["STEWARD_STATE_DIR"] = str(_state_dir(args))
-    if args.metrics_port:
-        os.environ["STEWARD_METRICS_PORT"] = str(args.metrics_port)
-        os.environ["STEWARD_METRICS_ADDR"] = args.metrics_addr
-    for flavor in ("daemon", "container", "terraform"):
-        n = getattr(args, f"{flavor}_workers")
-        if n:
-            os.environ[f"STEWARD_{flavor.upper()}_WORKERS"] = str(n)
+    from steward.api.flavors import NAMES
+    from steward.k8s.config import OperatorConfig
+
+    config = OperatorConfig.from_env(
+        kubeconfig=args.kubeconfig,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+        namespaces=tuple(args.namespace or ()),
+        peering=args.peering,
+        liveness=args.liveness,
+        metrics_port=args.metrics_port or None,
+        metrics_addr=args.metrics_addr,
+        workers={f: getattr(args, f"{f}_workers", None) for f in NAMES},
+    )
     if args.log_format == "json":
         from steward.k8s.logs import configure_json_logging
 
@@ -69,13 +65,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import steward.k8s.handlers  # noqa: F401 - registers the handlers
 
-    namespaces = args.namespace or []
     kopf.run(
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=args.liveness,
+        standalone=config.peering is None,
+        peering_name=config.peering,
+        clusterwide=not config.namespaces,
+        namespaces=list(config.namespaces),
+        liveness_endpoint=config.liveness,
+        memo=kopf.Memo(config=config),
     )
     return 0
 
@@ -137,13 +133,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from steward.engine.service import Service
+    from steward.engine.store import ServiceStore
+    from steward.runtimes.base import ServiceIdentity
 
     state_dir = _state_dir(args)
-    manifest_file = state_dir / "services" / args.namespace / args.name / "manifest.json"
-    if not manifest_file.exists():
+    manifest = ServiceStore(state_dir).load_manifest(ServiceIdentity(args.namespace, args.name))
+    if manifest is None:
         print(f"error: no service {args.namespace}/{args.name} in {state_dir}", file=sys.stderr)
         return 1
-    svc = Service.from_manifest(json.loads(manifest_file.read_text()), state_dir=state_dir)
+    svc = Service.from_manifest(manifest, state_dir=state_dir)
     try:
         for line in svc.get_logs(tail=args.tail, follow=args.follow):
             print(line, flush=True)

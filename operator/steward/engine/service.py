@@ -18,20 +18,18 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from steward.api import reasons as R
-from steward.api.endpoint import EndpointProtocol
 from steward.api.manifest import ManagedService
 from steward.api.state import AdminState, ServiceState
-from steward.api.status import HealthState, ManagedServiceStatus, utcnow
+from steward.api.status import ManagedServiceStatus, utcnow
 from steward.engine.backoff import crashes_after_exit, restart_delay
 from steward.engine.decide import (
     Action,
@@ -43,15 +41,19 @@ from steward.engine.decide import (
     restarts,
     run_end_of,
 )
-from steward.engine.environment import ValueResolver, no_cluster_resolver, resolve_env
-from steward.engine.state import EngineState
+from steward.engine.endpoints import fill_endpoint
+from steward.engine.environment import ValueResolver, as_resolver, resolve_env
+from steward.engine.probing import STARTUP_PROBE_INTERVAL, Prober
+from steward.engine.recorder import BACKOFF_MARK, EventSink, StatusRecorder, log_event
+from steward.engine.store import ServiceStore, default_state_dir
 from steward.health.ports import PortRegistry, PortUnavailable
-from steward.health.probes import ProbeResult, ProbeTarget, render_uri, run_probe
+from steward.health.probes import ProbeResult, ProbeTarget
 from steward.health.tracker import record_probe
 from steward.health.tracker import reset as reset_health
 from steward.runtimes.base import (
     Adoption,
     Observation,
+    Resolver,
     Runtime,
     RuntimeContext,
     RuntimeFailure,
@@ -62,38 +64,15 @@ from steward.runtimes.registry import make_runtime
 
 log = logging.getLogger("steward.engine")
 
-EventSink = Callable[[str, str, str], None]
-"""(type "Normal"|"Warning", reason, message)."""
+__all__ = ["STARTUP_PROBE_INTERVAL", "EventSink", "Service", "default_state_dir"]
 
-STARTUP_PROBE_INTERVAL = 0.05
 MIN_RUNNING_WITHOUT_PROBE = 0.3
 """start() of a service without endpoint waits this long so an instant crash is not 'active'."""
-
-
-def default_state_dir() -> Path:
-    """$STEWARD_STATE_DIR, else ~/.local/state/steward."""
-    env = os.environ.get("STEWARD_STATE_DIR")
-    if env:
-        return Path(env)
-    return Path.home() / ".local" / "state" / "steward"
 
 
 def _digest(env: dict[str, str]) -> str:
     """A hash of resolved values: compares them without keeping secrets around."""
     return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
-
-
-BACKOFF_MARK = "; back-off "
-"""Separates a failure from the retry time in messages (Events compare the part before it)."""
-
-
-def _stable(message: str) -> str:
-    """The part of a message that names the failure, without when it is retried."""
-    return message.split(BACKOFF_MARK, 1)[0]
-
-
-def _log_event(type_: str, reason: str, message: str) -> None:
-    log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s: %s", reason, message)
 
 
 def _run_coro(coro: Any) -> Any:
@@ -116,25 +95,42 @@ class Service:
         self,
         manifest: ManagedService,
         state_dir: Path,
-        resolver: ValueResolver | None = None,
+        resolver: Resolver | ValueResolver | None = None,
         events: EventSink | None = None,
+        store: ServiceStore | None = None,
     ) -> None:
-        self.manifest = manifest
         self.identity = ServiceIdentity(manifest.metadata.namespace, manifest.metadata.name)
-        self.state_dir = Path(state_dir)
-        self.service_dir = (
-            self.state_dir / "services" / self.identity.namespace / self.identity.name
-        )
-        self.resolver = resolver or no_cluster_resolver
-        self.events = events or _log_event
-        self.ports = PortRegistry(self.state_dir / "ports")
+        self.store = store or ServiceStore(Path(state_dir))
+        self.state_dir = self.store.state_dir
+        self.service_dir = self.store.service_dir(self.identity)
+        self.resolver = as_resolver(resolver)
+        self.ports = PortRegistry(self.store.ports_dir)
         self._lock = threading.RLock()
         self._runtime: Runtime | None = None
-        self._last_probe = 0.0
-        self._run_started = 0.0
-        self.status = self._load_status()
-        self._engine = self._load_engine_state()
+        self.prober = Prober()
+        status = self.store.load_status(self.identity) or (
+            manifest.status.model_copy(deep=True) if manifest.status else ManagedServiceStatus()
+        )
+        self._engine = self.store.load_engine(self.identity)
+        self.recorder = StatusRecorder(status, self._engine, events or log_event, self.save)
+        self._take(manifest)
         self._adopt()
+
+    def _take(self, manifest: ManagedService) -> None:
+        """Point the collaborators at this manifest (construction and update())."""
+        self.manifest = manifest
+        self.prober.endpoint = manifest.spec.endpoint
+        self.recorder.generation = manifest.metadata.generation
+        self.recorder.flavor = manifest.spec.flavor
+        self.recorder.probed = manifest.spec.endpoint is not None
+
+    @property
+    def status(self) -> ManagedServiceStatus:
+        return self.recorder.status
+
+    @property
+    def events(self) -> EventSink:
+        return self.recorder.events
 
     # ------------------------------------------------------------ construction
     @classmethod
@@ -217,37 +213,10 @@ class Service:
         return self._runtime
 
     # ------------------------------------------------------------ persistence
-    def _load_status(self) -> ManagedServiceStatus:
-        path = self.service_dir / "status.json"
-        try:
-            return ManagedServiceStatus.model_validate_json(path.read_text())
-        except (OSError, ValueError):
-            return (
-                self.manifest.status.model_copy(deep=True)
-                if self.manifest.status
-                else ManagedServiceStatus()
-            )
-
-    def _load_engine_state(self) -> EngineState:
-        try:
-            return EngineState.from_json((self.service_dir / "engine.json").read_text())
-        except OSError:
-            return EngineState()
-
     def save(self) -> None:
-        """Persist manifest, status and engine bookkeeping atomically."""
-        self.service_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in (
-            ("status.json", self.status.model_dump_json(by_alias=True, exclude_none=True)),
-            ("engine.json", self._engine.to_json()),
-            (
-                "manifest.json",
-                json.dumps(self.manifest.model_copy(update={"status": None}).to_dict()),
-            ),
-        ):
-            tmp = self.service_dir / f".{name}.tmp"
-            tmp.write_text(text)
-            tmp.replace(self.service_dir / name)
+        """Persist manifest, status and engine bookkeeping (the store knows where)."""
+        manifest = self.manifest.model_copy(update={"status": None}).to_dict()
+        self.store.save(self.identity, manifest, self.status, self._engine)
 
     # ------------------------------------------------------------ context
     def _context(self, port: int | None = None) -> RuntimeContext:
@@ -264,6 +233,7 @@ class Service:
             host=endpoint.host if endpoint else "127.0.0.1",
             spec_hash=self.spec_hash,
             secret_values=frozenset(secrets),
+            resolver=self.resolver,
         )
 
     def _adopt(self) -> None:
@@ -284,7 +254,7 @@ class Service:
                 self.events("Normal", "Replacing", "running workload was started from another spec")
                 self._stop_runtime(force=False)
         elif result is Adoption.ADOPTED:
-            self._run_started = time.monotonic()
+            self.prober.started()
             if self.status.endpoint.port is None:  # adopted without our state (a new state dir)
                 port = self._observe().details.get("hostPort") or self._observe().details.get(
                     "port"
@@ -296,75 +266,18 @@ class Service:
     @property
     def _updates_in_place(self) -> bool:
         """The runtime converges a changed spec with another start() (Terraform: an apply)."""
-        return bool(getattr(self.runtime, "updates_in_place", False))
+        return self.runtime.capabilities.updates_in_place
 
     # ------------------------------------------------------------ status helpers
     def _set(self, decision: Decision, message: str = "") -> bool:
-        """Apply a decision to status (state, Ready/Reconciling/Stalled); Events on transitions.
-
-        A Warning goes out once per distinct failure (reason and message), not once per
-        attempt of a crash loop; Normal events only when the reason changes.
-        """
-        msg = message or decision.message
-        before = self.status.condition("Ready")
-        prev_reason = before.reason if before else None
-        changed = self.status.update_state(decision.state)
-        if decision.state is ServiceState.ERROR and msg:
-            self.status.last_error = _stable(msg)  # the failure; when it is retried is beside it
-        elif decision.ready:
-            self.status.clear_error()
-        ready_status: Literal["True", "False"] = "True" if decision.ready else "False"
-        cond_msg = msg or {
-            R.READY: "service is running" + (" and healthy" if self._probed else ""),
-            R.STARTING: "waiting for the service to start",
-            R.RESTARTING: "starting again after the back-off",
-            R.UPDATING: "applying the changed spec",
-            R.STOPPED: "adminState is inactive",
-        }.get(decision.reason, "")
-        gen = self.manifest.metadata.generation
-        cond_changed = self.status.set_condition(
-            "Ready", ready_status, decision.reason, cond_msg, gen
-        )
-        reconciling: Literal["True", "False"] = "True" if decision.reconciling else "False"
-        cond_changed |= self.status.set_condition(
-            R.RECONCILING,
-            reconciling,
-            decision.reason if decision.reconciling else R.READY if decision.ready else "Idle",
-            cond_msg if decision.reconciling else "",
-            gen,
-        )
-        stalled: Literal["True", "False"] = "True" if decision.stalled else "False"
-        cond_changed |= self.status.set_condition(
-            R.STALLED,
-            stalled,
-            decision.reason if decision.stalled else "NotStalled",
-            cond_msg if decision.stalled else "",
-            gen,
-        )
-        self.status.observed_generation = gen
-        self.status.flavor = self.flavor
-        if decision.ready:
-            self._engine.warned = []
-        if changed or (cond_changed and prev_reason != decision.reason):
-            self._emit(decision, cond_msg or decision.state.value)
-        if changed or cond_changed:
-            self.save()
-        return changed or cond_changed
-
-    def _emit(self, decision: Decision, message: str) -> None:
-        if decision.state is not ServiceState.ERROR:
-            self.events("Normal", decision.reason, message)
-            return
-        if self._engine.first_warning(_stable(message)):
-            self.events("Warning", decision.reason, message)
+        return self.recorder.apply(decision, message)
 
     def _fail(self, reason: str, message: str) -> None:
-        self._set(Decision(Action.NONE, ServiceState.ERROR, reason, message))
+        self.recorder.fail(reason, message)
 
     def _start_failed(self, reason: str, message: str) -> None:
         """A start that failed is an ended run: back off (or stay down) like a crash."""
-        if self._engine.first_warning(_stable(message)):
-            self.events("Warning", reason, message)
+        self.recorder.warn_once(reason, message)
         obs = self._observe()
         if exited(obs):
             self._account_exit(obs)  # the runtime recorded the attempt itself (a failed apply)
@@ -383,25 +296,11 @@ class Service:
         return self.manifest.spec.endpoint is not None
 
     def _fill_endpoint(self, obs: Observation | None = None) -> None:
-        ep = self.manifest.spec.endpoint
-        st = self.status.endpoint
-        uri = obs.endpoint_uri if obs is not None else None
-        if uri:
-            st.uri = uri
-            if ep is not None and ep.effective_health_check().http is not None:
-                path = ep.effective_health_check().http.path  # type: ignore[union-attr]
-                st.health_url = uri.rstrip("/") + path
-            return
-        if ep is None or st.port is None or self.flavor == "terraform":
-            return
-        st.protocol = ep.protocol
-        st.host = ep.host
-        st.uri = render_uri(ep.protocol, ep.host, st.port)
-        check = ep.effective_health_check()
-        st.health_url = (
-            render_uri(ep.protocol, ep.host, st.port, check.http.path)
-            if check.http is not None and ep.protocol is not EndpointProtocol.TCP
-            else None
+        fill_endpoint(
+            self.status.endpoint,
+            self.manifest.spec.endpoint,
+            obs.endpoint_uri if obs is not None else None,
+            from_outputs=self.runtime.capabilities.endpoint_from_outputs,
         )
 
     # ------------------------------------------------------------ actions
@@ -410,7 +309,7 @@ class Service:
         ep = self.manifest.spec.endpoint
         port = None
         try:
-            if ep is not None and self.flavor != "terraform":
+            if ep is not None and self.runtime.capabilities.allocates_port:
                 port = self.ports.choose(
                     self.identity.key, ep.host, ep.port, self.status.endpoint.port, ep.allocate_port
                 )
@@ -436,8 +335,7 @@ class Service:
         except Exception as exc:
             self._start_failed(R.START_FAILED, ctx.redact(f"{type(exc).__name__}: {exc}"))
             return False
-        self._run_started = time.monotonic()
-        self._last_probe = 0.0
+        self.prober.started()
         self.status.started_at = utcnow()
         self.status.next_restart_at = None
         self._engine.next_restart_at = None
@@ -466,53 +364,15 @@ class Service:
                 reason="ObserveFailed",
             )
 
-    def _probe_target(self, obs: Observation) -> ProbeTarget | None:
-        ep = self.manifest.spec.endpoint
-        if ep is None:
-            return None
-        if obs.endpoint_uri:
-            try:
-                return ProbeTarget.from_uri(obs.endpoint_uri)
-            except ValueError:
-                return None
-        if self.status.endpoint.port is None:
-            return None
-        return ProbeTarget(ep.protocol, ep.host, self.status.endpoint.port)
-
     def _probe_due(self, obs: Observation) -> bool:
-        ep = self.manifest.spec.endpoint
-        if ep is None or not obs.running:
-            return False
-        check = ep.effective_health_check()
-        since_start = time.monotonic() - self._run_started
-        if since_start < check.initial_delay_seconds:
-            return False
-        interval = (
-            check.period_seconds
-            if self.status.health.state is not HealthState.UNKNOWN
-            else min(check.period_seconds, STARTUP_PROBE_INTERVAL)
-        )
-        return time.monotonic() - self._last_probe >= interval
+        return self.prober.due(obs, self.status.health)
+
+    def _probe_target(self, obs: Observation) -> ProbeTarget | None:
+        return self.prober.target(obs, self.status.endpoint.port)
 
     async def probe(self, obs: Observation) -> ProbeResult | None:
         """Run the endpoint's probe once (asynchronously)."""
-        ep = self.manifest.spec.endpoint
-        target = self._probe_target(obs)
-        if ep is None or target is None:
-            return None
-        self._last_probe = time.monotonic()
-        return await run_probe(ep.effective_health_check(), target)
-
-    def _startup_expired(self) -> bool:
-        ep = self.manifest.spec.endpoint
-        if ep is None or self.status.health.state is not HealthState.UNKNOWN:
-            return False
-        check = ep.effective_health_check()
-        allowance = check.initial_delay_seconds + check.failure_threshold * check.period_seconds
-        return (
-            self.status.health.consecutive_failures >= check.failure_threshold
-            and time.monotonic() - self._run_started > allowance
-        )
+        return await self.prober.probe(obs, self.status.endpoint.port)
 
     def _account_exit(self, obs: Observation) -> None:
         """First sight of an ended run: record it and schedule the back-off."""
@@ -536,12 +396,11 @@ class Service:
             else:
                 self._engine.next_restart_at = None
                 self.status.next_restart_at = None
-        failed = last is None or last.end is not RunEnd.SUCCEEDED
         message = obs.message or "run ended"
-        if not failed:
+        if last is not None and last.end is RunEnd.SUCCEEDED:
             self.events("Normal", R.EXITED, message)
-        elif self._engine.first_warning(_stable(message)):
-            self.events("Warning", R.EXITED, message)
+        else:
+            self.recorder.warn_once(R.EXITED, message)
         self.save()
 
     def _schedule_restart(self, run_seconds: float | None) -> None:
@@ -593,7 +452,7 @@ class Service:
             self._probed,
             self.manifest.spec.restart_policy,
             next_at is None or time.time() >= next_at,
-            self._startup_expired(),
+            self.prober.startup_expired(self.status.health),
             last_run=self._engine.last_run,
         )
         message = decision.message
@@ -661,7 +520,7 @@ class Service:
         if decision.action is Action.RESTART:
             self._stop_runtime(force=False)
             self._engine.last_run = LastRun(RunEnd.KILLED, R.UNHEALTHY, decision.message)
-            self._schedule_restart(time.monotonic() - self._run_started)
+            self._schedule_restart(time.monotonic() - self.prober.run_started)
             self.status.last_error = decision.message
             self.save()
             return 0.0
@@ -669,9 +528,7 @@ class Service:
         if decision.action is Action.WAIT and next_at:
             return max(0.05, next_at - time.time())
         if check is not None and obs.running:
-            if self.status.health.state is HealthState.UNKNOWN:
-                return STARTUP_PROBE_INTERVAL
-            return max(0.05, check.period_seconds - (time.monotonic() - self._last_probe))
+            return self.prober.next_in(self.status.health)
         return 1.0
 
     # ------------------------------------------------------------ public verbs
@@ -699,7 +556,7 @@ class Service:
                 self._update(obs, result, act=False)
                 if self.status.state is ServiceState.ACTIVE and (
                     self._probed
-                    or time.monotonic() - self._run_started >= MIN_RUNNING_WITHOUT_PROBE
+                    or time.monotonic() - self.prober.run_started >= MIN_RUNNING_WITHOUT_PROBE
                 ):
                     return True
                 if self.status.state is ServiceState.ERROR:
@@ -740,7 +597,7 @@ class Service:
         new = ManagedService.parse(manifest)
         with self._lock:
             old_hash = self.spec_hash
-            self.manifest = new.model_copy(update={"status": None})
+            self._take(new.model_copy(update={"status": None}))
             if self.spec_hash == old_hash:
                 self.save()
                 return False

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
-import os
 import random
-import shutil
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -33,9 +30,11 @@ from steward.api.manifest import API_GROUP, API_VERSION, ManagedService
 from steward.api.spec import DeletionPolicy
 from steward.api.state import ServiceState
 from steward.api.status import ManagedServiceStatus
+from steward.engine.driver import LoopSettings, ServiceLoop
 from steward.engine.service import Service
 from steward.k8s import metrics
 from steward.k8s.clients import Clients
+from steward.k8s.config import OperatorConfig
 from steward.k8s.events import EventRecorder, ObjectRef
 from steward.k8s.patches import merge_patch, significant
 from steward.k8s.resolver import ClusterResolver
@@ -46,18 +45,20 @@ log = logging.getLogger("steward.k8s")
 FORCE_DELETE_ANNOTATION = "steward.dev/force-delete"
 PROGRESS_INTERVAL = 1.0
 """While a reconcile runs longer than this, status and events are published meanwhile."""
+INVALID_SLEEP = 3600.0
+"""An invalid spec waits for the next change of the resource (a watch event wakes it)."""
 
 
-def operator_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+def operator_defaults(spec: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
     """Install-wide defaults (chart values) for what a spec leaves unset: Terraform's
-    binary (STEWARD_TERRAFORM_BINARY) and state backend (STEWARD_TERRAFORM_STATE_BACKEND)."""
+    binary and state backend."""
     tf = spec.get("terraform")
     if isinstance(tf, dict):
         tf = dict(tf)
-        binary = os.environ.get("STEWARD_TERRAFORM_BINARY", "")
+        binary = config.terraform_binary
         if binary and binary != "auto" and "binary" not in tf and "binaryPath" not in tf:
             tf["binary"] = binary
-        backend = os.environ.get("STEWARD_TERRAFORM_STATE_BACKEND", "")
+        backend = config.terraform_state_backend
         if backend and backend != "local" and "backend" not in tf:
             tf["backend"] = {backend: {}}
         spec = {**spec, "terraform": tf}
@@ -66,10 +67,8 @@ def operator_defaults(spec: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Options:
-    state_dir: Path
-    workers: dict[str, int] = field(
-        default_factory=lambda: {"daemon": 8, "container": 8, "terraform": 2}
-    )
+    """Tunables of the controller itself (the rest is OperatorConfig)."""
+
     resume_concurrency: int = 8
     resume_jitter_seconds: float = 2.0
     reference_check_seconds: float = 10.0
@@ -81,27 +80,32 @@ class Tracked:
 
     service: Service | None
     events: collections.deque[tuple[str, str, str]] = field(default_factory=collections.deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    loop: ServiceLoop | None = None
     written: dict[str, Any] = field(default_factory=dict)
     """The status as last written to the API (for diffs)."""
     generation: int | None = None
-    checked_refs: float = 0.0
+    manifest: ManagedService | None = None
+    """The spec as parsed for ``generation`` (parsed once per generation)."""
+    probed_at: datetime | None = None
     outputs_digest: str = ""
 
 
 class Controller:
     """Holds the Services of every watched resource."""
 
-    def __init__(self, clients: Clients, options: Options) -> None:
+    def __init__(
+        self, clients: Clients, config: OperatorConfig, options: Options | None = None
+    ) -> None:
         self.clients = clients
-        self.options = options
+        self.config = config
+        self.options = options or Options()
         self.executors: dict[str, Executor] = {
             flavor: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"steward-{flavor}")
-            for flavor, n in options.workers.items()
+            for flavor, n in config.workers.items()
         }
         self.tracked: dict[str, Tracked] = {}
-        self.recorder = EventRecorder(clients.core)
-        self._resume = asyncio.Semaphore(options.resume_concurrency)
+        self.recorder = EventRecorder(clients.core, config.instance)
+        self._resume = asyncio.Semaphore(self.options.resume_concurrency)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ helpers
@@ -120,7 +124,7 @@ class Controller:
                 "labels": dict(body.meta.get("labels") or {}),
                 "annotations": {},
             },
-            "spec": operator_defaults(dict(body.spec)),
+            "spec": operator_defaults(dict(body.spec), self.config),
         }
         return ManagedService.model_validate(data)
 
@@ -129,7 +133,7 @@ class Controller:
             tracked.events.append((type_, reason, message))
 
         resolver = ClusterResolver(self.clients, ms.metadata.namespace)
-        return Service(ms, self.options.state_dir, resolver=resolver, events=sink)
+        return Service(ms, self.config.state_dir, resolver=resolver, events=sink)
 
     async def _patch_status(
         self, body: kopf.Body, tracked: Tracked, status: dict[str, Any]
@@ -174,93 +178,93 @@ class Controller:
     # ------------------------------------------------------------ handlers' entry points
     def wake(self, key: str) -> None:
         tracked = self.tracked.get(key)
-        if tracked is not None:
-            tracked.wake.set()
+        if tracked is not None and tracked.loop is not None:
+            tracked.loop.wake()
 
     async def drive(self, body: kopf.Body, stopped: kopf.DaemonStopped) -> None:
-        """The per-resource loop, run as a kopf daemon until the resource or operator goes."""
+        """The per-resource loop (the engine's ServiceLoop), run as a kopf daemon."""
         key = f"{body.meta.get('namespace')}/{body.meta['name']}"
         tracked = self.tracked.setdefault(key, Tracked(service=None))
         tracked.written = dict(body.get("status") or {})
-        first = True
-        while not stopped.is_set() and not body.meta.get("deletionTimestamp"):
+        resuming = bool(body.get("status"))
+
+        async def refresh(loop: ServiceLoop) -> float | None:
+            nonlocal resuming
             generation = body.meta.get("generation")
-            try:
-                ms = self._manifest(body)
-            except ValidationError as exc:
-                await self._invalid(body, tracked, format_validation_error("spec", exc), generation)
-                await self._sleep(tracked, 3600)
-                continue
-            loop = asyncio.get_running_loop()
+            ms = tracked.manifest if tracked.generation == generation else None
+            if ms is None:  # parsed once per generation
+                try:
+                    ms = self._manifest(body)
+                except ValidationError as exc:
+                    message = format_validation_error("spec", exc)
+                    await self._invalid(body, tracked, message, generation)
+                    return INVALID_SLEEP
             executor = self.executor(ms.spec.flavor)
-            svc = tracked.service
-            if svc is None:
-                if first and body.get("status"):  # resume after a restart: stagger, no stampede
+            loop.executor = executor
+            running = asyncio.get_running_loop()
+            if loop.service is None:
+                if resuming:  # after an operator restart: stagger, no stampede
                     await asyncio.sleep(random.uniform(0, self.options.resume_jitter_seconds))
                 async with self._resume:
-                    svc = await loop.run_in_executor(executor, self._new_service, ms, tracked)
-                tracked.service = svc
-                tracked.generation = generation
+                    svc = await running.run_in_executor(executor, self._new_service, ms, tracked)
+                loop.service = tracked.service = svc
             elif generation != tracked.generation:
-                tracked.generation = generation
-                await loop.run_in_executor(executor, svc.update, ms)
-            first = False
-            now = loop.time()
+                await running.run_in_executor(executor, loop.service.update, ms)
+            resuming = False
+            tracked.generation, tracked.manifest = generation, ms
+            return None
+
+        async def publish(svc: Service, running_for: float | None) -> None:
+            await self._flush_events(body, tracked)
+            await self._patch_status(body, tracked, svc.status.to_dict())
+
+        async def count(svc: Service) -> None:
+            metrics.RECONCILES.labels(svc.flavor).inc()
+            probed_at, latency = (
+                svc.status.health.last_probe_time,
+                svc.status.health.latency_seconds,
+            )
+            if probed_at != tracked.probed_at and latency is not None:
+                metrics.PROBE_LATENCY.labels(svc.flavor).observe(latency)
+            tracked.probed_at = probed_at
+
+        async def outputs(svc: Service) -> None:
             if (
-                svc.has_references
-                and now - tracked.checked_refs >= self.options.reference_check_seconds
+                not svc.runtime.capabilities.has_outputs
+                or svc.status.state is not ServiceState.ACTIVE
             ):
-                tracked.checked_refs = now
-                if await loop.run_in_executor(executor, svc.references_changed):
-                    await loop.run_in_executor(
-                        executor, svc.replace, "a referenced Secret or ConfigMap changed"
-                    )
-            probed_at = svc.status.health.last_probe_time
+                return
             try:
-                metrics.RECONCILES.labels(svc.flavor).inc()
-                delay = await self._reconcile_reporting(body, tracked, svc)
-                latency = svc.status.health.latency_seconds
-                if svc.status.health.last_probe_time != probed_at and latency is not None:
-                    metrics.PROBE_LATENCY.labels(svc.flavor).observe(latency)
-            except Exception as exc:  # never let one resource kill its loop
-                metrics.RECONCILE_ERRORS.labels(svc.flavor).inc()
-                log.exception("reconcile of %s failed", key)
-                tracked.events.append(
-                    ("Warning", R.RECONCILE_FAILED, f"{type(exc).__name__}: {exc}")
+                tracked.outputs_digest = await asyncio.get_running_loop().run_in_executor(
+                    self.executor(svc.flavor),
+                    sync_outputs_secret,
+                    self.clients,
+                    body,
+                    svc,
+                    tracked.outputs_digest,
                 )
-                delay = 5.0
-            if svc.flavor == "terraform" and svc.status.state is ServiceState.ACTIVE:
-                try:
-                    tracked.outputs_digest = await loop.run_in_executor(
-                        executor,
-                        sync_outputs_secret,
-                        self.clients,
-                        body,
-                        svc,
-                        tracked.outputs_digest,
-                    )
-                except kubernetes.client.ApiException as exc:
-                    tracked.events.append(
-                        ("Warning", R.OUTPUTS_SECRET_FAILED, f"{exc.status}: {exc.reason}")
-                    )
-            await self._flush_events(body, tracked)
-            await self._patch_status(body, tracked, svc.status.to_dict())
-            await self._sleep(tracked, delay)
+            except kubernetes.client.ApiException as exc:
+                tracked.events.append(
+                    ("Warning", R.OUTPUTS_SECRET_FAILED, f"{exc.status}: {exc.reason}")
+                )
 
-    async def _reconcile_reporting(self, body: kopf.Body, tracked: Tracked, svc: Service) -> float:
-        """One reconcile; while it runs long (a Terraform apply), status and events keep flowing."""
-        task = asyncio.ensure_future(svc.areconcile(self.executor(svc.flavor)))
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=PROGRESS_INTERVAL)
-            if done:
-                return task.result()
-            await self._flush_events(body, tracked)
-            await self._patch_status(body, tracked, svc.status.to_dict())
+        def failed(svc: Service, exc: Exception) -> None:
+            metrics.RECONCILE_ERRORS.labels(svc.flavor).inc()
+            tracked.events.append(("Warning", R.RECONCILE_FAILED, f"{type(exc).__name__}: {exc}"))
 
-    async def _sleep(self, tracked: Tracked, delay: float) -> None:
-        tracked.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(tracked.wake.wait(), timeout=max(delay, 0.02))
+        loop = ServiceLoop(
+            publish,
+            service=tracked.service,
+            refresh=refresh,
+            settings=LoopSettings(
+                progress_interval=PROGRESS_INTERVAL,
+                reference_check_seconds=self.options.reference_check_seconds,
+            ),
+            hooks=[count, outputs],
+            on_error=failed,
+        )
+        tracked.loop = loop
+        await loop.run(lambda: not stopped.is_set() and not body.meta.get("deletionTimestamp"))
 
     async def _invalid(
         self, body: kopf.Body, tracked: Tracked, message: str, generation: int | None
@@ -313,7 +317,7 @@ class Controller:
             )
         if not ok:
             await self._event(body, "Warning", R.FORCE_DELETED, f"gave up: {svc.status.last_error}")
-        elif svc.flavor == "terraform":
+        else:  # state kept in Secrets (the Terraform kubernetes backend) goes with it
             await loop.run_in_executor(executor, delete_state, self.clients, svc)
         await loop.run_in_executor(executor, self._forget, svc, True)
         self.recorder.forget(_ref(body))
@@ -322,10 +326,7 @@ class Controller:
         """Drop local state; with ``remove_runtime`` also the runtime files (nothing runs)."""
         svc.runtime.close()
         svc.ports.release(svc.identity.key)
-        for name in ("status.json", "engine.json", "manifest.json"):
-            (svc.service_dir / name).unlink(missing_ok=True)
-        if remove_runtime:
-            shutil.rmtree(svc.service_dir, ignore_errors=True)
+        svc.store.forget(svc.identity, remove_runtime)
 
     def states(self) -> list[tuple[str, str]]:
         """(flavor, state) of every tracked service, for the services gauge."""

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import kopf
 
+from steward.k8s.config import OperatorConfig
+
 PREFIX = "steward.dev"
 
 
-def apply_settings(settings: kopf.OperatorSettings) -> None:
+def apply_settings(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.posting.reporting_component = "steward"
-    settings.posting.reporting_instance = os.environ.get("HOSTNAME", "steward")
+    settings.posting.reporting_instance = config.instance
     # A watch that silently stalls is cut by the server (server_timeout) or,
     # failing that, by the client; then it reconnects and relists.
-    settings.watching.server_timeout = int(os.environ.get("STEWARD_WATCH_SERVER_TIMEOUT", "270"))
-    settings.watching.client_timeout = int(os.environ.get("STEWARD_WATCH_CLIENT_TIMEOUT", "300"))
+    settings.watching.server_timeout = config.watch_server_timeout
+    settings.watching.client_timeout = config.watch_client_timeout
     settings.watching.connect_timeout = 10
     settings.watching.reconnect_backoff = 1.0
     settings.networking.request_timeout = 60
@@ -35,7 +36,7 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     settings.scanning.disabled = True
     # Peering (--peering): kopf pauses every peer sharing the top priority, so
     # replicas of one Deployment each need their own ("random", the chart's default).
-    priority = os.environ.get("STEWARD_PEERING_PRIORITY", "")
+    priority = config.peering_priority
     if priority:
         settings.peering.priority = (
             random.randint(1, 2**31 - 1) if priority == "random" else int(priority)

@@ -13,13 +13,7 @@ import kubernetes
 from steward.api.terraform import TerraformSpec
 from steward.engine.service import Service
 from steward.k8s.clients import Clients
-from steward.k8s.resolver import ClusterResolver
-from steward.runtimes.terraform import TerraformRuntime, set_vars_from_resolver
-
-
-def install_vars_from(clients: Clients) -> None:
-    """varsFrom reads Secrets and ConfigMaps of the resource's namespace."""
-    set_vars_from_resolver(lambda kind, ns, name: ClusterResolver(clients, ns).read(kind, name))
+from steward.runtimes.terraform import TerraformRuntime
 
 
 def _owner(body: kopf.Body) -> dict[str, Any]:
@@ -73,7 +67,9 @@ def sync_outputs_secret(clients: Clients, body: kopf.Body, svc: Service, last_di
 
 def delete_state(clients: Clients, svc: Service) -> None:
     """After a destroy, remove the kubernetes backend's state Secret and lock Lease."""
-    spec: TerraformSpec = svc.flavor_spec
+    spec = svc.flavor_spec
+    if not isinstance(spec, TerraformSpec):
+        return  # only Terraform keeps state in the cluster
     k = spec.backend.kubernetes
     if k is None or not spec.destroy_on_stop:
         return

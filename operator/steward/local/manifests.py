@@ -90,5 +90,8 @@ class FileResolver:
         self.objects = objects
         self.namespace = namespace
 
+    def read(self, kind: str, name: str) -> dict[str, str] | None:
+        return self.objects.get((kind, self.namespace, name))
+
     def __call__(self, kind: str, ref: KeySelector) -> str | None:
-        return self.objects.get((kind, self.namespace, ref.name), {}).get(ref.key)
+        return (self.read(kind, ref.name) or {}).get(ref.key)

@@ -19,10 +19,10 @@ from typing import TextIO
 from steward.api.manifest import ManagedService
 from steward.api.spec import DeletionPolicy
 from steward.api.state import AdminState
+from steward.engine.driver import LoopSettings, ServiceLoop
 from steward.engine.service import Service
 from steward.local.manifests import FileResolver, LoadResult, load
 from steward.local.table import Row, Table, endpoint_width, row_from
-from steward.runtimes.terraform import set_vars_from_resolver
 
 RELOAD_INTERVAL = 1.0
 PROGRESS_EVERY = 5.0
@@ -69,7 +69,8 @@ class LocalRunner:
         self.services: dict[str, Service] = {}
         self.sources: dict[str, str] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._wake: dict[str, asyncio.Event] = {}
+        self._loops: dict[str, ServiceLoop] = {}
+        self._desired: dict[str, tuple[ManagedService, LoadResult]] = {}
         self._rows: dict[str, Row] = {}
         self._files: dict[Path, float] = {}
         self._stop = asyncio.Event()
@@ -110,8 +111,6 @@ class LocalRunner:
 
     def apply(self, loaded: LoadResult) -> None:
         """Bring the set of services in line with the files: add, update, remove."""
-        objects = loaded.objects
-        set_vars_from_resolver(lambda kind, ns, name: objects.get((kind, ns, name)))
         for err in loaded.errors:
             self.problem(f"error: {err}")
         self._files = loaded.files
@@ -128,12 +127,9 @@ class LocalRunner:
                 self._show(svc)  # a row from the first moment, before anything starts
                 self._spawn(key)
             else:
-                svc.resolver = FileResolver(loaded.objects, ms.metadata.namespace)
-                if svc.update(ms):
-                    self.say(f"{key}: spec changed in {source}; replacing")
-                else:
-                    svc.manifest.spec.admin_state = ms.spec.admin_state
-                self._wake[key].set()
+                # Taken by the service's loop (refresh), in a worker thread.
+                self._desired[key] = (ms, loaded)
+                self._loops[key].wake()
         bad_files = {e.split(":", 1)[0].split("[", 1)[0] for e in loaded.errors}
         for key in list(self.services):
             if key in loaded.services:
@@ -143,13 +139,51 @@ class LocalRunner:
             self._remove(key)
 
     def _spawn(self, key: str) -> None:
-        self._wake[key] = asyncio.Event()
-        self._tasks[key] = asyncio.create_task(self._drive(key), name=key)
+        loop = ServiceLoop(
+            self._publish,
+            service=self.services[key],
+            refresh=self._refresh,
+            settings=LoopSettings(progress_interval=PROGRESS_EVERY),
+            on_error=lambda svc, exc: self.problem(
+                f"{svc.identity.key}: reconcile failed: {type(exc).__name__}: {exc}"
+            ),
+        )
+        self._loops[key] = loop
+        self._tasks[key] = asyncio.create_task(loop.run(lambda: True), name=key)
+
+    async def _refresh(self, loop: ServiceLoop) -> float | None:
+        """Take what the files now say for this service (spec, Secrets, ConfigMaps)."""
+        svc = loop.service
+        assert svc is not None
+        desired = self._desired.pop(svc.identity.key, None)
+        if desired is None:
+            return None
+        ms, loaded = desired
+        svc.resolver = FileResolver(loaded.objects, ms.metadata.namespace)
+        loop.check_references_now()  # a Secret in the files may have changed
+        if await asyncio.to_thread(svc.update, ms):
+            self.say(f"{svc.identity.key}: spec changed in {self.sources.get(svc.identity.key)}")
+        else:
+            svc.manifest.spec.admin_state = ms.spec.admin_state
+        return None
+
+    async def _publish(self, svc: Service, running_for: float | None) -> None:
+        self._show(svc)
+        if running_for is None:
+            return
+        activity = {"pending_startup": "starting", "pending_shutdown": "stopping"}.get(
+            svc.status.state.value, svc.status.state.value
+        )
+        if svc.runtime.capabilities.updates_in_place and activity == "starting":
+            activity = "terraform apply running"
+        self.say(f"{svc.identity.key}: {activity}... {running_for:.0f}s")
 
     def _remove(self, key: str) -> None:
         svc = self.services.pop(key)
         task = self._tasks.pop(key)
         task.cancel()
+        self._loops.pop(key, None)
+        self._desired.pop(key, None)
         if svc.manifest.spec.deletion_policy is DeletionPolicy.DELETE:
             self.say(f"{key}: removed from the files; stopping")
             svc.stop(timeout=30)
@@ -158,37 +192,6 @@ class LocalRunner:
         self._rows.pop(key, None)
 
     # ---------------------------------------------------------------- loop
-    async def _drive(self, key: str) -> None:
-        svc = self.services[key]
-        wake = self._wake[key]
-        while True:
-            try:
-                delay = await self._reconcile_with_progress(svc)
-            except Exception as exc:  # keep serving the other services
-                self.problem(f"{key}: reconcile failed: {type(exc).__name__}: {exc}")
-                delay = 5.0
-            self._show(svc)
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=max(delay, 0.02))
-
-    async def _reconcile_with_progress(self, svc: Service) -> float:
-        """A reconcile; during long work (a Terraform apply) say what is happening."""
-        task = asyncio.ensure_future(svc.areconcile())
-        started = asyncio.get_running_loop().time()
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=PROGRESS_EVERY)
-            if done:
-                return task.result()
-            self._show(svc)
-            waited = asyncio.get_running_loop().time() - started
-            activity = {"pending_startup": "starting", "pending_shutdown": "stopping"}.get(
-                svc.status.state.value, svc.status.state.value
-            )
-            if svc.flavor == "terraform" and activity == "starting":
-                activity = "terraform apply running"
-            self.say(f"{svc.identity.key}: {activity}... {waited:.0f}s")
-
     def _show(self, svc: Service) -> None:
         row = row_of(svc)
         if self._rows.get(row.name) == row:

@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from steward.api.flavors import NAMES
+
 RUNNING_STATES = frozenset({"active", "pending_startup", "pending_shutdown"})
 MESSAGE_MAX = 160
 FLAVOR_WIDTH = 10
@@ -41,9 +43,7 @@ def row_from(manifest: dict[str, Any], status: dict[str, Any]) -> Row:
     """A row from a manifest and its status, as the engine persists them (camelCase)."""
     meta = manifest.get("metadata") or {}
     spec = manifest.get("spec") or {}
-    flavor = status.get("flavor") or next(
-        (f for f in ("daemon", "container", "terraform") if f in spec), "?"
-    )
+    flavor = status.get("flavor") or next((f for f in NAMES if f in spec), "?")
     state = str(status.get("state") or "inactive")
     ready: dict[str, Any] = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}

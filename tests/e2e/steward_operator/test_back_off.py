@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.steward_operator.conftest import apply, get, http_daemon_spec, msvc, wait_ready
@@ -99,6 +100,10 @@ def test_start_failures_back_off_and_events_aggregate(
     assert not_ready_good == 0
     # kubectl get shows the reason (printer column)
     table = kubectl("get", "msvc", "-n", namespace).stdout
-    assert "REASON" in table.splitlines()[0]
+    header = table.splitlines()[0].split()
+    assert "REASON" in header
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    shown = readme.split("$ kubectl get msvc\n", 1)[1].splitlines()[0].split()
+    assert shown == header, "the README's kubectl get output differs from the real columns"
     assert "CommandNotFound" in table and "ImagePullBackOff" in table, table
     print("\nBACK-OFF", json.dumps(report))

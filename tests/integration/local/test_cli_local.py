@@ -206,3 +206,51 @@ def test_every_example_in_local_mode(tmp_path: Path, state_dir: Path) -> None:
         if created:
             client.images.remove("busybox:1.36", noprune=True)
         client.close()
+
+
+def test_a_changed_secret_in_the_files_replaces_the_daemon(tmp_path: Path, state_dir: Path) -> None:
+    """Local mode re-checks referenced Secrets, like the operator: the new value is used."""
+    ex = tmp_path / "ex"
+    ex.mkdir()
+    seen = tmp_path / "seen.txt"
+
+    def write(token: str) -> None:
+        (ex / "svc.yaml").write_text(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: tok, namespace: default}\n"
+            f"stringData: {{token: {token}}}\n---\n"
+            "apiVersion: steward.dev/v1alpha1\nkind: ManagedService\n"
+            "metadata: {name: reader, namespace: default}\n"
+            'spec:\n  daemon:\n    command: [sh, -c, \'echo "$TOKEN" > "$OUT"; exec sleep 600\']\n'
+            f"    env:\n      - {{name: OUT, value: '{seen}'}}\n"
+            "      - {name: TOKEN, valueFrom: {secretKeyRef: {name: tok, key: token}}}\n"
+        )
+
+    write("first-value")
+    proc = subprocess.Popen(
+        [*STEWARD, "--state-dir", str(state_dir), "local", str(ex)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            seen.exists() and seen.read_text().strip() == "first-value"
+        ):
+            time.sleep(0.1)
+        assert seen.read_text().strip() == "first-value"
+        time.sleep(1.1)  # a distinct mtime for the watcher
+        write("second-value")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and seen.read_text().strip() != "second-value":
+            time.sleep(0.1)
+        assert seen.read_text().strip() == "second-value", "the daemon kept the old Secret"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+        assert "second-value" not in out and "first-value" not in out, "a Secret was printed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from steward.api.terraform import TerraformSpec
-from steward.runtimes.base import RuntimeContext, ServiceIdentity
+from steward.runtimes.base import Resolver, RuntimeContext, ServiceIdentity
 from steward.runtimes.terraform import TerraformRuntime
-from steward.runtimes.terraform_binary import bundled_available
+from steward.runtimes.terraform.binary import bundled_available
 
 HERE = Path(__file__).resolve().parent
 
@@ -73,6 +73,7 @@ def make_rt(tmp_path: Path) -> Iterator[MakeRT]:
         spec_hash: str = "",
         secrets: frozenset[str] = frozenset(),
         env: dict[str, str] | None = None,
+        resolver: Resolver | None = None,
     ) -> TerraformRuntime:
         ctx = RuntimeContext(
             identity=ServiceIdentity("t1", name),
@@ -80,6 +81,7 @@ def make_rt(tmp_path: Path) -> Iterator[MakeRT]:
             spec_hash=spec_hash,
             secret_values=secrets,
             env=env or {},
+            resolver=resolver,
         )
         rt = TerraformRuntime(TerraformSpec.model_validate(spec), ctx)
         made.append(rt)

@@ -14,7 +14,6 @@ from steward.api.manifest import ManagedService
 from steward.api.state import ServiceState
 from steward.api.terraform import TerraformSpec
 from steward.runtimes.base import RuntimeFailure
-from steward.runtimes.terraform import set_vars_from_resolver
 from tests.integration.terraform.conftest import MakeRT
 from tests.integration.terraform.tfhelpers import SLOW, sleeps, spec_of
 
@@ -156,21 +155,26 @@ output "echo" {
     exc = fail(make_rt(spec))
     assert exc.reason == "TerraformVarsFromUnavailable"
     data = {("secret", "db"): {"pw": "s3cr3t-pw-value"}, ("configMap", "cfg"): {"region": "eu-1"}}
-    set_vars_from_resolver(lambda kind, ns, name: data.get((kind, name)) if ns == "t1" else None)
-    try:
-        rt = make_rt(spec, name="tf2")
-        rt.start()
-        obs = rt.observe()
-        assert obs.details["outputs"] == {"region": "eu-1"}
-        assert "s3cr3t-pw-value" not in "\n".join(rt.logs())
-        assert (
-            "s3cr3t-pw-value"
-            not in (rt.ctx.runtime_dir / "module" / "steward.auto.tfvars.json").read_text()
-        )
-        missing = make_rt(spec_of(main, varsFrom=[{"secretRef": {"name": "absent"}}]), name="tf3")
-        assert fail(missing).reason == "TerraformVarsFromMissing"
-    finally:
-        set_vars_from_resolver(None)
+
+    class Namespace:  # the service's own namespace, as the adapters resolve it
+        def read(self, kind: str, name: str) -> dict[str, str] | None:
+            return data.get((kind, name))
+
+    rt = make_rt(spec, name="tf2", resolver=Namespace())
+    rt.start()
+    obs = rt.observe()
+    assert obs.details["outputs"] == {"region": "eu-1"}
+    assert "s3cr3t-pw-value" not in "\n".join(rt.logs())
+    assert (
+        "s3cr3t-pw-value"
+        not in (rt.ctx.runtime_dir / "module" / "steward.auto.tfvars.json").read_text()
+    )
+    missing = make_rt(
+        spec_of(main, varsFrom=[{"secretRef": {"name": "absent"}}]),
+        name="tf3",
+        resolver=Namespace(),
+    )
+    assert fail(missing).reason == "TerraformVarsFromMissing"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,88 @@
+"""When to probe a running service, and whether its startup allowance ran out.
+
+The clock lives here (monotonic), so decide() stays pure: it gets the
+answers as booleans.
+"""
+
+from __future__ import annotations
+
+import time
+
+from steward.api.endpoint import EndpointSpec
+from steward.api.status import HealthState, HealthStatus
+from steward.health.probes import ProbeResult, ProbeTarget, run_probe
+from steward.runtimes.base import Observation
+
+STARTUP_PROBE_INTERVAL = 0.05
+"""Until the first success, probe this often (bounded by periodSeconds)."""
+
+
+class Prober:
+    """Probe timing for one service's endpoint (None: nothing to probe)."""
+
+    def __init__(self) -> None:
+        self.endpoint: EndpointSpec | None = None
+        self.last_probe = 0.0
+        self.run_started = 0.0
+
+    def started(self) -> None:
+        """A run began now: the initial delay and the startup allowance count from here."""
+        self.run_started = time.monotonic()
+        self.last_probe = 0.0
+
+    def target(self, obs: Observation, port: int | None) -> ProbeTarget | None:
+        ep = self.endpoint
+        if ep is None:
+            return None
+        if obs.endpoint_uri:
+            try:
+                return ProbeTarget.from_uri(obs.endpoint_uri)
+            except ValueError:
+                return None
+        if port is None:
+            return None
+        return ProbeTarget(ep.protocol, ep.host, port)
+
+    def due(self, obs: Observation, health: HealthStatus) -> bool:
+        ep = self.endpoint
+        if ep is None or not obs.running:
+            return False
+        check = ep.effective_health_check()
+        now = time.monotonic()
+        if now - self.run_started < check.initial_delay_seconds:
+            return False
+        interval = (
+            check.period_seconds
+            if health.state is not HealthState.UNKNOWN
+            else min(check.period_seconds, STARTUP_PROBE_INTERVAL)
+        )
+        return now - self.last_probe >= interval
+
+    async def probe(self, obs: Observation, port: int | None) -> ProbeResult | None:
+        """Run the endpoint's probe once (asynchronously)."""
+        target = self.target(obs, port)
+        if self.endpoint is None or target is None:
+            return None
+        self.last_probe = time.monotonic()
+        return await run_probe(self.endpoint.effective_health_check(), target)
+
+    def startup_expired(self, health: HealthStatus) -> bool:
+        """Probes have failed for longer than initialDelay + failureThreshold x period."""
+        ep = self.endpoint
+        if ep is None or health.state is not HealthState.UNKNOWN:
+            return False
+        check = ep.effective_health_check()
+        allowance = check.initial_delay_seconds + check.failure_threshold * check.period_seconds
+        return (
+            health.consecutive_failures >= check.failure_threshold
+            and time.monotonic() - self.run_started > allowance
+        )
+
+    def next_in(self, health: HealthStatus) -> float:
+        """Seconds until the next probe is due, for a running service."""
+        if self.endpoint is None:
+            return 1.0
+        if health.state is HealthState.UNKNOWN:
+            return STARTUP_PROBE_INTERVAL
+        period = self.endpoint.effective_health_check().period_seconds
+        return max(0.05, period - (time.monotonic() - self.last_probe))

@@ -1,0 +1,76 @@
+"""The operator's configuration: one pydantic model, built once from flags and environment.
+
+Environment variables are read here and nowhere else in the operator (the
+chart sets them: STEWARD_TERRAFORM_BINARY, STEWARD_PEERING_PRIORITY...);
+the model travels to the handlers in kopf's ``memo``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from steward.engine.store import default_state_dir
+
+DEFAULT_WORKERS = {"daemon": 8, "container": 8, "terraform": 2}
+
+
+class OperatorConfig(BaseModel):
+    """Everything `steward run` is told, by flags or by the chart's environment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kubeconfig: str | None = None
+    state_dir: Path = Field(default_factory=default_state_dir)
+    namespaces: tuple[str, ...] = ()
+    peering: str | None = None
+    peering_priority: str = ""
+    """kopf priority: "" (kopf's default), "random" or a number."""
+    liveness: str | None = None
+    metrics_port: int = 0
+    metrics_addr: str = "0.0.0.0"
+    workers: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_WORKERS))
+    terraform_binary: str = ""
+    """Install-wide default for spec.terraform.binary: auto | terraform | tofu | bundled."""
+    terraform_state_backend: str = ""
+    """Install-wide default state backend for Terraform: local | kubernetes."""
+    watch_server_timeout: int = 270
+    watch_client_timeout: int = 300
+    instance: str = Field(default_factory=socket.gethostname)
+    """Reported as the Events' reportingInstance (the pod name in a cluster)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **flags: Any) -> OperatorConfig:
+        """Flags win over the environment; unset flags (None) fall back to it."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {
+            "kubeconfig": env.get("KUBECONFIG") or None,
+            "peering_priority": env.get("STEWARD_PEERING_PRIORITY", ""),
+            "terraform_binary": env.get("STEWARD_TERRAFORM_BINARY", ""),
+            "terraform_state_backend": env.get("STEWARD_TERRAFORM_STATE_BACKEND", ""),
+            "watch_server_timeout": int(env.get("STEWARD_WATCH_SERVER_TIMEOUT", "270")),
+            "watch_client_timeout": int(env.get("STEWARD_WATCH_CLIENT_TIMEOUT", "300")),
+        }
+        if env.get("STEWARD_STATE_DIR"):
+            values["state_dir"] = Path(env["STEWARD_STATE_DIR"])
+        if env.get("STEWARD_METRICS_PORT"):
+            values["metrics_port"] = int(env["STEWARD_METRICS_PORT"])
+        if env.get("STEWARD_METRICS_ADDR"):
+            values["metrics_addr"] = env["STEWARD_METRICS_ADDR"]
+        if env.get("HOSTNAME"):
+            values["instance"] = env["HOSTNAME"]
+        workers = dict(DEFAULT_WORKERS)
+        for flavor in workers:
+            n = env.get(f"STEWARD_{flavor.upper()}_WORKERS")
+            if n:
+                workers[flavor] = int(n)
+        flag_workers = flags.pop("workers", None) or {}
+        workers.update({k: v for k, v in flag_workers.items() if v})
+        values["workers"] = workers
+        values.update({k: v for k, v in flags.items() if v is not None})
+        return cls(**values)
