@@ -1,4 +1,4 @@
-"""Generate the ManagedService CRD from the pydantic models (the one source of truth).
+"""Generate the ManagedService and StewardPolicy CRDs (and the admission policy) from the pydantic models (the one source of truth).
 
 Pydantic's JSON schema is turned into a Kubernetes *structural* schema:
 ``$ref`` inlined, ``anyOf: [X, null]`` -> ``nullable``, no ``title``, no
@@ -16,6 +16,15 @@ import yaml
 
 from steward.api.flavors import FLAVORS, one_of
 from steward.api.manifest import API_GROUP, API_VERSION, KIND
+from steward.api.policy import (
+    DEFAULT_POLICY_SPEC,
+    POLICY_KIND,
+    POLICY_PLURAL,
+    POLICY_SHORT_NAMES,
+    POLICY_SINGULAR,
+    RULES,
+    StewardPolicySpec,
+)
 from steward.api.spec import ManagedServiceSpec
 from steward.api.status import ManagedServiceStatus
 
@@ -127,6 +136,9 @@ def openapi_schema() -> dict[str, Any]:
     """The version's openAPIV3Schema."""
     spec = model_schema(ManagedServiceSpec)
     status = model_schema(ManagedServiceStatus)
+    # A new object shows observedGeneration 0 until Steward has looked at it, so kstatus
+    # (Flux, Helm 4 --wait) reads "not yet observed" (InProgress) instead of Current.
+    status["default"] = {"observedGeneration": 0}
     return {
         "type": "object",
         "x-kubernetes-validations": [
@@ -188,3 +200,212 @@ def crd_yaml() -> str:
     """The CRD as the committed YAML file (generated; do not edit by hand)."""
     header = "# Generated from the pydantic models by `steward crd`. Do not edit.\n"
     return header + yaml.safe_dump(crd(), sort_keys=False, width=100)
+
+
+# --------------------------------------------------------------------------- StewardPolicy
+POLICY_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Flavors",
+        "type": "string",
+        "description": "allowed flavors (empty: all)",
+        "jsonPath": ".spec.flavors",
+    },
+    {"name": "Privileged", "type": "boolean", "jsonPath": ".spec.container.allowPrivileged"},
+    {"name": "HostNetwork", "type": "boolean", "jsonPath": ".spec.container.allowHostNetwork"},
+    {"name": "MaxMemory", "type": "string", "jsonPath": ".spec.maxMemory"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def policy_openapi_schema() -> dict[str, Any]:
+    """The StewardPolicy version's openAPIV3Schema."""
+    return {
+        "type": "object",
+        "description": "Cluster-scoped, admin-owned: what the ManagedServices of the namespaces "
+        "it selects may do. Every policy selecting a namespace applies (the most restrictive "
+        "result); enforced at admission and again before a service starts.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "steward.dev/v1alpha1"},
+            "kind": {"type": "string", "description": POLICY_KIND},
+            "metadata": {"type": "object"},
+            "spec": model_schema(StewardPolicySpec),
+        },
+    }
+
+
+def policy_crd() -> dict[str, Any]:
+    """The StewardPolicy CustomResourceDefinition (cluster-scoped, no status)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{POLICY_PLURAL}.{API_GROUP}",
+            "labels": {"app.kubernetes.io/name": "steward", "app.kubernetes.io/part-of": "steward"},
+        },
+        "spec": {
+            "group": API_GROUP,
+            "scope": "Cluster",
+            "names": {
+                "kind": POLICY_KIND,
+                "listKind": f"{POLICY_KIND}List",
+                "plural": POLICY_PLURAL,
+                "singular": POLICY_SINGULAR,
+                "shortNames": POLICY_SHORT_NAMES,
+                "categories": ["steward"],
+            },
+            "versions": [
+                {
+                    "name": API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "additionalPrinterColumns": POLICY_PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": policy_openapi_schema()},
+                }
+            ],
+        },
+    }
+
+
+def policy_crd_yaml() -> str:
+    header = "# Generated from the pydantic models by `steward crd`. Do not edit.\n"
+    return header + yaml.safe_dump(policy_crd(), sort_keys=False, width=100)
+
+
+# --------------------------------------------------------------------------- admission
+ADMISSION_NAME = "steward-managedservices"
+DEFAULT_POLICY_NAME = "steward-default"
+_LABELS = {"app.kubernetes.io/name": "steward", "app.kubernetes.io/part-of": "steward"}
+
+
+def _selector_cel() -> str:
+    """CEL: the param's namespaceSelector selects the request's namespace (metav1 semantics)."""
+    sel = "params.spec.namespaceSelector"
+    lab = "variables.labels"
+    return (
+        f"{sel}.?matchLabels.orValue({{}}).all(k, k in {lab} && {lab}[k] == {sel}.matchLabels[k]) "
+        f"&& {sel}.?matchExpressions.orValue([]).all(e, "
+        f"e.operator == 'In' ? (e.key in {lab} && {lab}[e.key] in e.?values.orValue([])) : "
+        f"e.operator == 'NotIn' ? !(e.key in {lab} && {lab}[e.key] in e.?values.orValue([])) : "
+        f"e.operator == 'Exists' ? e.key in {lab} : !(e.key in {lab}))"
+    )
+
+
+def _flavor_cel() -> str:
+    s = "object.spec"
+    chain = " : ".join(f"has({s}.{f.field}) ? '{f.name}'" for f in FLAVORS[:-1])
+    return f"{chain} : '{FLAVORS[-1].name}'"
+
+
+def admission_policy_spec() -> dict[str, Any]:
+    """The ValidatingAdmissionPolicy's spec: one validation per rule of ``api.policy.RULES``."""
+    return {
+        "failurePolicy": "Fail",
+        "paramKind": {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": POLICY_KIND},
+        "matchConstraints": {
+            "resourceRules": [
+                {
+                    "apiGroups": [API_GROUP],
+                    "apiVersions": ["*"],
+                    "operations": ["CREATE", "UPDATE"],
+                    "resources": [PLURAL],
+                }
+            ]
+        },
+        "matchConditions": [
+            {
+                # The operator's own patches (finalizer, annotations) and a deletion keep the
+                # spec: they must pass even under a policy tightened since the object was made.
+                "name": "spec-created-or-changed",
+                "expression": "request.operation == 'CREATE' || oldObject == null "
+                "|| object.spec != oldObject.spec",
+            }
+        ],
+        "variables": [
+            {"name": "p", "expression": "params.spec"},
+            {"name": "labels", "expression": "namespaceObject.metadata.?labels.orValue({})"},
+            {"name": "selected", "expression": _selector_cel()},
+        ],
+        "validations": [
+            {
+                "expression": f"!variables.selected || ({r.cel})",
+                "messageExpression": f"'{r.id}: {r.message} (StewardPolicy ' "
+                "+ params.metadata.name + ')'",
+                "reason": "Forbidden",
+            }
+            for r in RULES
+        ],
+    }
+
+
+def admission_binding_spec(policy_name: str) -> dict[str, Any]:
+    """One binding for every StewardPolicy: each param's own namespaceSelector is checked in CEL."""
+    return {
+        "policyName": policy_name,
+        "validationActions": ["Deny"],
+        "paramRef": {"selector": {}, "parameterNotFoundAction": "Deny"},
+    }
+
+
+def admission_objects(
+    name: str = ADMISSION_NAME, default_policy: str | None = DEFAULT_POLICY_NAME
+) -> list[dict[str, Any]]:
+    """The ValidatingAdmissionPolicy, its binding and (optionally) the default StewardPolicy."""
+    out: list[dict[str, Any]] = [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name, "labels": dict(_LABELS)},
+            "spec": admission_policy_spec(),
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name, "labels": dict(_LABELS)},
+            "spec": admission_binding_spec(name),
+        },
+    ]
+    if default_policy:
+        out.append(
+            {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": POLICY_KIND,
+                "metadata": {"name": default_policy, "labels": dict(_LABELS)},
+                "spec": DEFAULT_POLICY_SPEC,
+            }
+        )
+    return out
+
+
+def admission_yaml() -> str:
+    """deploy/admission-policy.yaml: the admission policy for non-Helm installs."""
+    header = (
+        "# Generated from steward.api.policy by `steward crd`. Do not edit.\n"
+        "# Needs crds/stewardpolicies.steward.dev.yaml first. The binding's paramRef selects\n"
+        "# every StewardPolicy (parameterNotFoundAction: Deny, so with none at all every\n"
+        "# ManagedService is refused); each policy applies where its namespaceSelector selects.\n"
+    )
+    docs = admission_objects()
+    return header + "---\n".join(yaml.safe_dump(d, sort_keys=False, width=100) for d in docs)
+
+
+def chart_admission_template() -> str:
+    """charts/steward/templates/admission-policy.yaml (generated; names and labels templated)."""
+
+    def body(spec: dict[str, Any]) -> str:
+        return yaml.safe_dump({"spec": spec}, sort_keys=False, width=100)
+
+    name = '{{ include "steward.clusterName" . }}'
+    labels = '  labels:\n    {{- include "steward.labels" . | nindent 4 }}\n'
+    return (
+        "{{- /* Generated from steward.api.policy by `steward crd`. Do not edit. */ -}}\n"
+        "{{- if .Values.policy.enabled }}\n"
+        "apiVersion: admissionregistration.k8s.io/v1\n"
+        "kind: ValidatingAdmissionPolicy\n"
+        f"metadata:\n  name: {name}\n{labels}" + body(admission_policy_spec()) + "---\n"
+        "apiVersion: admissionregistration.k8s.io/v1\n"
+        "kind: ValidatingAdmissionPolicyBinding\n"
+        f"metadata:\n  name: {name}\n{labels}"
+        + body(admission_binding_spec("POLICY_NAME")).replace("POLICY_NAME", name)
+        + "{{- end }}\n"
+    )

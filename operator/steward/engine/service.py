@@ -61,6 +61,7 @@ from steward.runtimes.base import (
     spec_hash,
 )
 from steward.runtimes.registry import make_runtime
+from steward.runtimes.sandbox import Sandbox
 
 log = logging.getLogger("steward.engine")
 
@@ -98,7 +99,9 @@ class Service:
         resolver: Resolver | ValueResolver | None = None,
         events: EventSink | None = None,
         store: ServiceStore | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
+        self.sandbox = sandbox
         self.identity = ServiceIdentity(manifest.metadata.namespace, manifest.metadata.name)
         self.store = store or ServiceStore(Path(state_dir))
         self.state_dir = self.store.state_dir
@@ -234,6 +237,7 @@ class Service:
             spec_hash=self.spec_hash,
             secret_values=frozenset(secrets),
             resolver=self.resolver,
+            sandbox=self.sandbox,
         )
 
     def _adopt(self) -> None:
@@ -399,8 +403,8 @@ class Service:
         message = obs.message or "run ended"
         if last is not None and last.end is RunEnd.SUCCEEDED:
             self.events("Normal", R.EXITED, message)
-        else:
-            self.recorder.warn_once(R.EXITED, message)
+        else:  # the Warning carries the run's own reason (ProcessExited, OOMKilled...)
+            self.recorder.warn_once(obs.reason or R.EXITED, message)
         self.save()
 
     def _schedule_restart(self, run_seconds: float | None) -> None:

@@ -186,7 +186,9 @@ class Controller:
         key = f"{body.meta.get('namespace')}/{body.meta['name']}"
         tracked = self.tracked.setdefault(key, Tracked(service=None))
         tracked.written = dict(body.get("status") or {})
-        resuming = bool(body.get("status"))
+        # The CRD defaults status to {observedGeneration: 0}: only a status Steward wrote
+        # (it has a state) means an earlier operator served this resource.
+        resuming = "state" in (body.get("status") or {})
 
         async def refresh(loop: ServiceLoop) -> float | None:
             nonlocal resuming

@@ -39,14 +39,24 @@ def test_apply_wait_ready_status_and_columns(operator, kubectl, namespace) -> No
     assert ready["observedGeneration"] == obj["metadata"]["generation"]
     assert requests.get(st["endpoint"]["uri"], timeout=5).status_code == 200
     table = kubectl("get", "msvc", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "TYPE", "STATE", "ENDPOINT", "HEALTH", "READY", "AGE"]
-    assert table[1].split()[:6] == [
+    assert table[0].split() == [
+        "NAME",
+        "TYPE",
+        "STATE",
+        "ENDPOINT",
+        "HEALTH",
+        "READY",
+        "REASON",
+        "AGE",
+    ]
+    assert table[1].split()[:7] == [
         "web",
         "daemon",
         "active",
         st["endpoint"]["uri"],
         "healthy",
         "True",
+        "Ready",
     ]
     # kopf's bookkeeping stays out of status and spec is never written by the operator
     assert "kopf" not in st
