@@ -1,0 +1,134 @@
+"""The GitOps health tools the tests run: Argo CD's Lua health check, kstatus, Helm 4.
+
+All are built from Go modules by their scripts (cached under $STEWARD_CACHE):
+
+* ``hack/gitops/build.sh``: ``argo-health`` (the shipped Lua script in gopher-lua,
+  the way Argo CD runs argocd-cm health scripts), ``kstatus`` (cli-utils
+  ``status.Compute``, as Flux and Helm 4 use it) and ``flux-cel`` (a Flux
+  Kustomization's ``healthCheckExprs`` in cel-go, as kustomize-controller
+  evaluates them);
+* ``hack/helm4/build-helm4.sh``: ``helm4`` (helm.sh/helm/v4/cmd/helm).
+
+$STEWARD_GITOPS_BIN / $STEWARD_HELM4_BIN name prebuilt bin directories instead.
+Without a Go toolchain, or when a build fails, the tests skip with the reason;
+under CI (``CI=true``) that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HEALTH_LUA = REPO / "charts" / "steward" / "health" / "managedservice.lua"
+GITOPS_BUILD = REPO / "hack" / "gitops" / "build.sh"
+HELM4_BUILD = REPO / "hack" / "helm4" / "build-helm4.sh"
+BUILD_TIMEOUT = 3600  # a cold Helm 4 build on 2 busy cores takes minutes
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+class ToolUnavailable(RuntimeError):
+    pass
+
+
+def _go_available() -> bool:
+    return bool(os.environ.get("GO") or shutil.which("go") or Path("/usr/local/go/bin/go").exists())
+
+
+@cache
+def _build(script: Path, env_var: str, binaries: tuple[str, ...]) -> Path | str:
+    """The bin dir, or why there is none (cached either way: one build per session)."""
+    try:
+        return _build_once(script, env_var, binaries)
+    except ToolUnavailable as exc:
+        return str(exc)
+
+
+def _build_once(script: Path, env_var: str, binaries: tuple[str, ...]) -> Path:
+    prebuilt = os.environ.get(env_var, "").strip()
+    if prebuilt:
+        bin_dir = Path(prebuilt)
+    else:
+        if not _go_available():
+            raise ToolUnavailable(f"no Go toolchain to run {script.relative_to(REPO)}")
+        try:
+            proc = subprocess.run(
+                ["bash", str(script)],
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ToolUnavailable(f"{script.name} took more than {BUILD_TIMEOUT}s") from exc
+        if proc.returncode != 0:
+            raise ToolUnavailable(
+                f"{script.relative_to(REPO)} exited with {proc.returncode}:\n{proc.stderr[-3000:]}"
+            )
+        bin_dir = Path(proc.stdout.strip())
+    missing = [b for b in binaries if not os.access(bin_dir / b, os.X_OK)]
+    if missing:
+        raise ToolUnavailable(f"{bin_dir} lacks {', '.join(missing)}")
+    return bin_dir
+
+
+def _require(script: Path, env_var: str, binaries: tuple[str, ...]) -> Path:
+    found = _build(script, env_var, binaries)
+    if isinstance(found, Path):
+        return found
+    message = f"GitOps tool unavailable: {found}"
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def gitops_bin() -> Path:
+    """The bin dir with argo-health, kstatus, flux-cel (built or reused); skip/fail if impossible."""
+    return _require(GITOPS_BUILD, "STEWARD_GITOPS_BIN", ("argo-health", "kstatus", "flux-cel"))
+
+
+def helm4_bin() -> Path:
+    """The bin dir with helm4 (built or reused); skip/fail if impossible."""
+    return _require(HELM4_BUILD, "STEWARD_HELM4_BIN", ("helm4",))
+
+
+def _run_json(argv: list[str], objects: Any) -> Any:
+    proc = subprocess.run(
+        argv,
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"{argv} exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+def argo_health(bin_dir: Path, objects: Any, script: Path = HEALTH_LUA) -> Any:
+    """Argo CD's verdict(s) ({status, message}) for one object or a list of them."""
+    return _run_json([str(bin_dir / "argo-health"), str(script)], objects)
+
+
+def kstatus(bin_dir: Path, objects: Any) -> Any:
+    """kstatus' verdict(s) ({status, message, conditions}) for one object or a list of them."""
+    return _run_json([str(bin_dir / "kstatus")], objects)
+
+
+def flux_cel(bin_dir: Path, exprs: dict[str, str], objects: Any, tmp_dir: Path) -> Any:
+    """Flux's verdict(s) ({status} or {error}) under one ``healthCheckExprs`` entry."""
+    path = tmp_dir / "exprs.json"
+    path.write_text(json.dumps(exprs))
+    return _run_json([str(bin_dir / "flux-cel"), str(path)], objects)
