@@ -272,7 +272,12 @@ def _tf_check_deleted(ctx: Ctx, last: dict[str, Any]) -> None:
 
 TERRAFORM = Flavor(
     id="terraform",
-    chart_values=("terraform.secretsWrite=true", "terraform.stateBackend=kubernetes"),
+    chart_values=(
+        "terraform.secretsWrite=true",
+        "terraform.stateBackend=kubernetes",
+        # the admin allows what this flavor's test uses (denied by the default policy)
+        "policy.default.spec.terraform.allowOutputsSecret=true",
+    ),
     prepare=_tf_prepare,
     spec=lambda ctx: _tf_spec(ctx, "alpha"),
     updated_spec=lambda ctx: _tf_spec(ctx, "beta"),

@@ -40,6 +40,7 @@ def test_chart_crds_dir_holds_exactly_the_expected_crds() -> None:
             names.add(doc["metadata"]["name"])
     assert names == {
         "managedservices.steward.dev",
+        "stewardpolicies.steward.dev",
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }
