@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export STEWARD_CACHE ?= $(HOME)/.cache/steward
 
-.PHONY: install local test check lint format typecheck layers pytest testbin testenv crd bench bench-quick clean
+.PHONY: install local test check lint format typecheck layers pytest testbin testenv nodebin image crd bench bench-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,19 +43,39 @@ layers: install
 pytest: install
 	bash hack/test.sh $(PYTEST_ARGS)
 
-## Regenerate crds/ (and the chart's copy) from the pydantic models.
+## Regenerate crds/ (and the chart's copies), deploy/, the chart's admission policy and the
+## references from the pydantic models.
 crd: install
 	$(BIN)/steward crd --write crds/managedservices.steward.dev.yaml
 	cp crds/managedservices.steward.dev.yaml charts/steward/crds/managedservices.steward.dev.yaml
 	$(BIN)/steward crd --reference --write docs/reference.md
+	$(BIN)/python -m steward.api.generated .
 
 ## Build (or reuse) kube-apiserver/kubectl/etcd/helm from Go modules; prints the bin dir.
 testbin:
 	bash hack/testenv/build-testbin.sh
 
 ## Start a throwaway kube-apiserver + etcd and print `export KUBECONFIG=...`.
+## `make testenv ARGS=--node` (root): a whole single-node cluster with a kubelet
+## (hack/testenv/cluster.py; builds the node binaries on first use, ~12 min).
 testenv: install
-	STEWARD_TESTBIN="$$(bash hack/testenv/build-testbin.sh)" $(BIN)/python hack/testenv/controlplane.py
+	@if [ "$(filter --node,$(ARGS))" ]; then \
+	  bash hack/testenv/node/ensure-packages.sh && \
+	  STEWARD_TESTBIN="$$(bash hack/testenv/build-testbin.sh)" \
+	  STEWARD_NODEBIN="$$(bash hack/testenv/build-node.sh)" \
+	  $(BIN)/python hack/testenv/cluster.py $(ARGS); \
+	else \
+	  STEWARD_TESTBIN="$$(bash hack/testenv/build-testbin.sh)" $(BIN)/python hack/testenv/controlplane.py $(ARGS); \
+	fi
+
+## Build (or reuse) the node binaries: kubelet, scheduler, controller-manager, kube-proxy, pause.
+nodebin:
+	bash hack/testenv/build-node.sh
+
+## The operator image as an archive for `docker load` / `ctr images import` (no Docker needed);
+## `make image IMAGE_ARGS=--docker` builds the Dockerfile with the local engine instead.
+image: install
+	bash hack/image/build-image.sh $(IMAGE_ARGS)
 
 ## Benchmarks: Steward next to the raw cost of the same work (real control plane + Docker).
 ## Full ~6 min, quick ~2.5 min on 2 cores; results in bench/results/, table in bench/README.md.

@@ -226,8 +226,11 @@ authorityKeyIdentifier = keyid
 """
 
 
-def _generate_pki(pki: Path) -> None:
+def _generate_pki(pki: Path, extra_sans: Sequence[str] = ()) -> None:
     """CA, apiserver serving cert, admin client cert, service-account key.
+
+    ``extra_sans`` are added to the apiserver's subjectAltName (``IP:...`` or
+    ``DNS:...`` entries), e.g. a bridge address and the first service IP.
 
     TLS keys are EC P-256 (fast to generate); the service-account signing key
     is RSA 2048 (RS256 tokens, the Kubernetes default).
@@ -255,7 +258,8 @@ def _generate_pki(pki: Path) -> None:
             "CN = kube-apiserver",
             "serverAuth",
             "subjectAltName = IP:127.0.0.1,DNS:localhost,"
-            "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc",
+            "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+            + "".join(f",{san}" for san in extra_sans),
         ),
         "admin": (f"O = system:masters\nCN = {ADMIN_USER}", "clientAuth", ""),
     }
@@ -393,7 +397,19 @@ class ControlPlane:
         keep_work_dir: bool = False,
         extra_apiserver_args: Iterable[str] = (),
         port_attempts: int = 3,
+        bind_address: str = "127.0.0.1",
+        service_cluster_ip_range: str = "10.0.0.0/24",
+        authorization_mode: str = "RBAC",
+        disable_admission_plugins: Sequence[str] = ("ServiceAccount",),
+        endpoint_reconciler_type: str = "none",
+        extra_sans: Sequence[str] = (),
     ) -> None:
+        """The keyword arguments after ``port_attempts`` exist for the node
+        harness (``cluster.py``): it binds the apiserver on a bridge address so
+        pods reach it through the ``kubernetes`` Service, with the Node
+        authorizer and the ServiceAccount admission plugin. Their defaults are
+        the loopback-only, envtest-like setup described above.
+        """
         self.bin_dir = Path(bin_dir).resolve()
         self.work_root = work_root
         self.start_timeout = start_timeout
@@ -401,6 +417,12 @@ class ControlPlane:
         self.keep_work_dir = keep_work_dir
         self.extra_apiserver_args = list(extra_apiserver_args)
         self.port_attempts = port_attempts
+        self.bind_address = bind_address
+        self.service_cluster_ip_range = service_cluster_ip_range
+        self.authorization_mode = authorization_mode
+        self.disable_admission_plugins = list(disable_admission_plugins)
+        self.endpoint_reconciler_type = endpoint_reconciler_type
+        self.extra_sans = list(extra_sans)
         self.info: ControlPlaneInfo | None = None
         self.work_dir: Path | None = None
         self._procs: list[_Proc] = []
@@ -416,7 +438,8 @@ class ControlPlane:
         self.work_dir = Path(tempfile.mkdtemp(prefix="steward-cp-", dir=self.work_root))
         atexit.register(self.stop)  # in case the caller forgets
         try:
-            _generate_pki(self.work_dir / "pki")
+            _generate_pki(self.work_dir / "pki", self.extra_sans)
+            self._extend_pki(self.work_dir / "pki")
             for attempt in range(1, self.port_attempts + 1):
                 try:
                     self.info = self._start_processes(t0, attempt)
@@ -469,6 +492,9 @@ class ControlPlane:
         self.stop()
 
     # -- internals ----------------------------------------------------------
+    def _extend_pki(self, pki: Path) -> None:
+        """Hook for subclasses: more certificates from the same CA (``pki/ca.*``)."""
+
     def _stop_processes(self) -> None:
         # apiserver first (it talks to etcd), then etcd.
         for proc in reversed(self._procs):
@@ -480,7 +506,7 @@ class ControlPlane:
         work, pki = self.work_dir, self.work_dir / "pki"
         etcd_client, etcd_peer, api_port = _free_ports(3)
         etcd_url = f"http://127.0.0.1:{etcd_client}"
-        server = f"https://127.0.0.1:{api_port}"
+        server = f"https://{self.bind_address}:{api_port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "KUBE"))}
         data_dir = work / f"etcd-data-{attempt}"
 
@@ -509,24 +535,28 @@ class ControlPlane:
             [
                 str(self.bin_dir / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
+                f"--advertise-address={self.bind_address}",
                 f"--secure-port={api_port}",
                 f"--cert-dir={work / 'apiserver-certs'}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
-                "--authorization-mode=RBAC",
+                f"--authorization-mode={self.authorization_mode}",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--disable-admission-plugins=ServiceAccount",
+                f"--service-cluster-ip-range={self.service_cluster_ip_range}",
+                *(
+                    [f"--disable-admission-plugins={','.join(self.disable_admission_plugins)}"]
+                    if self.disable_admission_plugins
+                    else []
+                ),
                 "--allow-privileged=true",
                 # 1.37 refuses a loopback advertise address with the lease
                 # reconciler; nothing here needs the kubernetes Endpoints.
-                "--endpoint-reconciler-type=none",
+                f"--endpoint-reconciler-type={self.endpoint_reconciler_type}",
                 "--v=1",
                 *self.extra_apiserver_args,
             ],
