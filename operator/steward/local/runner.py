@@ -104,8 +104,9 @@ class LocalRunner:
             if self.output == "json":
                 event = {"name": key, "type": type_, "reason": reason, "message": message}
                 print(json.dumps({"event": event}), file=self.out, flush=True)
-            else:
+            elif self.output == "table":
                 self.problem(f"{key}: {reason}: {message}")
+            # --quiet reports failing rows instead (_show): also what an earlier run saw
 
         return Service(ms, self.state_dir, resolver=resolver, events=event)
 
@@ -201,6 +202,8 @@ class LocalRunner:
             print(row.to_json(), file=self.out, flush=True)
         elif self.output == "table":
             print(self.table.render(row), file=self.out, flush=True)
+        elif row.state == "error":
+            self.problem(f"{row.name}: {row.reason}: {row.message}")
 
     def all_ready(self) -> bool:
         return bool(self.services) and all(

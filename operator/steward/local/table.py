@@ -36,7 +36,14 @@ class Row:
     next_attempt: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """camelCase keys, like the Kubernetes objects scripts also read."""
+        data = {_camel(k): v for k, v in asdict(self).items()}
+        return json.dumps(data, sort_keys=True)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def row_from(manifest: dict[str, Any], status: dict[str, Any]) -> Row:

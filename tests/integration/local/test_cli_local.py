@@ -254,3 +254,37 @@ def test_a_changed_secret_in_the_files_replaces_the_daemon(tmp_path: Path, state
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_scripts_get_json_or_quiet_and_status_shows_reason_and_next_attempt(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    ex = tmp_path / "ex"
+    ex.mkdir()
+    (ex / "broken.yaml").write_text(
+        "apiVersion: steward.dev/v1alpha1\nkind: ManagedService\nmetadata: {name: broken}\n"
+        "spec: {daemon: {command: [steward-no-such-binary]}}\n"
+    )
+    res = steward("local", str(ex), "--timeout", "2", "-o", "json", state_dir=state_dir)
+    objs = [json.loads(line) for line in res.stdout.splitlines()]  # every line is JSON
+    rows = [o for o in objs if "state" in o]
+    assert rows[0]["name"] == "default/broken" and rows[0]["endpoint"] == ""
+    assert any(r["reason"] == "CommandNotFound" and r["nextAttempt"] for r in rows), objs
+    events = [o["event"] for o in objs if "event" in o]
+    assert [e["reason"] for e in events] == ["CommandNotFound"], objs
+    quiet = steward("local", str(ex), "--timeout", "2", "--quiet", state_dir=state_dir)
+    assert quiet.stdout == "", quiet.stdout
+    # a new run says what is failing even though the first run already warned about it
+    assert "default/broken: CommandNotFound: command not found" in quiet.stderr
+    assert "next attempt at" in quiet.stderr
+    table = steward("status", state_dir=state_dir).stdout.splitlines()
+    assert table[0].split() == [
+        "NAME",
+        "TYPE",
+        "STATE",
+        "ENDPOINT",
+        "HEALTH",
+        "READY",
+        "REASON",
+    ]
+    assert "CommandNotFound" in table[1] and "next attempt at" in table[1], table
