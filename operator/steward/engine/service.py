@@ -61,7 +61,6 @@ from steward.runtimes.base import (
     spec_hash,
 )
 from steward.runtimes.registry import make_runtime
-from steward.runtimes.sandbox import Sandbox
 
 log = logging.getLogger("steward.engine")
 
@@ -99,9 +98,7 @@ class Service:
         resolver: Resolver | ValueResolver | None = None,
         events: EventSink | None = None,
         store: ServiceStore | None = None,
-        sandbox: Sandbox | None = None,
     ) -> None:
-        self.sandbox = sandbox
         self.identity = ServiceIdentity(manifest.metadata.namespace, manifest.metadata.name)
         self.store = store or ServiceStore(Path(state_dir))
         self.state_dir = self.store.state_dir
@@ -237,7 +234,6 @@ class Service:
             spec_hash=self.spec_hash,
             secret_values=frozenset(secrets),
             resolver=self.resolver,
-            sandbox=self.sandbox,
         )
 
     def _adopt(self) -> None:
