@@ -50,6 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         liveness=args.liveness,
         metrics_port=args.metrics_port or None,
         metrics_addr=args.metrics_addr,
+        enforce_policy=True if args.enforce_policy else None,
         workers={f: getattr(args, f"{f}_workers", None) for f in NAMES},
     )
     if args.log_format == "json":
@@ -191,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus /metrics on this port (0: off)",
     )
     p.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")
+    p.add_argument(
+        "--enforce-policy",
+        action="store_true",
+        help="check StewardPolicies before every start too (admission may be bypassed)",
+    )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_run)

@@ -32,13 +32,22 @@ KUBELET_EXIT = {
 REASONS = {
     RunEnd.SUCCEEDED: ["", R.COMPLETED],
     RunEnd.FAILED: [R.PROCESS_EXITED, "TerraformSyntaxError"],
-    RunEnd.START_FAILED: [R.COMMAND_NOT_FOUND, R.IMAGE_PULL_FAILED, R.VALUE_FROM_MISSING],
+    RunEnd.START_FAILED: [
+        R.COMMAND_NOT_FOUND,
+        R.IMAGE_PULL_FAILED,
+        R.VALUE_FROM_MISSING,
+        R.POLICY_DENIED,
+    ],
     RunEnd.KILLED: [R.UNHEALTHY],
 }
 NOTHING = Observation(ServiceState.INACTIVE, "stopped")
 
 
-def kubelet_restarts(policy: RestartPolicy, exit_code: int, waiting_for_input: bool) -> bool:
+def kubelet_restarts(
+    policy: RestartPolicy, exit_code: int, waiting_for_input: bool, needs_a_human: bool = False
+) -> bool:
+    if needs_a_human:  # no kubelet analogue: admission would have refused the Pod
+        return False
     if waiting_for_input:
         return True
     if policy is RestartPolicy.ALWAYS:
@@ -68,7 +77,8 @@ def test_policy_x_ending_x_backoff(
     last = LastRun(end, reason, "the message")
     d = decide(AdminState.ACTIVE, NOTHING, HealthState.UNKNOWN, True, policy, due, False, last)
     waiting_input = end is RunEnd.START_FAILED and reason in R.WAITING_FOR_INPUT
-    if kubelet_restarts(policy, KUBELET_EXIT[end], waiting_input):
+    needs_a_human = end is RunEnd.START_FAILED and reason in R.NEEDS_A_HUMAN
+    if kubelet_restarts(policy, KUBELET_EXIT[end], waiting_input, needs_a_human):
         assert not d.stalled
         if due:
             assert (d.action, d.state, d.reason) == (

@@ -78,6 +78,10 @@ WAITING_FOR_INPUT: Final = frozenset(
 the engine, a free port). Like kubelet's CreateContainerConfigError they are retried
 with back-off whatever the restart policy: no run has happened yet."""
 
+NEEDS_A_HUMAN: Final = frozenset({POLICY_DENIED, INVALID_SPEC})
+"""Start failures no retry can mend: the spec (or the admin's policy) must change first.
+They are terminal whatever the restart policy (Stalled); a change of either wakes them."""
+
 PULL_FAILURES: Final = frozenset({IMAGE_PULL_FAILED})
 """Shown as ImagePullBackOff while the retry waits, as kubelet does after ErrImagePull."""
 

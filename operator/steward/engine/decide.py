@@ -119,6 +119,8 @@ def restarts(policy: RestartPolicy, last: LastRun) -> bool:
     port) is retried whatever the policy, since nothing has run yet."""
     if last.end is RunEnd.START_FAILED and last.reason in R.WAITING_FOR_INPUT:
         return True
+    if last.end is RunEnd.START_FAILED and last.reason in R.NEEDS_A_HUMAN:
+        return False
     return RESTARTS[(policy, last.end)]
 
 

@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +66,9 @@ log = logging.getLogger("steward.engine")
 
 __all__ = ["STARTUP_PROBE_INTERVAL", "EventSink", "Service", "default_state_dir"]
 
+PolicyCheck = Callable[[ManagedService], list[str]]
+"""The admin's policy for this service: what it breaks (rule messages); empty: allowed."""
+
 MIN_RUNNING_WITHOUT_PROBE = 0.3
 """start() of a service without endpoint waits this long so an instant crash is not 'active'."""
 
@@ -98,8 +101,10 @@ class Service:
         resolver: Resolver | ValueResolver | None = None,
         events: EventSink | None = None,
         store: ServiceStore | None = None,
+        policy: PolicyCheck | None = None,
     ) -> None:
         self.identity = ServiceIdentity(manifest.metadata.namespace, manifest.metadata.name)
+        self.policy = policy
         self.store = store or ServiceStore(Path(state_dir))
         self.state_dir = self.store.state_dir
         self.service_dir = self.store.service_dir(self.identity)
@@ -306,6 +311,11 @@ class Service:
     # ------------------------------------------------------------ actions
     def _launch(self, reason: str = R.STARTING) -> bool:
         """Choose the port, start the runtime; on failure status says why and the back-off runs."""
+        denied = self.policy(self.manifest) if self.policy is not None else []
+        if denied:
+            # Admission should have refused it (created before the policy, or bypassed).
+            self._start_failed(R.POLICY_DENIED, "; ".join(denied))
+            return False
         ep = self.manifest.spec.endpoint
         port = None
         try:

@@ -41,6 +41,8 @@ class OperatorConfig(BaseModel):
     """Install-wide default state backend for Terraform: local | kubernetes."""
     watch_server_timeout: int = 270
     watch_client_timeout: int = 300
+    enforce_policy: bool = False
+    """Check StewardPolicies in the operator too, before every start (fails closed)."""
     instance: str = Field(default_factory=socket.gethostname)
     """Reported as the Events' reportingInstance (the pod name in a cluster)."""
 
@@ -62,6 +64,8 @@ class OperatorConfig(BaseModel):
             values["metrics_port"] = int(env["STEWARD_METRICS_PORT"])
         if env.get("STEWARD_METRICS_ADDR"):
             values["metrics_addr"] = env["STEWARD_METRICS_ADDR"]
+        if env.get("STEWARD_ENFORCE_POLICY", "").lower() in ("1", "true", "yes"):
+            values["enforce_policy"] = True
         if env.get("HOSTNAME"):
             values["instance"] = env["HOSTNAME"]
         workers = dict(DEFAULT_WORKERS)

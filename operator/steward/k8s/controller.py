@@ -37,6 +37,7 @@ from steward.k8s.clients import Clients
 from steward.k8s.config import OperatorConfig
 from steward.k8s.events import EventRecorder, ObjectRef
 from steward.k8s.patches import merge_patch, significant
+from steward.k8s.policies import PolicySource
 from steward.k8s.resolver import ClusterResolver
 from steward.k8s.terraform import delete_state, sync_outputs_secret
 
@@ -105,6 +106,7 @@ class Controller:
         }
         self.tracked: dict[str, Tracked] = {}
         self.recorder = EventRecorder(clients.core, config.instance)
+        self.policies = PolicySource(clients) if config.enforce_policy else None
         self._resume = asyncio.Semaphore(self.options.resume_concurrency)
         self._lock = threading.Lock()
 
@@ -133,7 +135,8 @@ class Controller:
             tracked.events.append((type_, reason, message))
 
         resolver = ClusterResolver(self.clients, ms.metadata.namespace)
-        return Service(ms, self.config.state_dir, resolver=resolver, events=sink)
+        policy = self.policies.for_namespace(ms.metadata.namespace) if self.policies else None
+        return Service(ms, self.config.state_dir, resolver=resolver, events=sink, policy=policy)
 
     async def _patch_status(
         self, body: kopf.Body, tracked: Tracked, status: dict[str, Any]

@@ -56,6 +56,7 @@ class Operator:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
+    extra_args: tuple[str, ...] = ()
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None
@@ -74,6 +75,7 @@ class Operator:
                 str(self.metrics_port),
                 "--metrics-addr",
                 "127.0.0.1",
+                *self.extra_args,
             ],
             env=self.control_plane.env(),
             stdout=out,
