@@ -16,6 +16,22 @@ import pytest
 SESSION_MARK = f"steward-test-{uuid.uuid4().hex[:12]}"
 os.environ["STEWARD_TEST_SESSION"] = SESSION_MARK
 
+# Sandboxed processes get a clean environment (no marker): the leak check also finds
+# them by the cgroup parent the sandbox tests use and by the uid range they allocate from.
+TEST_CGROUP_PARENT = SESSION_MARK
+TEST_UID_START = 0x70F00000
+TEST_UID_SIZE = 4096
+
+
+def _sandboxed(p: psutil.Process) -> bool:
+    if TEST_UID_START <= p.uids().real < TEST_UID_START + TEST_UID_SIZE:
+        return True
+    try:
+        with open(f"/proc/{p.pid}/cgroup") as fh:
+            return f"/{TEST_CGROUP_PARENT}/" in fh.read()
+    except OSError:
+        return False
+
 
 def marked_processes() -> list[psutil.Process]:
     me = os.getpid()
@@ -24,10 +40,9 @@ def marked_processes() -> list[psutil.Process]:
         if p.pid == me:
             continue
         try:
-            if (
-                p.environ().get("STEWARD_TEST_SESSION") == SESSION_MARK
-                and p.status() != psutil.STATUS_ZOMBIE
-            ):
+            if p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if p.environ().get("STEWARD_TEST_SESSION") == SESSION_MARK or _sandboxed(p):
                 out.append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue

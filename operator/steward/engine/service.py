@@ -61,6 +61,7 @@ from steward.runtimes.base import (
     spec_hash,
 )
 from steward.runtimes.registry import make_runtime
+from steward.runtimes.sandbox import Sandbox
 
 log = logging.getLogger("steward.engine")
 
@@ -102,7 +103,9 @@ class Service:
         events: EventSink | None = None,
         store: ServiceStore | None = None,
         policy: PolicyCheck | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
+        self.sandbox = sandbox
         self.identity = ServiceIdentity(manifest.metadata.namespace, manifest.metadata.name)
         self.policy = policy
         self.store = store or ServiceStore(Path(state_dir))
@@ -239,6 +242,7 @@ class Service:
             spec_hash=self.spec_hash,
             secret_values=frozenset(secrets),
             resolver=self.resolver,
+            sandbox=self.sandbox,
         )
 
     def _adopt(self) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from steward.api.state import ServiceState
+from steward.runtimes.sandbox.model import Sandbox
 
 
 class RuntimeFailure(Exception):
@@ -75,6 +76,9 @@ class RuntimeContext:
     labels: dict[str, str] = field(default_factory=dict)
     resolver: Resolver | None = None
     """Reads the namespace's Secrets/ConfigMaps (Terraform varsFrom); None: none available."""
+    sandbox: Sandbox | None = None
+    """Own uid, clean env, cgroup limits for the service's processes; None: run as the caller
+    (library and local mode)."""
 
     def redact(self, text: str) -> str:
         """Replace every secret value in ``text`` with ``***``."""

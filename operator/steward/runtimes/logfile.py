@@ -1,17 +1,24 @@
 """A daemon's log file: size-based rotation and tail/follow.
 
-The daemon writes with O_APPEND straight to the file (no relay process per
-daemon), so rotation is copy-then-truncate, as logrotate's copytruncate.
+A daemon's stdout/stderr go through a pipe to a small writer process
+(``logrelay.py``) that rotates by size as the log grows (``start_relay``).
+``rotate_if_needed`` (copy-then-truncate, as logrotate's copytruncate) remains for
+logs written straight to the file (Terraform's, a blocking daemon's, and daemons
+launched by an earlier Steward).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from steward.runtimes.process import register_child
 
 
 def rotate_if_needed(path: Path, max_bytes: int, backups: int) -> bool:
@@ -95,3 +102,45 @@ def follow_lines(
 def open_for_append(path: Path) -> int:
     """An O_APPEND descriptor so truncation by rotation never leaves a hole."""
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+
+
+RELAY_SCRIPT = Path(__file__).with_name("logrelay.py")
+
+
+def _relay_args(max_bytes: int, backups: int, mode: int) -> list[str]:
+    return [str(max_bytes), str(backups), oct(mode)[2:]]
+
+
+def start_relay(
+    path: Path, max_bytes: int, backups: int, mode: int = 0o640
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the log writer for ``path`` (runtimes/logrelay.py); returns it and the write end
+    of its pipe, for the daemon's stdout and stderr (the caller closes it once passed on).
+
+    The writer rotates as the log grows, so the file never exceeds ``max_bytes``, and it
+    runs in its own session so it outlives a Steward restart along with the daemon.
+    """
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                str(RELAY_SCRIPT),
+                str(path),
+                *_relay_args(max_bytes, backups, mode),
+            ],
+            stdin=r,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    register_child(proc)
+    return proc, w

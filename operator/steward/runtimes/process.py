@@ -7,13 +7,15 @@ its PID *and* its start time *and* its argv, all recorded at spawn time.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import InitVar, asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -22,25 +24,45 @@ import psutil
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
+def argv_hash(argv: list[str]) -> str:
+    """The identity of an argv without its text (an expanded argv may hold Secret values)."""
+    return hashlib.sha256(b"\0".join(a.encode() for a in argv)).hexdigest()
+
+
 @dataclass
 class ProcessRecord:
-    """What the pid file holds."""
+    """What the pid file holds (mode 0600, and never the expanded argv: only its hash)."""
 
     pid: int
     create_time: float
-    cmdline: list[str]
+    cmdline_hash: str = ""
     spec_hash: str = ""
     started_at: float = 0.0
+    uid: int | None = None
+    """The sandbox uid it runs as; None: the caller's."""
+    cgroup: dict[str, Any] = field(default_factory=dict)
+    """``{"version": 1|2, "dirs": {...}}`` when it runs in a cgroup of its own."""
+    relay_pid: int = 0
+    relay_create_time: float = 0.0
+    """The log writer reading its stdout/stderr (0: none)."""
+    cmdline: InitVar[list[str] | None] = None
+    """The argv itself: only its hash is kept (as the record of an earlier Steward is read)."""
+
+    def __post_init__(self, cmdline: list[str] | None) -> None:
+        if cmdline is not None:
+            self.cmdline_hash = argv_hash(cmdline)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(asdict(self)))
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> ProcessRecord | None:
         try:
-            return cls(**json.loads(path.read_text()))
+            return cls(**json.loads(path.read_text()))  # an earlier Steward's argv: hashed
         except (OSError, ValueError, TypeError):
             return None
 

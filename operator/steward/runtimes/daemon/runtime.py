@@ -30,9 +30,16 @@ from steward.runtimes.base import (
     RuntimeFailure,
 )
 from steward.runtimes.expand import expand_all, expand_json
-from steward.runtimes.logfile import follow_lines, open_for_append, rotate_if_needed, tail_lines
+from steward.runtimes.logfile import (
+    follow_lines,
+    open_for_append,
+    rotate_if_needed,
+    start_relay,
+    tail_lines,
+)
 from steward.runtimes.process import (
     ProcessRecord,
+    argv_hash,
     describe_exit,
     forget,
     live_process,
@@ -41,6 +48,11 @@ from steward.runtimes.process import (
     signal_number,
     terminate_tree,
 )
+from steward.runtimes.sandbox import Limits, Sandbox
+from steward.runtimes.sandbox.cgroups import Cgroup, CgroupUnavailable
+from steward.runtimes.sandbox.env import clean_environment
+from steward.runtimes.sandbox.fs import prepare, write_private
+from steward.runtimes.sandbox.spawn import held_popen
 
 PID_FILE = "daemon.pid"
 LOG_FILE = "daemon.log"
@@ -50,6 +62,8 @@ LAUNCH_ID_ENV = "STEWARD_LAUNCH_ID"
 
 
 UNKNOWN_EXIT = "exited (exit code unknown: the process was not started by this Steward process)"
+RELAY_WAIT_SECONDS = 2.0
+"""After the daemon's cgroup or tree is gone, how long its log writer may take to drain."""
 
 
 def _ts(epoch: float | None) -> datetime | None:
@@ -101,10 +115,15 @@ class DaemonRuntime(Runtime):
             json.dumps(kwargs),
         ]
 
-    def environment(self) -> dict[str, str]:
-        """The caller's environment plus the resolved spec env (as ZenML daemons inherit it)."""
-        env = dict(os.environ)
-        env.update(self.ctx.env)
+    def environment(self, home: Path | None = None) -> dict[str, str]:
+        """The caller's environment plus the resolved spec env (as ZenML daemons inherit it);
+        in a sandbox with clean_env only the spec's env plus PATH, HOME and LANG."""
+        sandbox = self.ctx.sandbox
+        if sandbox is not None and sandbox.clean_env:
+            env = clean_environment(self.ctx.env, home or self.ctx.runtime_dir)
+        else:
+            env = dict(os.environ)
+            env.update(self.ctx.env)
         if self.spec.python is not None:
             # The fresh interpreter must import steward and the user's module as we do.
             paths = [p for p in sys.path if p]
@@ -113,8 +132,9 @@ class DaemonRuntime(Runtime):
             env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         return env
 
-    def _workdir(self) -> Path:
-        wd = Path(self.spec.working_dir) if self.spec.working_dir else self.ctx.runtime_dir
+    def _workdir(self, home: Path | None = None) -> Path:
+        default = home if home is not None else self.ctx.runtime_dir
+        wd = Path(self.spec.working_dir) if self.spec.working_dir else default
         if not wd.is_dir():
             raise RuntimeFailure(f"workingDir {wd} does not exist", reason="InvalidWorkingDir")
         return wd
@@ -135,32 +155,64 @@ class DaemonRuntime(Runtime):
         if record is not None and live_process(record) is not None:
             return  # already running: starting twice changes nothing
         self.ctx.runtime_dir.mkdir(parents=True, exist_ok=True)
+        sandbox = self.ctx.sandbox
+        if sandbox is not None and self.spec.blocking:
+            raise RuntimeFailure(
+                "blocking mode runs in the caller's process and cannot be sandboxed",
+                reason="SandboxUnavailable",
+            )
+        home = prepare(self.ctx.runtime_dir, sandbox) if sandbox is not None else None
         argv = self.argv()
-        env = self.environment()
-        cwd = self._workdir()
+        env = self.environment(home)
+        cwd = self._workdir(home)
         self._resolve_executable(argv, env)
         self.exit_file.unlink(missing_ok=True)
         if self.spec.blocking:
             self._run_blocking(argv, env, cwd)
             return
+        cgroup, cgroup_info = self._cgroup(sandbox) if sandbox is not None else (None, {})
         # If Steward dies between spawning and writing the pid file, the next one
         # finds the process by this token in its environment instead of starting a twin.
         token = uuid.uuid4().hex
         env[LAUNCH_ID_ENV] = token
-        self.intent_file.write_text(f"{token} {self.ctx.spec_hash}")
-        out: int = subprocess.DEVNULL if self.spec.silent else open_for_append(self.log_file)
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
+        write_private(self.intent_file, f"{token} {self.ctx.spec_hash}")
+        relay: subprocess.Popen[bytes] | None = None
+        out: int = subprocess.DEVNULL
+        if not self.spec.silent and sandbox is None:
+            out = open_for_append(self.log_file)
+        elif not self.spec.silent:
+            relay, out = start_relay(
+                self.log_file,
+                self.spec.log.max_bytes,
+                self.spec.log.backups,
+                0o600,
             )
+        popen_kwargs: dict[str, Any] = {
+            "stdout": out,
+            "stderr": subprocess.STDOUT,
+            "start_new_session": True,
+            "close_fds": True,
+        }
+        try:
+            if sandbox is not None:
+                proc = held_popen(
+                    argv,
+                    cgroup.add if cgroup is not None else _no_cgroup,
+                    cwd=cwd,
+                    env=env,
+                    uid=sandbox.uid,
+                    gid=sandbox.gid,
+                    **popen_kwargs,
+                )
+            else:
+                proc = subprocess.Popen(
+                    argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, **popen_kwargs
+                )
         except OSError as exc:
+            if out != subprocess.DEVNULL:
+                os.close(out)
+                out = subprocess.DEVNULL
+            self._abandon(relay, cgroup)
             raise RuntimeFailure(
                 self.ctx.redact(f"cannot start {argv[0]}: {exc.strerror or exc}"),
                 reason="StartFailed",
@@ -169,18 +221,86 @@ class DaemonRuntime(Runtime):
             if out != subprocess.DEVNULL:
                 os.close(out)
         register_child(proc)
-        try:
-            create_time = psutil.Process(proc.pid).create_time()
-        except psutil.NoSuchProcess:
-            create_time = 0.0
         ProcessRecord(
             pid=proc.pid,
-            create_time=create_time,
-            cmdline=argv,
+            create_time=_create_time(proc.pid),
+            cmdline_hash=argv_hash(argv),
             spec_hash=self.ctx.spec_hash,
             started_at=time.time(),
+            uid=sandbox.uid if sandbox is not None else None,
+            cgroup=cgroup_info,
+            relay_pid=relay.pid if relay is not None else 0,
+            relay_create_time=_create_time(relay.pid) if relay is not None else 0.0,
         ).save(self.pid_file)
         self.intent_file.unlink(missing_ok=True)
+
+    # -- sandbox ----------------------------------------------------------
+    def limits(self, sandbox: Sandbox) -> Limits:
+        """The spec's resources, capped by the sandbox's ceilings (which are the defaults)."""
+        r = self.spec.resources
+        wanted = (
+            Limits(memory_bytes=r.memory_bytes, cpu_millicores=r.cpu_millicores, pids=r.pids)
+            if r is not None
+            else Limits()
+        )
+        return wanted.capped(sandbox.limits)
+
+    def cgroup_name(self, sandbox: Sandbox) -> str:
+        return f"{self.ctx.identity.slug}-{sandbox.uid}"
+
+    def _cgroup(self, sandbox: Sandbox) -> tuple[Cgroup | None, dict[str, Any]]:
+        """The service's cgroup, created with its limits; or why there is none."""
+        limits = self.limits(sandbox)
+        try:
+            cgroup = Cgroup.plan(sandbox.cgroup_parent, self.cgroup_name(sandbox))
+            if cgroup.exists and cgroup.pids() and not cgroup.kill():
+                raise CgroupUnavailable(f"{cgroup.describe()} holds processes surviving SIGKILL")
+            cgroup.remove()  # a fresh one: counters (oom_kill, failcnt) from zero
+            cgroup.create(limits)
+        except CgroupUnavailable as exc:
+            if sandbox.require_limits:
+                raise RuntimeFailure(
+                    f"resource limits cannot be enforced: {exc}", reason="LimitsUnavailable"
+                ) from None
+            return None, {"enforced": False, "why": str(exc), "limits": limits.describe()}
+        return cgroup, {
+            "enforced": True,
+            "version": cgroup.version,
+            "dirs": cgroup.record(),
+            "limits": limits.describe(),
+        }
+
+    @staticmethod
+    def _record_cgroup(record: ProcessRecord) -> Cgroup | None:
+        info = record.cgroup
+        if not info.get("enforced") or not info.get("dirs"):
+            return None
+        return Cgroup.restore(int(info.get("version", 1)), dict(info["dirs"]))
+
+    def _sandbox_details(self, record: ProcessRecord, cgroup: Cgroup | None) -> dict[str, Any]:
+        if record.uid is None and not record.cgroup:
+            return {}
+        info = record.cgroup
+        out: dict[str, Any] = {"uid": record.uid, "limitsEnforced": bool(info.get("enforced"))}
+        if info.get("limits"):
+            out["limits"] = info["limits"]
+        if info.get("why"):
+            out["limitsUnavailable"] = info["why"]
+        if cgroup is not None:
+            out["cgroup"] = cgroup.describe()
+        return out
+
+    def _abandon(self, relay: subprocess.Popen[bytes] | None, cgroup: Cgroup | None) -> None:
+        """Undo a launch that did not happen: the log writer ends at EOF, the cgroup goes."""
+        if cgroup is not None:
+            cgroup.kill()
+            cgroup.remove()
+        if relay is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                relay.wait(RELAY_WAIT_SECONDS)
+            if relay.poll() is None:
+                relay.kill()
+                relay.wait()
 
     def _run_blocking(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
         """The seed's blocking mode: run in the caller and return when it ends."""
@@ -209,12 +329,15 @@ class DaemonRuntime(Runtime):
         started: float | None,
         pid: int | None = None,
         requested: bool = False,
+        oom: dict[str, Any] | None = None,
     ) -> None:
         self.exit_file.parent.mkdir(parents=True, exist_ok=True)
-        record = {"exitCode": code, "finishedAt": time.time(), "startedAt": started}
+        record: dict[str, Any] = {"exitCode": code, "finishedAt": time.time(), "startedAt": started}
         if requested:
             record["requested"] = True
-        self.exit_file.write_text(json.dumps(record))
+        if oom:
+            record["oom"] = oom
+        write_private(self.exit_file, json.dumps(record))
         self.pid_file.unlink(missing_ok=True)
         if pid is not None:
             forget(pid)
@@ -227,18 +350,38 @@ class DaemonRuntime(Runtime):
             return None
 
     def observe(self) -> Observation:
-        if not self.spec.silent:
-            rotate_if_needed(self.log_file, self.spec.log.max_bytes, self.spec.log.backups)
         record = ProcessRecord.load(self.pid_file)
+        if not self.spec.silent and (record is None or not record.relay_pid):
+            # Launched by an earlier Steward without a log writer: rotate when looking.
+            rotate_if_needed(self.log_file, self.spec.log.max_bytes, self.spec.log.backups)
         if record is not None:
             proc = live_process(record)
+            cgroup = self._record_cgroup(record)
+            details = {"pid": record.pid, **self._sandbox_details(record, cgroup)}
             if proc is not None:
+                kills = cgroup.oom_kills() if cgroup is not None else 0
+                if kills:
+                    details["oomKills"] = kills
                 return Observation(
                     state=ServiceState.ACTIVE,
-                    details={"pid": record.pid},
+                    details=details,
                     started_at=_ts(record.started_at),
                 )
-            self._record_exit(reap(record.pid), record.started_at, pid=record.pid)
+            # The main process ended: the rest of its cgroup ends with it, as in a Pod.
+            oom = None
+            if cgroup is not None:
+                if not cgroup.kill():
+                    return Observation(
+                        state=ServiceState.ACTIVE,
+                        message=f"main process exited; processes survive in {cgroup.describe()}",
+                        details={**details, "survivors": sorted(cgroup.pids())},
+                        started_at=_ts(record.started_at),
+                        reason="StopFailed",
+                    )
+                oom = self._oom(cgroup)
+                cgroup.remove()
+            self._end_relay(record)
+            self._record_exit(reap(record.pid), record.started_at, pid=record.pid, oom=oom)
         last = self._last_exit()
         if last is None:
             return Observation(state=ServiceState.INACTIVE)
@@ -247,6 +390,20 @@ class DaemonRuntime(Runtime):
             # Stopped on purpose: not a crash, nothing for a restart policy to act on.
             return Observation(
                 state=ServiceState.INACTIVE, message="stopped", details={"lastExitCode": code}
+            )
+        oom = last.get("oom")
+        if oom:
+            limit = oom.get("limitBytes")
+            return Observation(
+                state=ServiceState.ERROR,
+                message="killed by the kernel: out of memory"
+                + (f" (limit {limit} bytes)" if limit else "")
+                + f", {describe_exit(code, UNKNOWN_EXIT)}",
+                details={"oom": oom},
+                exit_code=code if code is not None else 137,
+                started_at=_ts(last.get("startedAt")),
+                finished_at=_ts(last.get("finishedAt")),
+                reason="OOMKilled",
             )
         failed = code != 0
         return Observation(
@@ -258,11 +415,44 @@ class DaemonRuntime(Runtime):
             reason="ProcessExited" if failed else "Completed",
         )
 
+    def _oom(self, cgroup: Cgroup) -> dict[str, Any] | None:
+        """What the OOM killer did in the cgroup (read before it is removed); None: nothing."""
+        kills = cgroup.oom_kills()
+        if not kills:
+            return None
+        out: dict[str, Any] = {"kills": kills, **cgroup.memory_stats()}
+        sandbox = self.ctx.sandbox
+        if sandbox is not None:
+            limit = self.limits(sandbox).memory_bytes
+            if limit is not None:
+                out["limitBytes"] = limit
+        return out
+
+    def _end_relay(self, record: ProcessRecord, wait: float = RELAY_WAIT_SECONDS) -> None:
+        """The log writer drains and ends at EOF; one that does not is killed."""
+        if not record.relay_pid:
+            return
+        relay = live_process(
+            ProcessRecord(record.relay_pid, record.relay_create_time, cmdline_hash="")
+        )
+        deadline = time.monotonic() + wait
+        while relay is not None and _running(relay):
+            reap(record.relay_pid)
+            if time.monotonic() > deadline:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    relay.kill()
+                    relay.wait(2)
+                break
+            time.sleep(0.01)
+        reap(record.relay_pid)
+        forget(record.relay_pid)
+
     def stop(self, force: bool = False, grace: float | None = None) -> None:
         record = ProcessRecord.load(self.pid_file)
         if record is None:
             return
         proc = live_process(record)
+        cgroup = self._record_cgroup(record)
         if proc is not None:
             if grace is None:
                 grace = 0.0 if force else self.spec.stop_grace_period_seconds
@@ -272,7 +462,24 @@ class DaemonRuntime(Runtime):
             for p in stragglers:  # grandchildren reparented away from the tree
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                     p.kill()
-        self._record_exit(reap(record.pid), record.started_at, pid=record.pid, requested=True)
+        oom = None
+        if cgroup is not None:
+            # Whatever escaped the tree and the session (setsid, double fork) is in the cgroup.
+            if not cgroup.kill():
+                raise RuntimeFailure(
+                    f"stop: processes {sorted(cgroup.pids())} survive SIGKILL in "
+                    f"{cgroup.describe()}",
+                    reason="StopFailed",
+                )
+            oom = self._oom(cgroup)
+            if not cgroup.remove():
+                raise RuntimeFailure(
+                    f"stop: cgroup {cgroup.describe()} cannot be removed", reason="StopFailed"
+                )
+        self._end_relay(record)
+        self._record_exit(
+            reap(record.pid), record.started_at, pid=record.pid, requested=True, oom=oom
+        )
 
     def adopt(self) -> Adoption:
         record = ProcessRecord.load(self.pid_file)
@@ -282,7 +489,7 @@ class DaemonRuntime(Runtime):
             return Adoption.NOTHING
         proc = live_process(record)
         try:
-            same = proc is not None and proc.cmdline() == record.cmdline
+            same = proc is not None and argv_hash(proc.cmdline()) == record.cmdline_hash
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             same = False
         if not same:
@@ -306,9 +513,11 @@ class DaemonRuntime(Runtime):
                 record = ProcessRecord(
                     pid=p.pid,
                     create_time=p.create_time(),
-                    cmdline=p.cmdline(),
+                    cmdline_hash=argv_hash(p.cmdline()),
                     spec_hash=launched_hash,
                     started_at=p.create_time(),
+                    uid=p.uids().real if self.ctx.sandbox is not None else None,
+                    cgroup=self._found_cgroup(p.pid),
                 )
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
                 continue
@@ -318,12 +527,43 @@ class DaemonRuntime(Runtime):
         self.intent_file.unlink(missing_ok=True)
         return None
 
+    def _found_cgroup(self, pid: int) -> dict[str, Any]:
+        """The cgroup a recovered launch runs in (its pid file never recorded it)."""
+        sandbox = self.ctx.sandbox
+        if sandbox is None:
+            return {}
+        try:
+            cgroup = Cgroup.plan(sandbox.cgroup_parent, self.cgroup_name(sandbox))
+        except CgroupUnavailable:
+            return {}
+        if pid not in cgroup.pids():
+            return {}
+        return {"enforced": True, "version": cgroup.version, "dirs": cgroup.record()}
+
     def logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:
         if self.spec.silent:
             return iter(())
         if not follow:
             return iter(tail_lines(self.log_file, tail))
         return follow_lines(self.log_file, tail, lambda: self.observe().running)
+
+
+def _no_cgroup(pid: int) -> None:
+    """Limits unavailable (and not required): the child runs where it is."""
+
+
+def _create_time(pid: int) -> float:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _session_members(record: ProcessRecord) -> list[psutil.Process]:

@@ -11,9 +11,11 @@ one: that configuration holds the destroy-time provisioners of what exists.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from steward.runtimes.base import RuntimeFailure
+from steward.runtimes.sandbox.fs import give, prepare
 from steward.runtimes.terraform.binary import Binary, find_binary
 from steward.runtimes.terraform.commands import Commands
 from steward.runtimes.terraform.inputs import backend_config, command_env, resolve_inputs
@@ -39,14 +41,28 @@ class Applier:
         s.secrets |= {v for v in inputs.secrets if v}
         backend = backend_config(s.spec, s.ctx, s.ws.state_dir)
         s.ws.root.mkdir(parents=True, exist_ok=True)
-        s.ws.state_dir.mkdir(exist_ok=True)
+        s.ws.state_dir.mkdir(mode=0o700, exist_ok=True)
+        s.ws.state_dir.chmod(0o700)  # the local backend's state holds secrets in clear
         if s.ws.materialize(files, module_sum, s.record.module_checksum):
             s.log.line(f"--- module copied ({len(files)} files, checksum {module_sum})")
         with s.state_lock:
             s.record.module_checksum = module_sum
         s.ws.write_generated(backend, inputs.tfvars)
-        env = s.env = command_env(inputs, s.ws.data_dir)
+        env = s.env = command_env(inputs, s.ws.data_dir, s.ctx.sandbox, self._sandbox_dirs())
         return binary, env, module_sum, backend
+
+    def _sandbox_dirs(self) -> Path | None:
+        """In a sandbox: the directories Terraform writes handed to the service's uid, the
+        rest of the runtime dir kept the operator's; returns the service's HOME."""
+        s = self.s
+        sandbox = s.ctx.sandbox
+        if sandbox is None:
+            return None
+        home = prepare(s.ws.root, sandbox)
+        for d in (s.ws.data_dir, s.ws.state_dir):
+            d.mkdir(exist_ok=True)
+        give([s.ws.module_dir, s.ws.data_dir, s.ws.state_dir], sandbox)
+        return home
 
     def prepare_and_init(self) -> dict[str, str]:
         """``prepare`` then ``init`` if needed; the command environment."""
@@ -156,7 +172,7 @@ class Applier:
             s.binary = find_binary(s.spec.binary, s.spec.binary_path)
             inputs = resolve_inputs(s.spec, s.ctx)
             s.secrets |= {v for v in inputs.secrets if v}
-            env = s.env = command_env(inputs, s.ws.data_dir)
+            env = s.env = command_env(inputs, s.ws.data_dir, s.ctx.sandbox, self._sandbox_dirs())
         else:
             env = self.prepare_and_init()
         res = self.commands.run(

@@ -18,6 +18,8 @@ from typing import Any
 from steward.api.terraform import TerraformSpec
 from steward.runtimes.base import RuntimeContext, RuntimeFailure
 from steward.runtimes.expand import expand, expand_json
+from steward.runtimes.sandbox import Sandbox
+from steward.runtimes.sandbox.env import clean_environment
 from steward.runtimes.terraform.diag import Reason
 
 _DROPPED_PARENT_ENV = re.compile(r"^(TF_VAR_|TF_LOG|TF_CLI_ARGS|TF_DATA_DIR$|TF_WORKSPACE$)")
@@ -134,10 +136,16 @@ def _check_var_name(name: str, where: str) -> None:
         )
 
 
-def command_env(inputs: Inputs, data_dir: Path) -> dict[str, str]:
-    """The child's whole environment: the parent's minus its Terraform settings, plus ours."""
-    env = {k: v for k, v in os.environ.items() if not _DROPPED_PARENT_ENV.match(k)}
-    env.update(inputs.env)
+def command_env(
+    inputs: Inputs, data_dir: Path, sandbox: Sandbox | None = None, home: Path | None = None
+) -> dict[str, str]:
+    """The child's whole environment: the parent's minus its Terraform settings, plus ours;
+    in a sandbox with clean_env never the parent's: PATH, HOME, LANG and the spec's."""
+    if sandbox is not None and sandbox.clean_env:
+        env = clean_environment(inputs.env, home or data_dir)
+    else:
+        env = {k: v for k, v in os.environ.items() if not _DROPPED_PARENT_ENV.match(k)}
+        env.update(inputs.env)
     env.update(
         TF_IN_AUTOMATION="1",
         TF_INPUT="0",

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from steward.runtimes.sandbox import Sandbox
 from steward.runtimes.terraform.lock import Holder
 from steward.runtimes.terraform.log import TerraformLog
 
@@ -70,10 +71,19 @@ class Running:
 class Runner:
     """Runs a service's Terraform commands one at a time; ``cancel`` may come from any thread."""
 
-    def __init__(self, log: TerraformLog, holder_path: Path, redact: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        log: TerraformLog,
+        holder_path: Path,
+        redact: Callable[[str], str],
+        sandbox: Callable[[], Sandbox | None] = lambda: None,
+    ) -> None:
         self.log = log
         self.holder_path = holder_path
         self.redact = redact
+        self.sandbox = sandbox
+        """The service's sandbox, read per command: its uid/gid (and so every local-exec
+        provisioner's), no supplementary groups, umask 0077 (state and plan files 0600)."""
         self._mutex = threading.Lock()
         self._running: Running | None = None
         self._cancelled = False
@@ -136,6 +146,15 @@ class Runner:
                 self.log.line("--- not started: stop requested")
                 return Result(command, -1, "", "", 0.0, cancelled=True)
             Holder.for_command(command, None).save(self.holder_path)
+            sandbox = self.sandbox()
+            ids: dict[str, Any] = {}
+            if sandbox is not None:
+                ids = {
+                    "user": sandbox.uid,
+                    "group": sandbox.gid,
+                    "extra_groups": [],
+                    "umask": 0o077,
+                }
             try:
                 proc = subprocess.Popen(
                     argv,
@@ -146,6 +165,7 @@ class Runner:
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                     close_fds=True,
+                    **ids,
                 )
             except OSError:
                 self.holder_path.unlink(missing_ok=True)

@@ -43,7 +43,7 @@ class Session:
         self.ws = Workspace(ctx.runtime_dir)
         self.record: Record = self.ws.load()
         self.log = TerraformLog(self.ws.log_path)
-        self.runner = Runner(self.log, self.ws.holder_path, self.redact)
+        self.runner = Runner(self.log, self.ws.holder_path, self.redact, lambda: self.ctx.sandbox)
         self.state_lock = threading.RLock()
         """Guards ``record`` and ``activity`` (re-entrant: helpers save under it)."""
         self.activity: str | None = None
