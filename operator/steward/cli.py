@@ -51,6 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port or None,
         metrics_addr=args.metrics_addr,
         enforce_policy=True if args.enforce_policy else None,
+        sandbox=True if args.sandbox else None,
         workers={f: getattr(args, f"{f}_workers", None) for f in NAMES},
     )
     if args.log_format == "json":
@@ -192,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus /metrics on this port (0: off)",
     )
     p.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run each daemon and Terraform command as its own uid, clean env, own cgroup",
+    )
     p.add_argument(
         "--enforce-policy",
         action="store_true",

@@ -41,6 +41,11 @@ class OperatorConfig(BaseModel):
     """Install-wide default state backend for Terraform: local | kubernetes."""
     watch_server_timeout: int = 270
     watch_client_timeout: int = 300
+    sandbox: bool = False
+    """Run each daemon and Terraform command as its own uid, clean env, own cgroup (needs
+    root or CAP_SETUID/SETGID/KILL and writable cgroups)."""
+    sandbox_uid_start: int = 0x70000000
+    sandbox_uid_count: int = 65536
     enforce_policy: bool = False
     """Check StewardPolicies in the operator too, before every start (fails closed)."""
     instance: str = Field(default_factory=socket.gethostname)
@@ -66,6 +71,11 @@ class OperatorConfig(BaseModel):
             values["metrics_addr"] = env["STEWARD_METRICS_ADDR"]
         if env.get("STEWARD_ENFORCE_POLICY", "").lower() in ("1", "true", "yes"):
             values["enforce_policy"] = True
+        if env.get("STEWARD_SANDBOX", "").lower() in ("1", "true", "yes"):
+            values["sandbox"] = True
+        if env.get("STEWARD_SANDBOX_UIDS"):  # START-COUNT, e.g. 1879048192-65536
+            start, _, count = env["STEWARD_SANDBOX_UIDS"].partition("-")
+            values["sandbox_uid_start"], values["sandbox_uid_count"] = int(start), int(count)
         if env.get("HOSTNAME"):
             values["instance"] = env["HOSTNAME"]
         workers = dict(DEFAULT_WORKERS)

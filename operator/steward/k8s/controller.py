@@ -40,6 +40,7 @@ from steward.k8s.patches import merge_patch, significant
 from steward.k8s.policies import PolicySource
 from steward.k8s.resolver import ClusterResolver
 from steward.k8s.terraform import delete_state, sync_outputs_secret
+from steward.runtimes.sandbox import Sandbox, UidAllocator
 
 log = logging.getLogger("steward.k8s")
 
@@ -107,6 +108,11 @@ class Controller:
         self.tracked: dict[str, Tracked] = {}
         self.recorder = EventRecorder(clients.core, config.instance)
         self.policies = PolicySource(clients) if config.enforce_policy else None
+        self.uids = (
+            UidAllocator(config.sandbox_uid_start, config.sandbox_uid_count, config.state_dir)
+            if config.sandbox
+            else None
+        )
         self._resume = asyncio.Semaphore(self.options.resume_concurrency)
         self._lock = threading.Lock()
 
@@ -136,7 +142,18 @@ class Controller:
 
         resolver = ClusterResolver(self.clients, ms.metadata.namespace)
         policy = self.policies.for_namespace(ms.metadata.namespace) if self.policies else None
-        return Service(ms, self.config.state_dir, resolver=resolver, events=sink, policy=policy)
+        sandbox = None
+        if self.uids is not None:
+            uid = self.uids.allocate(ms.key)
+            sandbox = Sandbox(uid=uid, gid=uid, state_root=self.config.state_dir)
+        return Service(
+            ms,
+            self.config.state_dir,
+            resolver=resolver,
+            events=sink,
+            policy=policy,
+            sandbox=sandbox,
+        )
 
     async def _patch_status(
         self, body: kopf.Body, tracked: Tracked, status: dict[str, Any]
@@ -332,6 +349,8 @@ class Controller:
         svc.runtime.close()
         svc.ports.release(svc.identity.key)
         svc.store.forget(svc.identity, remove_runtime)
+        if remove_runtime and self.uids is not None:
+            self.uids.release(svc.identity.key)
 
     def states(self) -> list[tuple[str, str]]:
         """(flavor, state) of every tracked service, for the services gauge."""

@@ -57,6 +57,7 @@ class Operator:
     proc: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     extra_args: tuple[str, ...] = ()
+    extra_env: tuple[tuple[str, str], ...] = ()
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None
@@ -77,7 +78,7 @@ class Operator:
                 "127.0.0.1",
                 *self.extra_args,
             ],
-            env=self.control_plane.env(),
+            env={**self.control_plane.env(), **dict(self.extra_env)},
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=REPO,
