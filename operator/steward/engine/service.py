@@ -30,7 +30,7 @@ from steward.api import reasons as R
 from steward.api.manifest import ManagedService
 from steward.api.state import AdminState, ServiceState
 from steward.api.status import ManagedServiceStatus, utcnow
-from steward.engine.backoff import crashes_after_exit, restart_delay
+from steward.engine.backoff import restart_delay
 from steward.engine.decide import (
     Action,
     Decision,
@@ -38,11 +38,10 @@ from steward.engine.decide import (
     RunEnd,
     decide,
     exited,
-    restarts,
-    run_end_of,
 )
 from steward.engine.endpoints import fill_endpoint
 from steward.engine.environment import ValueResolver, as_resolver, resolve_env
+from steward.engine.ledger import RunLedger
 from steward.engine.probing import STARTUP_PROBE_INTERVAL, Prober
 from steward.engine.recorder import BACKOFF_MARK, EventSink, StatusRecorder, log_event
 from steward.engine.store import ServiceStore, default_state_dir
@@ -121,6 +120,7 @@ class Service:
         )
         self._engine = self.store.load_engine(self.identity)
         self.recorder = StatusRecorder(status, self._engine, events or log_event, self.save)
+        self.ledger = RunLedger(self._engine, status)
         self._take(manifest)
         self._adopt()
 
@@ -128,6 +128,8 @@ class Service:
         """Point the collaborators at this manifest (construction and update())."""
         self.manifest = manifest
         self.prober.endpoint = manifest.spec.endpoint
+        self.ledger.policy = manifest.spec.restart_policy
+        self.ledger.backoff = manifest.spec.backoff
         self.recorder.generation = manifest.metadata.generation
         self.recorder.flavor = manifest.spec.flavor
         self.recorder.probed = manifest.spec.endpoint is not None
@@ -291,13 +293,7 @@ class Service:
         if exited(obs):
             self._account_exit(obs)  # the runtime recorded the attempt itself (a failed apply)
         else:
-            last = LastRun(RunEnd.START_FAILED, reason, message)
-            self._engine.last_run = last
-            if restarts(self.manifest.spec.restart_policy, last):
-                self._schedule_restart(None)
-            else:
-                self._engine.next_restart_at = None
-                self.status.next_restart_at = None
+            self.ledger.ended(LastRun(RunEnd.START_FAILED, reason, message))
         self._set(self._decide(obs))
 
     @property
@@ -351,9 +347,7 @@ class Service:
             return False
         self.prober.started()
         self.status.started_at = utcnow()
-        self.status.next_restart_at = None
-        self._engine.next_restart_at = None
-        self._engine.last_run = None
+        self.ledger.started()
         self.events(
             "Normal", "Started", f"{self.flavor} started" + (f" on port {port}" if port else "")
         )
@@ -389,42 +383,16 @@ class Service:
         return await self.prober.probe(obs, self.status.endpoint.port)
 
     def _account_exit(self, obs: Observation) -> None:
-        """First sight of an ended run: record it and schedule the back-off."""
-        # Not the message: a runtime may refine it later (Docker's late OOM flag).
-        key = (obs.finished_at.isoformat() if obs.finished_at else "") + f"|{obs.exit_code}"
-        if self._engine.accounted_exit == key:
+        """First sight of an ended run: the ledger schedules; a Warning says why it ended."""
+        if not self.ledger.exit_reported(obs):
             return
-        self._engine.accounted_exit = key
-        last = run_end_of(obs)
-        self.status.last_exit_code = obs.exit_code
-        self.status.finished_at = (
-            obs.finished_at.replace(microsecond=0) if obs.finished_at else utcnow()
-        )
-        run_seconds = None
-        if obs.started_at and obs.finished_at:
-            run_seconds = (obs.finished_at - obs.started_at).total_seconds()
-        if last is not None:
-            self._engine.last_run = last
-            if restarts(self.manifest.spec.restart_policy, last):
-                self._schedule_restart(run_seconds)
-            else:
-                self._engine.next_restart_at = None
-                self.status.next_restart_at = None
+        last = self._engine.last_run
         message = obs.message or "run ended"
         if last is not None and last.end is RunEnd.SUCCEEDED:
             self.events("Normal", R.EXITED, message)
         else:  # the Warning carries the run's own reason (ProcessExited, OOMKilled...)
             self.recorder.warn_once(obs.reason or R.EXITED, message)
         self.save()
-
-    def _schedule_restart(self, run_seconds: float | None) -> None:
-        """Count a crash and set when the next start may happen (kubelet back-off)."""
-        spec = self.manifest.spec.backoff
-        crashes = crashes_after_exit(spec, self._engine.crashes, run_seconds)
-        self._engine.crashes = crashes
-        at = time.time() + restart_delay(spec, crashes)
-        self._engine.next_restart_at = at
-        self.status.next_restart_at = datetime.fromtimestamp(at, UTC).replace(microsecond=0)
 
     # ------------------------------------------------------------ control loop
     def refresh(self) -> None:
@@ -524,8 +492,7 @@ class Service:
             self.ports.release(self.identity.key)
             if decision.state is ServiceState.ERROR:
                 # Stopped by Steward and not to be restarted (restartPolicy Never).
-                self._engine.last_run = LastRun(RunEnd.KILLED, R.UNHEALTHY, decision.message)
-                self._engine.next_restart_at = None
+                self.ledger.ended(LastRun(RunEnd.KILLED, R.UNHEALTHY, decision.message))
                 self.save()
             else:
                 self._engine.reset_loop()  # adminState inactive: the next start is a fresh one
@@ -533,8 +500,8 @@ class Service:
             return 0.0
         if decision.action is Action.RESTART:
             self._stop_runtime(force=False)
-            self._engine.last_run = LastRun(RunEnd.KILLED, R.UNHEALTHY, decision.message)
-            self._schedule_restart(time.monotonic() - self.prober.run_started)
+            run_seconds = time.monotonic() - self.prober.run_started
+            self.ledger.ended(LastRun(RunEnd.KILLED, R.UNHEALTHY, decision.message), run_seconds)
             self.status.last_error = decision.message
             self.save()
             return 0.0
