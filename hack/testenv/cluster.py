@@ -67,23 +67,35 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-if str(HERE.parent / "image") not in sys.path:
-    sys.path.insert(0, str(HERE.parent / "image"))
-
-import controlplane  # noqa: E402
-import imagetar  # noqa: E402
-from controlplane import (  # noqa: E402
-    _LEAF_CNF,
-    ControlPlane,
-    ControlPlaneError,
-    ControlPlaneInfo,
-    _free_ports,
-    _openssl,
-    _Proc,
-    _tail,
-)
+if __package__:  # imported as hack.testenv.cluster (the repository root on sys.path)
+    from hack.image import imagetar
+    from hack.testenv import controlplane
+    from hack.testenv.controlplane import (
+        _LEAF_CNF,
+        ControlPlane,
+        ControlPlaneError,
+        ControlPlaneInfo,
+        _free_ports,
+        _openssl,
+        _Proc,
+        _tail,
+    )
+else:  # run as a script, or imported as `cluster` with hack/testenv on sys.path
+    for _dir in (HERE, HERE.parent / "image"):
+        if str(_dir) not in sys.path:
+            sys.path.insert(0, str(_dir))
+    import controlplane
+    import imagetar
+    from controlplane import (
+        _LEAF_CNF,
+        ControlPlane,
+        ControlPlaneError,
+        ControlPlaneInfo,
+        _free_ports,
+        _openssl,
+        _Proc,
+        _tail,
+    )
 
 NODE_BUILD_SCRIPT = HERE / "build-node.sh"
 PACKAGES_SCRIPT = HERE / "node" / "ensure-packages.sh"

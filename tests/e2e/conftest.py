@@ -20,31 +20,22 @@ Fixtures:
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import subprocess
-import sys
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hack.testenv import controlplane
+
+from tests.support.chart import KOPF_CRDS, MS_CRD, POLICY_CRD
+from tests.support.env import unavailable
+from tests.support.kubectl import Runner, install_crds, tool_runner
+from tests.support.namespaces import fresh_namespace, namespace_name
+from tests.support.paths import CRDS
 
 E2E_DIR = Path(__file__).resolve().parent
-REPO_ROOT = E2E_DIR.parents[1]
-TESTENV_DIR = REPO_ROOT / "hack" / "testenv"
-FIXTURES = E2E_DIR / "fixtures"
 
-if str(TESTENV_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTENV_DIR))
-
-import controlplane  # noqa: E402  (hack/testenv, not part of the package)
-
-DEFAULT_TIMEOUT = 60.0
 BUILD_TIMEOUT = 3600  # seconds; a cold build of the testbin on 2 cores takes ~6 min
-
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,18 +65,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             return
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def _unavailable(reason: str) -> None:
-    """No control plane: a failure under CI, a skip elsewhere."""
-    message = f"Kubernetes control plane unavailable: {reason}"
-    if _in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[controlplane.ControlPlaneInfo]:
     testbin = os.environ.get("STEWARD_TESTBIN", "").strip()
@@ -98,66 +77,24 @@ def control_plane() -> Iterator[controlplane.ControlPlaneInfo]:
         cp = controlplane.ControlPlane(bin_dir)
         info = cp.start()
     except controlplane.ControlPlaneError as exc:
-        _unavailable(str(exc))
-        raise  # unreachable: _unavailable always raises
+        unavailable(f"Kubernetes control plane unavailable: {exc}")
+        raise  # unreachable: unavailable always raises
     try:
         yield info
     finally:
         cp.stop()
 
 
-def _runner(tool: str, info: controlplane.ControlPlaneInfo) -> Runner:
-    binary = str(info.bin_dir / tool)
-    env = info.env()
-
-    def run(
-        *args: str | os.PathLike[str],
-        input: str | None = None,
-        check: bool = True,
-        timeout: float = DEFAULT_TIMEOUT,
-        extra_env: dict[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        argv: Sequence[str] = [binary, *map(str, args)]
-        try:
-            proc = subprocess.run(
-                argv,
-                input=input,
-                stdin=None if input is not None else subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env={**env, **(extra_env or {})},
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-            pytest.fail(f"{tool} timed out after {timeout}s: {list(argv)}\n{stderr}")
-        if check and proc.returncode != 0:
-            pytest.fail(
-                f"{tool} exited with {proc.returncode}: {list(argv)}\n"
-                f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}",
-                pytrace=False,
-            )
-        return proc
-
-    return run
-
-
 @pytest.fixture
 def kubectl(control_plane: controlplane.ControlPlaneInfo) -> Runner:
     """``kubectl(*args, input=None, check=True, timeout=60)`` as cluster admin."""
-    return _runner("kubectl", control_plane)
+    return tool_runner("kubectl", control_plane)
 
 
 @pytest.fixture
 def helm(control_plane: controlplane.ControlPlaneInfo) -> Runner:
     """``helm(*args, input=None, check=True, timeout=60)`` as cluster admin."""
-    return _runner("helm", control_plane)
-
-
-def _namespace_name(node_name: str) -> str:
-    slug = re.sub(r"[^a-z0-9-]+", "-", node_name.lower()).strip("-")[:40].strip("-")
-    return f"e2e-{slug}-{uuid.uuid4().hex[:6]}"
+    return tool_runner("helm", control_plane)
 
 
 @pytest.fixture
@@ -169,45 +106,39 @@ def namespace(request: pytest.FixtureRequest, kubectl: Runner) -> Iterator[str]:
     deletes the namespace and finalizes it (what the namespace controller
     does). Objects held by their own finalizers stay, as on a real cluster.
     """
-    name = _namespace_name(request.node.name)
-    kubectl("create", "namespace", name)
-    try:
+    with fresh_namespace(kubectl, namespace_name(request.node.name)) as name:
         yield name
-    finally:
-        resources = kubectl(
-            "api-resources",
-            "--namespaced=true",
-            "--verbs=list,delete",
-            "-o",
-            "name",
-            check=False,
-        ).stdout.split()
-        if resources:
-            kubectl(
-                "delete",
-                ",".join(resources),
-                "--all",
-                "-n",
-                name,
-                "--wait=false",
-                "--ignore-not-found",
-                check=False,
-            )
-        kubectl("delete", "namespace", name, "--wait=false", check=False)
-        finalize = json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": name},
-                "spec": {"finalizers": []},
-            }
-        )
+
+
+@pytest.fixture(scope="module")
+def chart_crds(control_plane: controlplane.ControlPlaneInfo) -> Iterator[None]:
+    """The CRDs around a module's `helm install`s (test_chart.py, test_rbac.py).
+
+    Before: the ManagedService CRD is server-side applied exactly as the operator
+    suites' ``crd_installed`` does, so Helm finds it present and skips it. (Had
+    Helm created it, the later server-side apply would conflict with the "helm"
+    field manager on .spec.versions.) It stays: those suites share it.
+
+    After: the kopf peering CRDs that this module's installs created are deleted
+    (Helm never deletes CRDs).
+    """
+    kubectl = tool_runner("kubectl", control_plane)
+
+    def kopf_present() -> set[str]:
+        names = kubectl("get", "crd", "-o", "name", timeout=90).stdout.split()
+        return {n.split("/", 1)[1] for n in names} & set(KOPF_CRDS)
+
+    install_crds(kubectl, *(CRDS / f"{crd}.yaml" for crd in (MS_CRD, POLICY_CRD)))
+    before = kopf_present()
+    yield
+    created = kopf_present() - before
+    if created:
         kubectl(
-            "replace",
-            "--raw",
-            f"/api/v1/namespaces/{name}/finalize",
-            "-f",
-            "-",
-            input=finalize,
+            "delete",
+            "crd",
+            *sorted(created),
+            "--wait=true",
+            "--timeout=60s",
+            timeout=90,
             check=False,
         )

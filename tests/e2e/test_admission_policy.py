@@ -2,7 +2,7 @@
 
 The CRDs, the VAP and its binding from deploy/admission-policy.yaml (the committed,
 generated file) and two policies for two labelled namespaces; then one table of
-ManagedServices (tests/policy_cases.py) is `kubectl apply`-ed, each rejected with
+ManagedServices (tests/support/policy_cases.py) is `kubectl apply`-ed, each rejected with
 its rule's message or accepted, and the same table run through
 ``steward.engine.policy`` gives the same verdicts: the CEL and the Python are
 checked against each other. Without a control plane this skips, except under
@@ -15,7 +15,7 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,18 @@ import yaml
 
 from steward.api.policy import POLICY_LABEL, rule
 from steward.engine.policy import check
-from tests.policy_cases import CASES, RELAXED, RELAXED_LABEL, STRICT, STRICT_LABEL, Case, daemon
+from tests.support.kubectl import Runner, tool_runner
+from tests.support.manifests import policy
+from tests.support.namespaces import finalize
+from tests.support.policy_cases import (
+    CASES,
+    RELAXED,
+    RELAXED_LABEL,
+    STRICT,
+    STRICT_LABEL,
+    Case,
+    daemon,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = [
@@ -33,8 +44,6 @@ CRDS = [
     REPO / "crds" / "stewardpolicies.steward.dev.yaml",
 ]
 ADMISSION = REPO / "deploy" / "admission-policy.yaml"
-
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 @dataclass
@@ -45,33 +54,9 @@ class Setup:
     strict_name: str
 
 
-def _policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "steward.dev/v1alpha1",
-        "kind": "StewardPolicy",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
 def _finalize(kubectl: Runner, name: str) -> None:
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
-    body = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name},
-        "spec": {"finalizers": []},
-    }
     kubectl("delete", "managedservices", "--all", "-n", name, "--wait=false", check=False)
-    kubectl(
-        "replace",
-        "--raw",
-        f"/api/v1/namespaces/{name}/finalize",
-        "-f",
-        "-",
-        input=json.dumps(body),
-        check=False,
-    )
+    finalize(kubectl, name)
 
 
 def _apply(kubectl: Runner, obj: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
@@ -92,7 +77,7 @@ def _wait_denied(kubectl: Runner, obj: dict[str, Any], rule_id: str, timeout: fl
 
 @pytest.fixture(scope="module")
 def setup(control_plane: Any) -> Iterator[Setup]:
-    kubectl: Runner = _module_kubectl(control_plane)
+    kubectl: Runner = tool_runner("kubectl", control_plane)
     for crd in CRDS:
         kubectl("apply", "--server-side", "-f", crd)
     kubectl(
@@ -109,7 +94,7 @@ def setup(control_plane: Any) -> Iterator[Setup]:
         "ValidatingAdmissionPolicyBinding",
     }
     suffix = uuid.uuid4().hex[:6]
-    policies = [_policy(f"e2e-strict-{suffix}", STRICT), _policy(f"e2e-relaxed-{suffix}", RELAXED)]
+    policies = [policy(f"e2e-strict-{suffix}", STRICT), policy(f"e2e-relaxed-{suffix}", RELAXED)]
     namespaces = {label: f"pol-{label}-{suffix}" for label in (STRICT_LABEL, RELAXED_LABEL)}
     try:
         for label, ns in namespaces.items():
@@ -142,31 +127,6 @@ def setup(control_plane: Any) -> Iterator[Setup]:
             )
         for ns in namespaces.values():
             _finalize(kubectl, ns)
-
-
-def _module_kubectl(control_plane: Any) -> Runner:
-    binary, env = str(control_plane.bin_dir / "kubectl"), control_plane.env()
-
-    def run(
-        *args: Any, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [binary, *map(str, args)],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-            check=False,
-            stdin=None if input is not None else subprocess.DEVNULL,
-        )
-        if check and proc.returncode != 0:
-            pytest.fail(
-                f"kubectl {list(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
-            )
-        return proc
-
-    return run
 
 
 def _python_verdict(setup: Setup, label: str, manifest: dict[str, Any]) -> list[str]:

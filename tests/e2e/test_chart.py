@@ -13,26 +13,17 @@ pods, so the tests assert the objects, not running pods.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
 from steward.cli import build_parser
-
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "steward"
-KOPF_CRDS = ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
-MS_CRD = "managedservices.steward.dev"
-POLICY_CRD = "stewardpolicies.steward.dev"
-
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+from tests.support.chart import CHART, KOPF_CRDS, MS_CRD, container
+from tests.support.kubectl import Runner
+from tests.support.namespaces import scratch_namespace
 
 # ---------------------------------------------------------------- the RBAC the chart must grant
 # (apiGroup, resource, verb, resourceName or None): the exact rules, no more, no less.
@@ -102,10 +93,6 @@ def one(docs: list[dict[str, Any]], kind: str, namespace: str | None = None) -> 
     return found[0]
 
 
-def container(deploy: dict[str, Any], name: str = "operator") -> dict[str, Any]:
-    return next(c for c in deploy["spec"]["template"]["spec"]["containers"] if c["name"] == name)
-
-
 def env_of(c: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
 
@@ -113,87 +100,6 @@ def env_of(c: dict[str, Any]) -> dict[str, Any]:
 def kopf_crd_names(kubectl: Runner) -> set[str]:
     out = kubectl("get", "crd", "-o", "name").stdout.split()
     return {n.split("/", 1)[1] for n in out} & set(KOPF_CRDS)
-
-
-@contextlib.contextmanager
-def scratch_namespace(kubectl: Runner, prefix: str) -> Iterator[str]:
-    """A namespace created here, emptied, deleted and finalized on exit (no controller-manager)."""
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        resources = kubectl(
-            "api-resources", "--namespaced=true", "--verbs=list,delete", "-o", "name", check=False
-        ).stdout.split()
-        if resources:
-            kubectl(
-                "delete",
-                ",".join(resources),
-                "--all",
-                "-n",
-                name,
-                "--wait=false",
-                "--ignore-not-found",
-                check=False,
-            )
-        kubectl("delete", "namespace", name, "--wait=false", check=False)
-        finalize = {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": name},
-            "spec": {"finalizers": []},
-        }
-        kubectl(
-            "replace",
-            "--raw",
-            f"/api/v1/namespaces/{name}/finalize",
-            "-f",
-            "-",
-            input=json.dumps(finalize),
-            check=False,
-        )
-
-
-@pytest.fixture(scope="module")
-def chart_crds(control_plane: Any) -> Iterator[None]:
-    """The CRDs around this module's `helm install`s.
-
-    Before: the ManagedService CRD is server-side applied exactly as the operator
-    suites' ``crd_installed`` does, so Helm finds it present and skips it. (Had
-    Helm created it, the later server-side apply would conflict with the "helm"
-    field manager on .spec.versions.) It stays: those suites share it.
-
-    After: the kopf peering CRDs that this module's installs created are deleted
-    (Helm never deletes CRDs).
-    """
-    kubectl_bin = str(control_plane.bin_dir / "kubectl")
-    env = control_plane.env()
-
-    def kubectl(*args: str) -> str:
-        return subprocess.run(
-            [kubectl_bin, *args], env=env, capture_output=True, text=True, timeout=90, check=True
-        ).stdout
-
-    def kopf_present() -> set[str]:
-        return {n.split("/", 1)[1] for n in kubectl("get", "crd", "-o", "name").split()} & set(
-            KOPF_CRDS
-        )
-
-    for crd in (MS_CRD, POLICY_CRD):
-        kubectl("apply", "--server-side", "-f", str(REPO / "crds" / f"{crd}.yaml"))
-        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-    before = kopf_present()
-    yield
-    created = kopf_present() - before
-    if created:
-        subprocess.run(
-            [kubectl_bin, "delete", "crd", *sorted(created), "--wait=true", "--timeout=60s"],
-            env=env,
-            capture_output=True,
-            timeout=90,
-            check=False,
-        )
 
 
 @pytest.fixture

@@ -11,13 +11,15 @@ import base64
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import yaml
+
+from tests.support.kubectl import Runner
 
 E2E_DIR = Path(__file__).resolve().parent
 FIXTURES = E2E_DIR / "fixtures"
@@ -30,7 +32,6 @@ GOMOD = E2E_DIR.parents[1] / "hack" / "testenv" / "go.mod"
 pytestmark = pytest.mark.e2e
 
 # The kubectl / helm fixtures (tests/e2e/conftest.py).
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 def _pinned(module: str) -> str:

@@ -20,10 +20,7 @@ import base64
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,27 +32,19 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.steward_operator.conftest import (
-    apply,
-    get,
-    http_daemon_spec,
-    msvc,
-    wait_for,
-    wait_ready,
-)
-from tests.e2e.test_chart import (
-    CHART,
-    MS_CRD,
-    chart_crds,  # noqa: F401 - module fixture: the CRDs around helm install
-    container,
-    scratch_namespace,
-)
+from tests.support.chart import CHART, MS_CRD, container
+from tests.support.data import terraform
+from tests.support.kubectl import Runner, apply, delete_all_msvc, get, wait_ready
+from tests.support.manifests import http_daemon_spec, msvc
+from tests.support.namespaces import scratch_namespace
+from tests.support.operator import read_log, start_steward
+from tests.support.ports import free_port
+from tests.support.processes import stop_process
+from tests.support.waits import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 RELEASE = "rbac"
 SERVICE_ACCOUNT = "rbac-steward"
 
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 # Log text that means the operator hit RBAC: a 403, or kopf falling back after one.
 PERMISSION_PROBLEM = re.compile(
@@ -114,7 +103,8 @@ TOKEN_VALUE = "rbac-e2e-token-value-123"
 GREETING = "hello-from-a-configmap"
 
 
-def _daemon_prepare(ctx: Ctx) -> None:
+def _token_secret(ctx: Ctx) -> None:
+    """The Secret ``tok`` (key ``token``) the flavors' specs read."""
     ctx.kubectl(
         "create",
         "secret",
@@ -124,6 +114,10 @@ def _daemon_prepare(ctx: Ctx) -> None:
         ctx.namespace,
         f"--from-literal=token={TOKEN_VALUE}",
     )
+
+
+def _daemon_prepare(ctx: Ctx) -> None:
+    _token_secret(ctx)
     ctx.kubectl(
         "create", "configmap", "cfg", "-n", ctx.namespace, f"--from-literal=greeting={GREETING}"
     )
@@ -187,29 +181,7 @@ DAEMON = Flavor(
 # -- terraform: varsFrom a Secret (get), Terraform's kubernetes backend running with the
 # operator's credentials (state Secret: list/get/create/update/delete; lock Lease:
 # get/create/update/delete) and the outputs Secret the operator writes (create/update).
-TF_MODULE = """
-variable "name" { type = string }
-variable "marker" { type = string }
-variable "word" {
-  type      = string
-  sensitive = true
-}
-resource "terraform_data" "svc" {
-  input = var.marker
-  provisioner "local-exec" {
-    command = "touch ${self.input}"
-  }
-  provisioner "local-exec" {
-    when    = destroy
-    command = "rm -f ${self.input}"
-  }
-}
-output "url" { value = "http://127.0.0.1:9/${var.name}" }
-output "word" {
-  value     = var.word
-  sensitive = true
-}
-"""
+TF_MODULE = terraform("marker.tf", "service_outputs.tf")  # tests/data/terraform
 
 
 def _tf_prepare(ctx: Ctx) -> None:
@@ -223,7 +195,9 @@ def _tf_spec(ctx: Ctx, name: str) -> dict[str, Any]:
         "terraform": {
             "module": {"inline": {"main.tf": TF_MODULE}},
             "vars": {"name": name, "marker": str(ctx.workdir / "tf-created")},
-            "varsFrom": [{"secretRef": {"name": "tf-input"}, "key": "word", "varName": "word"}],
+            "varsFrom": [
+                {"secretRef": {"name": "tf-input"}, "key": "word", "varName": "secret_word"}
+            ],
             "endpointOutput": "url",
             "backend": {"kubernetes": {}},
             "writeOutputsToSecret": {"name": "tf-out"},
@@ -261,7 +235,7 @@ def _tf_check_ready(ctx: Ctx, obj: dict[str, Any], generation: int) -> None:
         ),
         timeout=60,
     )
-    assert base64.b64decode(out["data"]["word"]).decode() == "w0rd"
+    assert base64.b64decode(out["data"]["token"]).decode() == "w0rd"
 
 
 def _tf_check_deleted(ctx: Ctx, last: dict[str, Any]) -> None:
@@ -290,24 +264,15 @@ TERRAFORM = Flavor(
 # -- container: the operator talks to the local Docker engine (no Kubernetes verbs of its
 # own beyond status/events/finalizer), env from a Secret (get).
 def _busybox_image() -> str:
-    from tests.integration.container.conftest import _run
+    from tests.support.containers import images_built, run_docker_script
 
-    res = _run("build-test-images.sh", 900)
+    res = run_docker_script("build-test-images.sh", 900)
     assert res is not None and res.returncode == 0, "test images could not be built"
-    images = dict(line.split("=", 1) for line in res.stdout.split() if "=" in line)
-    return images["STEWARD_TEST_BUSYBOX_IMAGE"]
+    return images_built(res).busybox
 
 
 def _container_prepare(ctx: Ctx) -> None:
-    ctx.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "tok",
-        "-n",
-        ctx.namespace,
-        f"--from-literal=token={TOKEN_VALUE}",
-    )
+    _token_secret(ctx)
 
 
 def _container_spec(flag: str) -> dict[str, Any]:
@@ -385,12 +350,6 @@ class Release:
     """Holds only the ServiceAccount's token (and the CA)."""
     deployment: dict[str, Any]
     """The Deployment as installed."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write_kubeconfig(path: Path, server: str, ca_file: Path, token: str, namespace: str) -> None:
@@ -474,7 +433,7 @@ def release_factory(
     control_plane: Any,
     namespace: str,
     tmp_path: Path,
-    chart_crds: None,  # noqa: F811 - the fixture imported above
+    chart_crds: None,
 ) -> Iterator[Callable[[tuple[str, ...]], Release]]:
     """Install the chart in its own namespace, watching ``namespace`` (A); B exists too."""
     with (
@@ -494,8 +453,8 @@ def release_factory(
                 outside,
                 values,
                 tmp_path / "operator-state",
-                _free_port(),
-                _free_port(),
+                free_port(),
+                free_port(),
             )
             installed.append(system)
             return release
@@ -527,18 +486,11 @@ class RestrictedOperator:
     metrics_url: str
 
     def logs(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        return read_log(self.log)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 20 s: only this process, by its PID."""
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
 
 def operator_env(deployment: dict[str, Any], kubeconfig: Path, pod_id: str) -> dict[str, str]:
@@ -582,14 +534,7 @@ def start_operator(
         ]
     args.append(f"--kubeconfig={release.kubeconfig}")
     log = tmp_path / f"{pod_id}.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "steward.cli", *args],
-            env=operator_env(release.deployment, release.kubeconfig, pod_id),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+    proc = start_steward(args, operator_env(release.deployment, release.kubeconfig, pod_id), log)
     return RestrictedOperator(
         proc,
         log,
@@ -709,17 +654,7 @@ def test_operator_lifecycle_with_only_the_charts_service_account(
         # what the operator last wrote, for a failure's diagnosis
         print(kubectl("get", "msvc", "-n", namespace, "-o", "yaml", check=False).stdout[-4000:])
         # ManagedServices go while the operator still runs (their finalizers need it).
-        kubectl(
-            "delete",
-            "msvc",
-            "--all",
-            "-n",
-            namespace,
-            "--wait=true",
-            "--timeout=90s",
-            check=False,
-            timeout=120,
-        )
+        delete_all_msvc(kubectl, namespace)
         operator.stop()
         print(operator.logs()[-6000:])
 
@@ -879,9 +814,7 @@ def test_two_replicas_peer_one_serves_and_the_other_takes_over(
     """
     release = release_factory(("replicas=2", "terraform.secretsWrite=false"))
     first = start_operator(release, tmp_path, pod_id="steward-0")
-    second = start_operator(
-        release, tmp_path, pod_id="steward-1", ports=(_free_port(), _free_port())
-    )
+    second = start_operator(release, tmp_path, pod_id="steward-1", ports=(free_port(), free_port()))
     operators = {"steward-0": first, "steward-1": second}
     try:
         for op in operators.values():
@@ -931,19 +864,9 @@ def test_two_replicas_peer_one_serves_and_the_other_takes_over(
         # delete while a replica still runs (finalizers); restart one if none is left
         if all(op.proc.poll() is not None for op in operators.values()):
             operators["steward-2"] = start_operator(
-                release, tmp_path, pod_id="steward-2", ports=(_free_port(), _free_port())
+                release, tmp_path, pod_id="steward-2", ports=(free_port(), free_port())
             )
-        kubectl(
-            "delete",
-            "msvc",
-            "--all",
-            "-n",
-            namespace,
-            "--wait=true",
-            "--timeout=90s",
-            check=False,
-            timeout=120,
-        )
+        delete_all_msvc(kubectl, namespace)
         for op in operators.values():
             op.stop()
         for name, op in operators.items():

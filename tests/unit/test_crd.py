@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from steward.api.crd import crd, crd_yaml
+from tests.support.schemas import walk
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "crds" / "managedservices.steward.dev.yaml"
@@ -23,18 +24,6 @@ def test_committed_reference_matches_generator() -> None:
     committed = (REPO / "docs" / "reference.md").read_text()
     assert committed == reference_markdown(), "docs/reference.md is stale: run `make crd`"
     assert "`spec.endpoint.healthCheck.failureThreshold`" in committed
-
-
-def walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    if isinstance(node, dict):
-        out.append((path, node))
-        for k, v in node.items():
-            out.extend(walk(v, f"{path}.{k}"))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out.extend(walk(v, f"{path}[{i}]"))
-    return out
 
 
 def schema() -> dict[str, Any]:

@@ -21,15 +21,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers_gitops import (
+from tests.support.gitops import (
     BUILD_TIMEOUT,
     HEALTH_LUA,
-    REPO,
     argo_health,
     flux_cel,
     gitops_bin,
     kstatus,
 )
+from tests.support.paths import REPO
 
 # The first test builds the tools when they are not cached (minutes on 2 busy cores).
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT)

@@ -1,6 +1,6 @@
 """StewardPolicy evaluation (steward.engine.policy): every rule, allowed and denied.
 
-The main table (tests/policy_cases.py) is shared with the e2e test, which runs it
+The main table (tests/support/policy_cases.py) is shared with the e2e test, which runs it
 through the real apiserver's ValidatingAdmissionPolicy as well.
 """
 
@@ -20,7 +20,8 @@ from steward.api.policy import (
     rule,
 )
 from steward.engine.policy import CHECKS, check, evaluate, select, selector_matches
-from tests.policy_cases import (
+from tests.support.manifests import policy
+from tests.support.policy_cases import (
     CASES,
     DAEMON_LIMITS,
     RELAXED,
@@ -36,15 +37,6 @@ from tests.policy_cases import (
 
 NS = "team-a"
 POLICIES = {STRICT_LABEL: STRICT, RELAXED_LABEL: RELAXED}
-
-
-def policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "steward.dev/v1alpha1",
-        "kind": "StewardPolicy",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
 
 
 def first_rule(spec: dict[str, Any], manifest: dict[str, Any]) -> str | None:

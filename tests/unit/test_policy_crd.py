@@ -15,7 +15,7 @@ from steward.api.generated import GENERATED
 from steward.api.manifest import ManagedService
 from steward.api.policy import DEFAULT_POLICY_SPEC, POLICY_LABEL, RULES
 from steward.engine.policy import check, evaluate
-from tests.unit.test_crd import walk
+from tests.support.schemas import walk
 
 REPO = Path(__file__).resolve().parents[2]
 

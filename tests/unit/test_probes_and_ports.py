@@ -14,6 +14,7 @@ import pytest
 from steward.api.endpoint import EndpointProtocol, HealthCheck, HTTPGetCheck, TCPCheck
 from steward.health.ports import PortRegistry, PortUnavailable, port_available
 from steward.health.probes import ProbeTarget, render_uri, run_probe
+from tests.support.ports import free_port
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -72,9 +73,7 @@ def test_head_probe(http_port: int) -> None:
 
 def test_tcp_probe_open_and_closed(http_port: int) -> None:
     assert probe(HealthCheck(tcp=TCPCheck()), http_port, EndpointProtocol.TCP).ok
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = free_port()
     res = probe(HealthCheck(tcp=TCPCheck()), closed, EndpointProtocol.TCP)
     assert not res.ok and "failed" in res.message
 
@@ -125,9 +124,7 @@ def test_target_from_uri() -> None:
 
 def test_registry_preferred_last_used_and_claims(tmp_path: Path) -> None:
     reg = PortRegistry(tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
+    free = free_port()
     assert reg.choose("a/one", "127.0.0.1", free, None, allocate=True) == free
     # Another owner may not take a claimed port, even though nothing listens yet.
     other = reg.choose("a/two", "127.0.0.1", free, None, allocate=True)

@@ -35,11 +35,7 @@ TESTENV_DIR = REPO_ROOT / "hack" / "testenv"
 IMAGE_SCRIPT = REPO_ROOT / "hack" / "image" / "build-image.sh"
 BUILD_TIMEOUT = 3600  # a cold build of the node binaries takes ~12 min on 2 cores
 
-if str(TESTENV_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTENV_DIR))
-
-import cluster  # noqa: E402  (hack/testenv, not part of the package)
-import controlplane  # noqa: E402
+from hack.testenv import cluster, controlplane  # noqa: E402 - the harness, a package
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.steward_operator.conftest import apply, get, http_daemon_spec, msvc, wait_ready
+from tests.support.kubectl import apply, get, wait_ready
+from tests.support.manifests import http_daemon_spec, msvc
 
 WINDOW = 60.0
 ABSENT_IMAGE = "127.0.0.1:9/steward-test/absent:1"  # a local registry port that refuses

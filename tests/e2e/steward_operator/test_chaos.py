@@ -20,7 +20,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.e2e.steward_operator.conftest import wait_for
+from tests.support.waits import wait_for
 
 TCP_SERVER = (
     "import socket,sys,time\n"

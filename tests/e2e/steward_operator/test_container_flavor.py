@@ -5,7 +5,9 @@ from __future__ import annotations
 import docker
 import requests
 
-from tests.e2e.steward_operator.conftest import apply, get, msvc, wait_for, wait_ready
+from tests.support.kubectl import apply, get, wait_ready
+from tests.support.manifests import msvc
+from tests.support.waits import wait_for
 
 
 def web_spec(image: str, greeting_dir: str = "/www") -> dict:  # type: ignore[type-arg]

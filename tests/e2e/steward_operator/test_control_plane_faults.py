@@ -7,7 +7,6 @@ shared one), with the real `steward run` operator against it.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,15 +15,17 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.steward_operator.conftest import CRD, Operator, http_daemon_spec, msvc, wait_for
+from tests.support.manifests import http_daemon_spec, msvc
+from tests.support.operator import Operator
+from tests.support.paths import MS_CRD_FILE as CRD
+from tests.support.waits import wait_for
 
 RECOVERY_BUDGET = 10.0
 
 
 @pytest.fixture
 def private_plane(control_plane: Any, tmp_path: Path) -> Iterator[Any]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "hack" / "testenv"))
-    import controlplane
+    from hack.testenv import controlplane
 
     cp = controlplane.ControlPlane(control_plane.bin_dir)
     cp.start()

@@ -10,14 +10,9 @@ import time
 import psutil
 import requests
 
-from tests.e2e.steward_operator.conftest import (
-    apply,
-    get,
-    http_daemon_spec,
-    msvc,
-    wait_for,
-    wait_ready,
-)
+from tests.support.kubectl import apply, get, wait_ready
+from tests.support.manifests import http_daemon_spec, msvc
+from tests.support.waits import wait_for
 
 
 def alive(pid: int) -> bool:

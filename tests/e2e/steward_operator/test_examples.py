@@ -11,7 +11,7 @@ import docker
 import pytest
 import yaml
 
-from tests.e2e.steward_operator.conftest import wait_ready
+from tests.support.kubectl import wait_ready
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.steward_operator.conftest import (
-    apply,
-    get,
-    http_daemon_spec,
-    msvc,
-    wait_for,
-    wait_ready,
-)
+from tests.support.kubectl import apply, get, wait_ready
+from tests.support.manifests import http_daemon_spec, msvc
+from tests.support.waits import wait_for
 
 SLOW = """
 resource "terraform_data" "slow" {

@@ -18,21 +18,20 @@ import tarfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.helpers_gitops import BUILD_TIMEOUT, helm4_bin
+from tests.support.gitops import BUILD_TIMEOUT, helm4_bin
+from tests.support.kubectl import Runner, runner
 
 REPO = Path(__file__).resolve().parents[3]
 APP_CHART = REPO / "tests" / "e2e" / "fixtures" / "msvc-app"
 OPERATOR_CHART = REPO / "charts" / "steward"
 MISSING = "/nonexistent/steward-e2e/no-such-command"
 
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 # A cold Helm 4 build (first test only) takes minutes on 2 cores.
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT)
@@ -50,31 +49,7 @@ def helm4(control_plane: Any, tmp_path: Path) -> Runner:
         HELM_DATA_HOME=str(home / "data"),
     )
 
-    def run(
-        *args: str | Path, check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        argv = [binary, *map(str, args)]
-        try:
-            proc = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=env,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"helm4 timed out after {timeout}s: {argv}")
-        if check and proc.returncode != 0:
-            pytest.fail(
-                f"helm4 exited with {proc.returncode}: {argv}\n"
-                f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}",
-                pytrace=False,
-            )
-        return proc
-
-    return run
+    return runner(binary, env)
 
 
 @pytest.fixture

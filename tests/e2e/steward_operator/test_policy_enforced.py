@@ -13,7 +13,10 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.steward_operator.conftest import Operator, apply, get, msvc, wait_for, wait_ready
+from tests.support.kubectl import apply, get, wait_ready
+from tests.support.manifests import msvc
+from tests.support.operator import Operator
+from tests.support.waits import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 

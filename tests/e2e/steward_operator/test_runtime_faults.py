@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,10 @@ from pathlib import Path
 
 import docker
 
-from tests.e2e.steward_operator.conftest import (
-    apply,
-    get,
-    http_daemon_spec,
-    msvc,
-    wait_for,
-    wait_ready,
-)
+from tests.support.kubectl import apply, get, wait_ready
+from tests.support.manifests import http_daemon_spec, msvc
+from tests.support.ports import taken_port
+from tests.support.waits import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -36,10 +31,7 @@ def ready_reason(kubectl, namespace: str, name: str) -> str | None:  # type: ign
 def test_each_bad_input_has_its_own_reason_and_event(
     operator, kubectl, namespace, docker_images
 ) -> None:  # type: ignore[no-untyped-def]
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        taken = held.getsockname()[1]
+    with taken_port() as taken:
         cases = {
             "no-binary": ({"daemon": {"command": ["steward-no-such-binary"]}}, "CommandNotFound"),
             "no-image": (

@@ -19,7 +19,10 @@ from typing import Any
 import psutil
 import yaml
 
-from tests.e2e.steward_operator.conftest import Operator, apply, get, msvc, wait_for, wait_ready
+from tests.support.kubectl import apply, get, wait_ready
+from tests.support.manifests import msvc
+from tests.support.operator import Operator
+from tests.support.waits import wait_for
 
 PY = "/usr/bin/python3"  # world-executable (the test venv's interpreter lives under /root)
 CANARY = "steward-operator-canary-4f1d"

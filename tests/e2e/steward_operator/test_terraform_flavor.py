@@ -6,33 +6,12 @@ import base64
 import json
 from pathlib import Path
 
-from tests.e2e.steward_operator.conftest import apply, get, msvc, wait_for, wait_ready
+from tests.support.data import terraform
+from tests.support.kubectl import apply, get, wait_ready
+from tests.support.manifests import msvc
+from tests.support.waits import wait_for
 
-MODULE = """
-variable "name" { type = string }
-variable "marker" { type = string }
-variable "secret_word" {
-  type      = string
-  sensitive = true
-}
-
-resource "terraform_data" "svc" {
-  input = var.marker
-  provisioner "local-exec" {
-    command = "touch ${self.input}"
-  }
-  provisioner "local-exec" {
-    when    = destroy
-    command = "rm -f ${self.input}"
-  }
-}
-
-output "url" { value = "http://127.0.0.1:9/${var.name}" }
-output "token" {
-  value     = var.secret_word
-  sensitive = true
-}
-"""
+MODULE = terraform("marker.tf", "service_outputs.tf")  # tests/data/terraform
 
 
 def tf_spec(name: str, marker: Path) -> dict:  # type: ignore[type-arg]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from steward import Service, ServiceState
 from steward.api.container import ContainerSpec, VolumeMount
 from steward.runtimes.base import RuntimeFailure
 from steward.runtimes.container import ContainerRuntime
-from tests.integration.container.conftest import (
+from tests.support.containers import (
     SESSION,
     TEST_LABEL,
     Images,
@@ -22,6 +21,8 @@ from tests.integration.container.conftest import (
     session_containers,
     unique_name,
 )
+from tests.support.ports import free_port, taken_port
+from tests.support.services import assert_start_fails
 
 pytestmark = pytest.mark.docker
 
@@ -38,10 +39,8 @@ def failure(rt: ContainerRuntime, within: float = 10) -> RuntimeFailure:
 
 @pytest.fixture
 def listener() -> Iterator[int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        yield int(s.getsockname()[1])
+    with taken_port() as port:
+        yield port
 
 
 def test_image_missing_with_pull_policy_never(docker_images: Images, runtimes: Factory) -> None:
@@ -66,9 +65,7 @@ def test_pull_fails_fast_without_registry(
 def test_private_registry_unreachable_fails_fast(docker_images: Images, runtimes: Factory) -> None:
     # A registry port on this machine that nobody listens on: refused at once, no packet
     # leaves the machine (tests never target other addresses).
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     rt = runtimes({"image": f"127.0.0.1:{port}/team/app:1"})
     exc = failure(rt, within=8)
     assert exc.reason == "ImagePullFailed"
@@ -121,9 +118,7 @@ def test_extra_port_taken(docker_images: Images, runtimes: Factory, listener: in
 
 def test_port_taken_by_another_container(docker_images: Images, runtimes: Factory) -> None:
     # Docker's own check (after ours passed in the race window) maps to the same reason.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     cmd = ["httpd", "-f", "-p", "80"]
     first = runtimes({"image": docker_images.busybox, "command": cmd, "init": True}, port=port)
     first.start()
@@ -196,11 +191,7 @@ def test_engine_unreachable_through_service(
     m = container_manifest(unique_name("noengine"), {"image": docker_images.busybox})
     svc = Service.from_manifest(m, state_dir=state_dir)  # adoption fails softly
     services.append(svc)
-    assert not svc.start(timeout=5)
-    assert svc.status.state is ServiceState.ERROR
-    assert "Docker engine unreachable" in svc.status.last_error
-    ready = svc.status.condition("Ready")
-    assert ready is not None and ready.reason == "DockerUnavailable"
+    assert_start_fails(svc, "DockerUnavailable", "Docker engine unreachable")
 
 
 def test_image_not_found_through_service(
@@ -211,11 +202,7 @@ def test_image_not_found_through_service(
     )
     svc = Service.from_manifest(m, state_dir=state_dir)
     services.append(svc)
-    assert not svc.start(timeout=5)
-    assert svc.status.state is ServiceState.ERROR
-    assert "steward-test/absent:2" in svc.status.last_error
-    ready = svc.status.condition("Ready")
-    assert ready is not None and ready.reason == "ImageNotFound"
+    assert_start_fails(svc, "ImageNotFound", "steward-test/absent:2")
 
 
 def test_port_taken_without_allocation_through_service(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,17 +12,12 @@ import requests
 from steward.api.state import ServiceState
 from steward.runtimes.base import Adoption
 from steward.runtimes.container import ContainerRuntime
-from tests.integration.container.conftest import APPS, TEST_LABEL, Images, unique_name, wait_for
+from tests.support.containers import APPS, TEST_LABEL, Images, unique_name, wait_for
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.docker
 
 Factory = Callable[..., ContainerRuntime]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def httpd(images: Images, **extra: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import requests
 
 from steward import Service, ServiceState
 from steward.api.status import HealthState
-from tests.integration.container.conftest import (
+from tests.support.containers import (
     APPS,
     Images,
     container_manifest,

@@ -13,7 +13,7 @@ from steward.api import ManagedService
 from steward.api.container import ContainerSpec, parse_quantity
 from steward.runtimes.base import RuntimeFailure
 from steward.runtimes.container.config import build, environment
-from tests.integration.container.conftest import make_runtime
+from tests.support.containers import make_runtime
 
 IMAGE = "steward-test/busybox:1"
 

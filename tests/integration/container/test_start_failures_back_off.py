@@ -21,8 +21,8 @@ import yaml
 
 from steward import Service
 from steward.api import reasons as R
-from tests.conftest import manifest
-from tests.integration.container.conftest import Images, unique_name
+from tests.support.containers import Images, unique_name
+from tests.support.manifests import manifest
 
 WINDOW = 60.0
 MAX_ATTEMPTS = 4  # t = 0, 10, 30 (and 70, outside the window): 3 expected, 4 allowed

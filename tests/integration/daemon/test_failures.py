@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,19 +16,11 @@ from pydantic import ValidationError
 
 from steward import Service, ServiceState
 from steward.runtimes.process import ProcessRecord
-from tests.conftest import manifest
+from tests.support.manifests import manifest
+from tests.support.ports import free_port, taken_port
+from tests.support.waits import wait_fast as wait_for
 
 PY = sys.executable
-
-
-def wait_for(pred, timeout: float = 15, step: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
 
 
 def test_crash_restarts_with_doubling_backoff(state_dir: Path, services: list[Service]) -> None:
@@ -247,10 +238,7 @@ def test_reused_pid_is_not_mistaken_for_the_daemon(
 def test_port_conflict_without_allocate_is_an_error(
     state_dir: Path, services: list[Service]
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        taken = s.getsockname()[1]
+    with taken_port() as taken:
         spec = {
             "daemon": {"command": ["sleep", "600"]},
             "endpoint": {"port": taken, "allocatePort": False},
@@ -270,10 +258,7 @@ def test_port_conflict_without_allocate_is_an_error(
 def test_port_conflict_with_allocate_picks_another(
     state_dir: Path, services: list[Service]
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        taken = s.getsockname()[1]
+    with taken_port() as taken:
         spec = {
             "daemon": {"command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"]},
             "endpoint": {"protocol": "http", "port": taken},
@@ -296,9 +281,7 @@ def test_two_services_never_get_the_same_port(state_dir: Path, services: list[Se
 
 
 def test_preferred_then_last_used_port(state_dir: Path, services: list[Service]) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
+    free = free_port()
     spec = {
         "daemon": {"command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"]},
         "endpoint": {"protocol": "http", "port": free},

@@ -12,7 +12,8 @@ import requests
 
 from steward import Service, ServiceState
 from steward.api.status import HealthState
-from tests.conftest import manifest, marked_processes
+from tests.support.manifests import manifest
+from tests.support.processes import marked_processes
 
 PY = sys.executable
 

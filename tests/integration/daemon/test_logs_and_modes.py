@@ -10,8 +10,8 @@ from pathlib import Path
 import requests
 
 from steward import Service, ServiceState
-from tests.conftest import manifest
-from tests.integration.daemon.test_failures import wait_for
+from tests.support.manifests import manifest
+from tests.support.waits import wait_fast as wait_for
 
 PY = sys.executable
 
@@ -67,7 +67,7 @@ def test_python_callable_mode(state_dir: Path, services: list[Service]) -> None:
     spec = {
         "daemon": {
             "python": {
-                "callable": "tests.helpers_app:serve",
+                "callable": "tests.support.app:serve",
                 "kwargs": {"port": "$(PORT)", "greeting": "bonjour"},
             }
         },

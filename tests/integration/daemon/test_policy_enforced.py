@@ -10,7 +10,7 @@ from steward import Service
 from steward.api import reasons as R
 from steward.api.manifest import ManagedService
 from steward.engine.policy import check
-from tests.conftest import manifest
+from tests.support.manifests import manifest
 
 POLICY = {
     "apiVersion": "steward.dev/v1alpha1",

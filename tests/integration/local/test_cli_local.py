@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -24,6 +25,24 @@ def steward(*args: str, state_dir: Path, timeout: float = 120) -> subprocess.Com
         text=True,
         timeout=timeout,
         cwd=REPO,
+    )
+
+
+def read_until(out: IO[str], lines: list[str], deadline: float, *words: str) -> None:
+    """Read OUT into LINES until a line holds every one of WORDS; fail at DEADLINE."""
+    while time.monotonic() < deadline:
+        line = out.readline()
+        lines.append(line)
+        if all(w in line for w in words):
+            return
+    raise AssertionError("".join(lines))
+
+
+def write_daemon(path: Path, name: str, command: str) -> None:
+    """A ManagedService file: daemon NAME running COMMAND (a YAML flow list)."""
+    path.write_text(
+        f"apiVersion: steward.dev/v1alpha1\nkind: ManagedService\nmetadata: {{name: {name}}}\n"
+        f"spec: {{daemon: {{command: {command}}}}}\n"
     )
 
 
@@ -116,10 +135,7 @@ def test_ctrl_c_stops_services_and_file_edits_are_picked_up(
 ) -> None:
     ex = tmp_path / "ex"
     ex.mkdir()
-    (ex / "a.yaml").write_text(
-        "apiVersion: steward.dev/v1alpha1\nkind: ManagedService\nmetadata: {name: sleeper}\n"
-        "spec: {daemon: {command: [sleep, '600']}}\n"
-    )
+    write_daemon(ex / "a.yaml", "sleeper", "[sleep, '600']")
     proc = subprocess.Popen(
         [*STEWARD, "--state-dir", str(state_dir), "local", str(ex)],
         stdout=subprocess.PIPE,
@@ -132,24 +148,9 @@ def test_ctrl_c_stops_services_and_file_edits_are_picked_up(
         deadline = time.monotonic() + 30
         lines: list[str] = []
         assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "default/sleeper" in line and "Ready" in line:
-                break
-        else:
-            raise AssertionError("".join(lines))
-        (ex / "b.yaml").write_text(
-            "apiVersion: steward.dev/v1alpha1\nkind: ManagedService\nmetadata: {name: second}\n"
-            "spec: {daemon: {command: [sleep, '601']}}\n"
-        )
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "default/second" in line and "Ready" in line:
-                break
-        else:
-            raise AssertionError("".join(lines))
+        read_until(proc.stdout, lines, deadline, "default/sleeper", "Ready")
+        write_daemon(ex / "b.yaml", "second", "[sleep, '601']")
+        read_until(proc.stdout, lines, deadline, "default/second", "Ready")
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0
@@ -164,12 +165,12 @@ def test_every_example_in_local_mode(tmp_path: Path, state_dir: Path) -> None:
     """All examples, Docker and Terraform ones included, reach Ready without a cluster."""
     import docker
 
-    from tests.integration.container.conftest import _run
+    from tests.support.containers import run_docker_script
 
-    assert _run("ensure-dockerd.sh", 120) is not None
+    assert run_docker_script("ensure-dockerd.sh", 120) is not None
     images = dict(
         line.split("=", 1)
-        for line in (_run("build-test-images.sh", 900).stdout or "").split()
+        for line in (run_docker_script("build-test-images.sh", 900).stdout or "").split()
         if "=" in line
     )  # type: ignore[union-attr]
     client = docker.from_env()
@@ -261,10 +262,7 @@ def test_scripts_get_json_or_quiet_and_status_shows_reason_and_next_attempt(
 ) -> None:
     ex = tmp_path / "ex"
     ex.mkdir()
-    (ex / "broken.yaml").write_text(
-        "apiVersion: steward.dev/v1alpha1\nkind: ManagedService\nmetadata: {name: broken}\n"
-        "spec: {daemon: {command: [steward-no-such-binary]}}\n"
-    )
+    write_daemon(ex / "broken.yaml", "broken", "[steward-no-such-binary]")
     res = steward("local", str(ex), "--timeout", "2", "-o", "json", state_dir=state_dir)
     objs = [json.loads(line) for line in res.stdout.splitlines()]  # every line is JSON
     rows = [o for o in objs if "state" in o]
@@ -278,13 +276,5 @@ def test_scripts_get_json_or_quiet_and_status_shows_reason_and_next_attempt(
     assert "default/broken: CommandNotFound: command not found" in quiet.stderr
     assert "next attempt at" in quiet.stderr
     table = steward("status", state_dir=state_dir).stdout.splitlines()
-    assert table[0].split() == [
-        "NAME",
-        "TYPE",
-        "STATE",
-        "ENDPOINT",
-        "HEALTH",
-        "READY",
-        "REASON",
-    ]
+    assert table[0].split() == ["NAME", "TYPE", "STATE", "ENDPOINT", "HEALTH", "READY", "REASON"]
     assert "CommandNotFound" in table[1] and "next attempt at" in table[1], table

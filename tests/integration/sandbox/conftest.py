@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,9 @@ from steward.runtimes.base import RuntimeContext, ServiceIdentity
 from steward.runtimes.daemon.runtime import DaemonRuntime
 from steward.runtimes.sandbox import Limits, Sandbox, UidAllocator
 from steward.runtimes.sandbox.cgroups import Cgroup, CgroupUnavailable
-from tests.conftest import TEST_CGROUP_PARENT, TEST_UID_SIZE, TEST_UID_START
-
-PY = "/usr/bin/python3"
-"""An interpreter the sandbox uids may run (the venv's lives under /root, 0700)."""
+from tests.support.processes import TEST_CGROUP_PARENT, TEST_UID_SIZE, TEST_UID_START
+from tests.support.runtimes import force_stop
+from tests.support.sandbox import PY, Factory
 
 
 def _missing() -> str | None:
@@ -79,9 +78,6 @@ def allocator(sandbox_root: Path) -> UidAllocator:
     return UidAllocator(TEST_UID_START, TEST_UID_SIZE, sandbox_root / "uids")
 
 
-Factory = Callable[..., DaemonRuntime]
-
-
 @pytest.fixture
 def daemon(sandbox_root: Path, allocator: UidAllocator) -> Iterator[Factory]:
     """``daemon(name, spec_dict, limits=..., **sandbox_fields)``: a sandboxed DaemonRuntime,
@@ -117,8 +113,4 @@ def daemon(sandbox_root: Path, allocator: UidAllocator) -> Iterator[Factory]:
         return rt
 
     yield make
-    for rt in made:
-        try:
-            rt.stop(force=True)
-        except Exception as exc:  # keep stopping the others
-            print(f"cleanup of {rt.ctx.identity.key} failed: {exc}")
+    force_stop(made, close=False)

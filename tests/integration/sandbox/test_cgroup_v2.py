@@ -14,7 +14,7 @@ import pytest
 
 from steward.runtimes.sandbox import Limits
 from steward.runtimes.sandbox.cgroups import Cgroup, CgroupUnavailable
-from tests.conftest import TEST_CGROUP_PARENT
+from tests.support.processes import TEST_CGROUP_PARENT
 
 
 def _v2() -> Cgroup | None:

@@ -21,19 +21,17 @@ from steward import Service, ServiceState
 from steward.runtimes.base import RuntimeFailure
 from steward.runtimes.sandbox import Limits, Sandbox, UidAllocator
 from steward.runtimes.sandbox.cgroups import Cgroup
-from tests.conftest import TEST_CGROUP_PARENT, manifest
-from tests.integration.sandbox.conftest import PY, Factory
+from tests.support import waits
+from tests.support.manifests import manifest
+from tests.support.processes import TEST_CGROUP_PARENT
+from tests.support.sandbox import PY, Factory
 
 SLEEP = [PY, "-c", "import time; time.sleep(300)"]
 TOKEN_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        time.sleep(0.05)
+    waits.wait_for(cond, timeout, step=0.05, what=what or repr(cond))
 
 
 def script(code: str) -> list[str]:
@@ -411,7 +409,7 @@ def test_log_flood_stays_bounded_as_it_grows(daemon: Factory) -> None:
 
 # ---------------------------------------------------------------- uids
 def test_two_services_never_share_a_uid(sandbox_root: Path) -> None:
-    from tests.conftest import TEST_UID_SIZE, TEST_UID_START
+    from tests.support.processes import TEST_UID_SIZE, TEST_UID_START
 
     state = sandbox_root / "uids"
     a = UidAllocator(TEST_UID_START, TEST_UID_SIZE, state)

@@ -6,8 +6,7 @@ import time
 from pathlib import Path
 
 from steward.api.state import ServiceState
-from tests.integration.terraform.conftest import MakeRT
-from tests.integration.terraform.tfhelpers import DRIFT, spec_of
+from tests.support.terraform import DRIFT, MakeRT, spec_of
 
 
 def drift_spec(tmp_path: Path, **drift: object) -> dict[str, object]:

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from steward import Service, ServiceState
-from tests.conftest import manifest
-from tests.integration.terraform.tfhelpers import SLOW, WEB, sleeps, spec_of, wait_for
+from tests.support.manifests import manifest
+from tests.support.terraform import SLOW, WEB, sleeps, spec_of, wait_for
 
 
 def test_spec_change_reapplies_in_place_without_destroy(

@@ -14,8 +14,7 @@ from steward.api.manifest import ManagedService
 from steward.api.state import ServiceState
 from steward.api.terraform import TerraformSpec
 from steward.runtimes.base import RuntimeFailure
-from tests.integration.terraform.conftest import MakeRT
-from tests.integration.terraform.tfhelpers import SLOW, sleeps, spec_of
+from tests.support.terraform import SLOW, MakeRT, sleeps, spec_of
 
 ANSI = re.compile(r"\x1b\[")
 

@@ -16,8 +16,7 @@ import pytest
 from steward.api.state import ServiceState
 from steward.runtimes.base import RuntimeFailure
 from steward.runtimes.terraform.lock import Holder
-from tests.integration.terraform.conftest import MakeRT, StateServer
-from tests.integration.terraform.tfhelpers import SLOW, Background, sleeps, spec_of, wait_for
+from tests.support.terraform import SLOW, Background, MakeRT, StateServer, sleeps, spec_of, wait_for
 
 
 def slow(seconds: float, **extra: Any) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ import pytest
 
 from steward.api.state import ServiceState
 from steward.runtimes.base import RuntimeFailure
-from tests.integration.terraform.conftest import MakeRT, in_ci
-from tests.integration.terraform.tfhelpers import SLOW, Background, sleeps, spec_of, wait_for
+from tests.support.env import in_ci
+from tests.support.terraform import SLOW, Background, MakeRT, sleeps, spec_of, wait_for
 
 TESTENV = Path(__file__).resolve().parents[3] / "hack" / "testenv"
 
@@ -38,9 +37,7 @@ def _testbin() -> Path | None:
 
 @pytest.fixture(scope="module")
 def kube() -> Iterator[Any]:
-    if str(TESTENV) not in sys.path:
-        sys.path.insert(0, str(TESTENV))
-    import controlplane  # type: ignore[import-not-found]
+    from hack.testenv import controlplane
 
     bin_dir = _testbin()
     try:

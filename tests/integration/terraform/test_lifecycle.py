@@ -9,8 +9,7 @@ import pytest
 
 from steward.api.state import ServiceState
 from steward.runtimes.base import Adoption
-from tests.integration.terraform.conftest import MakeRT
-from tests.integration.terraform.tfhelpers import WEB, spec_of
+from tests.support.terraform import WEB, MakeRT, spec_of
 
 
 def web(tmp_path: Path, name: str = "abc", **extra: object) -> dict[str, object]:

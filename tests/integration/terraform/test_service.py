@@ -12,29 +12,20 @@ import pytest
 
 from steward import Service, ServiceState
 from steward.api.status import HealthState
-from tests.integration.terraform.tfhelpers import WEB
+from tests.support.services import assert_start_fails
+from tests.support.terraform import MARKER, WEB
 
-ENDPOINT_MODULE = """
+ENDPOINT_MODULE = (
+    MARKER
+    + """
 variable "url" { type = string }
-variable "marker" { type = string }
-
-resource "terraform_data" "svc" {
-  input = var.marker
-  provisioner "local-exec" {
-    command = "touch ${self.input}"
-  }
-  provisioner "local-exec" {
-    when    = destroy
-    command = "rm -f ${self.input}"
-  }
-}
-
 output "url" { value = var.url }
 output "password" {
   value     = "pw-of-the-service-4242"
   sensitive = true
 }
 """
+)
 
 
 @pytest.fixture
@@ -129,9 +120,4 @@ def test_service_reports_terraform_failure(tmp_path: Path, services: list[Servic
     m = manifest({"module": {"inline": {"main.tf": 'variable "x" { type = string }\n'}}})
     svc = Service.from_manifest(m, state_dir=tmp_path / "state")
     services.append(svc)
-    assert not svc.start(timeout=30)
-    assert svc.status.state is ServiceState.ERROR
-    assert 'input variable "x" is not set' in svc.status.last_error
-    ready = svc.status.condition("Ready")
-    assert ready is not None and ready.status == "False"
-    assert ready.reason == "TerraformMissingVariable"
+    assert_start_fails(svc, "TerraformMissingVariable", 'input variable "x" is not set', timeout=30)

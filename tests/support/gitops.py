@@ -26,15 +26,13 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.env import in_ci
+from tests.support.paths import REPO
+
 HEALTH_LUA = REPO / "charts" / "steward" / "health" / "managedservice.lua"
 GITOPS_BUILD = REPO / "hack" / "gitops" / "build.sh"
 HELM4_BUILD = REPO / "hack" / "helm4" / "build-helm4.sh"
 BUILD_TIMEOUT = 3600  # a cold Helm 4 build on 2 busy cores takes minutes
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
 class ToolUnavailable(RuntimeError):

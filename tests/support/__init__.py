@@ -1,0 +1,19 @@
+"""Helpers shared by the test suites; fixtures stay in the conftest.py files and call these.
+
+Test modules import helpers from here (never from a conftest.py or another test module):
+
+* ``paths``: where things are (REPO, DATA, the CRDs, the chart, hack/testenv).
+* ``env``: ``in_ci()`` and ``unavailable()`` (a skip, or a failure under CI).
+* ``waits``: ``wait_for()`` (poll until truthy), ``wait_fast()``.
+* ``ports``: ``free_port()``, ``taken_port()``.
+* ``processes``: the session marker, the leak check, ``stop_process()``.
+* ``kubectl``: kubectl/helm runners, ``install_crds()``, the ManagedService verbs.
+* ``namespaces``: namespaces created for a test, emptied and finalized afterwards.
+* ``operator``: ``Operator`` (a ``steward run`` process), ``start_steward()``.
+* ``manifests``: ``msvc()``/``manifest()``, ``policy()``, ``http_daemon_spec()``.
+* ``chart``, ``containers``, ``terraform``, ``sandbox``, ``gitops``, ``schemas``,
+  ``policy_cases``, ``app``: what one area's suites share.
+* ``data``: files under tests/data (Terraform modules).
+
+The control plane harness is ``hack.testenv.controlplane`` (hack/ is a package).
+"""

@@ -1,0 +1,17 @@
+"""The Helm chart under test (charts/steward): where it is and what its objects hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.paths import CHART
+
+__all__ = ["CHART", "KOPF_CRDS", "MS_CRD", "POLICY_CRD", "container"]
+
+KOPF_CRDS = ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
+MS_CRD = "managedservices.steward.dev"
+POLICY_CRD = "stewardpolicies.steward.dev"
+
+
+def container(deploy: dict[str, Any], name: str = "operator") -> dict[str, Any]:
+    return next(c for c in deploy["spec"]["template"]["spec"]["containers"] if c["name"] == name)

@@ -1,0 +1,120 @@
+"""Running kubectl and helm against a test control plane, and the ManagedService verbs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+DEFAULT_TIMEOUT = 60.0
+
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def runner(
+    binary: str | os.PathLike[str],
+    env: Mapping[str, str],
+    fail: Callable[[str], object] | None = None,
+) -> Runner:
+    """``run(*args, input=None, check=True, timeout=60, extra_env=None)`` for one tool.
+
+    A non-zero exit with ``check`` (and a timeout) fails the test with the tool's
+    output; ``fail`` replaces pytest.fail (e.g. to raise AssertionError instead).
+    """
+    tool = Path(binary).name
+    report: Callable[[str], object] = fail or (lambda msg: pytest.fail(msg, pytrace=False))
+
+    def run(
+        *args: str | os.PathLike[str],
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        argv: Sequence[str] = [str(binary), *map(str, args)]
+        try:
+            proc = subprocess.run(
+                argv,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**env, **(extra_env or {})},
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+            report(f"{tool} timed out after {timeout}s: {list(argv)}\n{stderr}")
+            raise
+        if check and proc.returncode != 0:
+            report(
+                f"{tool} exited with {proc.returncode}: {list(argv)}\n"
+                f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+            )
+        return proc
+
+    return run
+
+
+def tool_runner(tool: str, info: Any, fail: Callable[[str], object] | None = None) -> Runner:
+    """A runner for ``info.bin_dir / tool`` with the control plane's admin environment."""
+    return runner(info.bin_dir / tool, info.env(), fail)
+
+
+def install_crds(kubectl: Runner, *crds: Path | str, timeout: int = 60) -> None:
+    """Server-side apply CRD files, then wait until each is Established."""
+    for crd in crds:
+        kubectl("apply", "--server-side", "-f", str(crd), timeout=timeout)
+        name = yaml.safe_load(Path(crd).read_text())["metadata"]["name"]
+        kubectl(
+            "wait",
+            "--for=condition=Established",
+            f"crd/{name}",
+            f"--timeout={timeout}s",
+            timeout=timeout + 30,
+        )
+
+
+def apply(
+    kubectl: Runner, namespace: str, doc: dict[str, Any], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc), check=check)
+
+
+def get(kubectl: Runner, namespace: str, name: str) -> dict[str, Any]:
+    return json.loads(kubectl("get", "msvc", name, "-n", namespace, "-o", "json").stdout)  # type: ignore[no-any-return]
+
+
+def wait_ready(kubectl: Runner, namespace: str, name: str, timeout: int = 60) -> dict[str, Any]:
+    kubectl(
+        "wait",
+        "--for=condition=Ready",
+        f"msvc/{name}",
+        "-n",
+        namespace,
+        f"--timeout={timeout}s",
+        timeout=timeout + 30,
+    )
+    return get(kubectl, namespace, name)
+
+
+def delete_all_msvc(kubectl: Runner, namespace: str, timeout: int = 90) -> None:
+    """Delete every ManagedService in NAMESPACE and wait: their finalizers need the operator."""
+    kubectl(
+        "delete",
+        "managedservices",
+        "--all",
+        "-n",
+        namespace,
+        "--wait=true",
+        f"--timeout={timeout}s",
+        check=False,
+        timeout=timeout + 30,
+    )

@@ -1,0 +1,12 @@
+"""Where things are in the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
+CRDS = REPO / "crds"
+MS_CRD_FILE = CRDS / "managedservices.steward.dev.yaml"
+CHART = REPO / "charts" / "steward"
+TESTENV_DIR = REPO / "hack" / "testenv"
