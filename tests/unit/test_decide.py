@@ -32,8 +32,19 @@ def d(
     due: bool = True,
     expired: bool = False,
     last: LastRun | None = None,
+    update_pending: bool = False,
 ):  # type: ignore[no-untyped-def]
-    return decide(admin, obs, health, probed, policy, due, expired, last_run=last)
+    return decide(
+        admin,
+        obs,
+        health,
+        probed,
+        policy,
+        due,
+        expired,
+        last_run=last,
+        update_pending=update_pending,
+    )
 
 
 def test_inactive_stops_running_and_rests_when_stopped() -> None:
@@ -128,3 +139,11 @@ def test_backoff_doubles_to_cap_and_resets() -> None:
 def test_backoff_spec_rejects_cap_below_initial() -> None:
     with pytest.raises(ValueError, match="maxSeconds"):
         BackoffSpec(initial_seconds=10, max_seconds=5)
+
+
+def test_a_pending_in_place_update_starts_now_unless_inactive() -> None:
+    """Terraform converges a changed spec with another apply: through decide(), like the rest."""
+    running = d(RUNNING, probed=True, health=HealthState.HEALTHY, update_pending=True)
+    assert (running.action, running.reason) == (Action.START, "Updating")
+    assert d(NOTHING, update_pending=True).action is Action.START
+    assert d(RUNNING, admin=AdminState.INACTIVE, update_pending=True).action is Action.STOP

@@ -160,6 +160,7 @@ def decide(
     restart_due: bool,
     startup_expired: bool,
     last_run: LastRun | None = None,
+    update_pending: bool = False,
 ) -> Decision:
     """Next action and the status to show.
 
@@ -169,11 +170,16 @@ def decide(
     Steward's own stops leave nothing for the runtime to report); a run the runtime
     reports as ended takes precedence.
     ``startup_expired``: probes have failed longer than the startup allowance.
+    ``update_pending``: a changed spec the runtime converges in place (a Terraform
+    re-apply) is waiting: start it now, running or not.
     """
     if admin is AdminState.INACTIVE:
         if obs.running:
             return Decision(Action.STOP, ServiceState.PENDING_SHUTDOWN, R.STOPPING)
         return Decision(Action.NONE, ServiceState.INACTIVE, R.STOPPED, "adminState is inactive")
+
+    if update_pending:
+        return Decision(Action.START, ServiceState.PENDING_STARTUP, R.UPDATING)
 
     if obs.running:
         if not probed:

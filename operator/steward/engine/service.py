@@ -424,7 +424,7 @@ class Service:
         with self._lock:
             return self._update(obs, result, act=True)
 
-    def _decide(self, obs: Observation) -> Decision:
+    def _decide(self, obs: Observation, act: bool = True) -> Decision:
         """decide() on the current facts, with the message a user should read."""
         next_at = self._engine.next_restart_at
         decision = decide(
@@ -436,6 +436,7 @@ class Service:
             next_at is None or time.time() >= next_at,
             self.prober.startup_expired(self.status.health),
             last_run=self._engine.last_run,
+            update_pending=act and self._engine.pending_update,
         )
         message = decision.message
         if decision.reason == R.UNHEALTHY and obs.running:
@@ -463,15 +464,7 @@ class Service:
             record_probe(self.status.health, check, result, utcnow())
         if exited(obs):
             self._account_exit(obs)
-        if (
-            act
-            and self._engine.pending_update
-            and self.manifest.spec.admin_state is AdminState.ACTIVE
-        ):
-            self._engine.pending_update = False
-            self._launch(R.UPDATING)
-            return STARTUP_PROBE_INTERVAL
-        decision = self._decide(obs)
+        decision = self._decide(obs, act)
         if not act and decision.action is Action.START:
             # Observing only: nothing runs, so the operational state is inactive.
             decision = Decision(Action.NONE, ServiceState.INACTIVE, R.NOT_RUNNING, "not started")
@@ -484,6 +477,7 @@ class Service:
         if decision.action is Action.START:
             if decision.reason == R.RESTARTING:
                 self.status.restarts += 1
+            self._engine.pending_update = False
             self._launch(decision.reason)
             return STARTUP_PROBE_INTERVAL
         if decision.action is Action.STOP:
