@@ -54,6 +54,20 @@ VARS_FROM_MISSING: Final = "TerraformVarsFromMissing"
 VARS_FROM_UNAVAILABLE: Final = "TerraformVarsFromUnavailable"
 OUTPUTS_SECRET_FAILED: Final = "OutputsSecretFailed"  # noqa: S105 - a reason, not a secret
 
+# Runtime diagnoses (what a run or a start ran into)
+SANDBOX_UNAVAILABLE: Final = "SandboxUnavailable"
+INVALID_WORKING_DIR: Final = "InvalidWorkingDir"
+LIMITS_UNAVAILABLE: Final = "LimitsUnavailable"
+OOM_KILLED: Final = "OOMKilled"
+DRIFT_CHECK_FAILED: Final = "DriftCheckFailed"
+INVALID_HOST: Final = "InvalidHost"
+INVALID_VOLUME: Final = "InvalidVolume"
+PORT_TAKEN: Final = "PortTaken"
+NAME_CONFLICT: Final = "NameConflict"
+CONTAINER_ERROR: Final = "ContainerError"
+PAUSED: Final = "Paused"
+CONTAINER_DEAD: Final = "ContainerDead"
+
 # Events only
 STARTED: Final = "Started"
 EXITED: Final = "Exited"

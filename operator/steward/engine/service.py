@@ -369,7 +369,7 @@ class Service:
             return Observation(
                 state=ServiceState.ERROR,
                 message=f"{type(exc).__name__}: {exc}",
-                reason="ObserveFailed",
+                reason=R.OBSERVE_FAILED,
             )
 
     def _probe_due(self, obs: Observation) -> bool:
@@ -525,7 +525,7 @@ class Service:
                             self._update(obs, None, act=False)
                         else:
                             msg = f"failed during start: {obs.message}"
-                            self._fail(obs.reason or "StartFailed", msg)
+                            self._fail(obs.reason or R.START_FAILED, msg)
                     return False
                 result = _run_coro(self.probe(obs)) if self._probe_due(obs) else None
                 self._update(obs, result, act=False)
@@ -557,7 +557,7 @@ class Service:
             self._engine.accounted_exit = None
             self._engine.reset_loop()
             if obs.running:
-                self._fail("StopFailed", "still running after stop")
+                self._fail(R.STOP_FAILED, "still running after stop")
                 return False
             self.ports.release(self.identity.key)
             reset_health(self.status.health)

@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from steward.api import reasons as R
 from steward.api.container import ContainerSpec
 from steward.runtimes.base import RuntimeContext, RuntimeFailure, spec_hash
 from steward.runtimes.expand import expand, expand_all, expand_json
@@ -100,7 +101,7 @@ def host_ip(host: str) -> str:
         infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
     except OSError as exc:
         raise RuntimeFailure(
-            f"endpoint host {host!r} does not resolve: {exc}", reason="InvalidHost"
+            f"endpoint host {host!r} does not resolve: {exc}", reason=R.INVALID_HOST
         ) from exc
     return str(infos[0][4][0])
 
@@ -136,7 +137,7 @@ def publications(spec: ContainerSpec, ctx: RuntimeContext) -> list[Publication]:
         raise RuntimeFailure(
             "container.networkMode none cannot serve an endpoint; remove spec.endpoint or "
             "use bridge",
-            reason="InvalidSpec",
+            reason=R.INVALID_SPEC,
         )
     if spec.network_mode != "bridge":
         return []
@@ -153,7 +154,7 @@ def publications(spec: ContainerSpec, ctx: RuntimeContext) -> list[Publication]:
         if pub.key in seen:
             raise RuntimeFailure(
                 f"container port {pub.key} is published twice (containerPort and ports)",
-                reason="InvalidSpec",
+                reason=R.INVALID_SPEC,
             )
         seen.add(pub.key)
     return out
@@ -211,11 +212,11 @@ def check_host_paths(paths: list[str]) -> None:
     for path in paths:
         if not os.path.isabs(path):
             raise RuntimeFailure(
-                f"volume hostPath {path!r} is not absolute", reason="InvalidVolume"
+                f"volume hostPath {path!r} is not absolute", reason=R.INVALID_VOLUME
             )
         if not os.path.exists(path):
             raise RuntimeFailure(
-                f"volume hostPath {path} does not exist on the Docker host", reason="InvalidVolume"
+                f"volume hostPath {path} does not exist on the Docker host", reason=R.INVALID_VOLUME
             )
 
 
@@ -232,5 +233,5 @@ def check_ports_free(pubs: list[Publication]) -> None:
                 why = "in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
                 raise RuntimeFailure(
                     f"port {p.host_ip}:{p.host_port}/{p.protocol} is taken ({why})",
-                    reason="PortTaken",
+                    reason=R.PORT_TAKEN,
                 ) from exc

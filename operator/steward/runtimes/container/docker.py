@@ -18,6 +18,7 @@ import docker
 import docker.errors
 import requests
 
+from steward.api import reasons as R
 from steward.api.container import ImagePullPolicy
 from steward.runtimes.base import RuntimeFailure
 
@@ -30,7 +31,7 @@ REGISTRY_PROBE_TIMEOUT = 3.0
 
 # Substrings of Docker's error texts -> the reason reported.
 _REASONS: list[tuple[tuple[str, ...], str]] = [
-    (("port is already allocated", "address already in use"), "PortTaken"),
+    (("port is already allocated", "address already in use"), R.PORT_TAKEN),
     (
         (
             "bind source path does not exist",
@@ -39,15 +40,15 @@ _REASONS: list[tuple[tuple[str, ...], str]] = [
             "error mounting",
             "trying to mount a directory onto a file",
         ),
-        "InvalidVolume",
+        R.INVALID_VOLUME,
     ),
     (
         ("executable file not found", "no such file or directory", "permission denied"),
-        "CommandNotFound",
+        R.COMMAND_NOT_FOUND,
     ),
     (("range of cpus", "nanocpus", "minimum memory limit"), "InvalidResources"),
-    (("is already in use by container",), "NameConflict"),
-    (("no such image",), "ImageNotFound"),
+    (("is already in use by container",), R.NAME_CONFLICT),
+    (("no such image",), R.IMAGE_NOT_FOUND),
     (("unable to find user", "no matching entries in passwd"), "InvalidUser"),
 ]
 
@@ -67,7 +68,7 @@ def unavailable(exc: BaseException) -> RuntimeFailure:
     return RuntimeFailure(
         f"Docker engine unreachable at {where}: {detail} (is dockerd running? "
         "hack/docker/ensure-dockerd.sh starts one)",
-        reason="DockerUnavailable",
+        reason=R.DOCKER_UNAVAILABLE,
     )
 
 
@@ -171,21 +172,21 @@ def pull(client: Any, image: str, redact: Callable[[str], str]) -> None:
         if why is not None:
             raise RuntimeFailure(
                 redact(f"cannot pull image {image}: registry {registry} unreachable: {why}"),
-                reason="ImagePullFailed",
+                reason=R.IMAGE_PULL_FAILED,
             )
     repo, tag = docker.utils.parse_repository_tag(image)
     puller = connect(timeout=PULL_TIMEOUT)
     try:
-        with translated(f"cannot pull image {image}", redact, default="ImagePullFailed"):
+        with translated(f"cannot pull image {image}", redact, default=R.IMAGE_PULL_FAILED):
             for event in puller.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
                 if isinstance(event, dict) and event.get("error"):
                     raise RuntimeFailure(
                         redact(f"cannot pull image {image}: {event['error']}"),
-                        reason="ImagePullFailed",
+                        reason=R.IMAGE_PULL_FAILED,
                     )
     except RuntimeFailure as exc:
-        if exc.reason != "DockerUnavailable":
-            exc.reason = "ImagePullFailed"
+        if exc.reason != R.DOCKER_UNAVAILABLE:
+            exc.reason = R.IMAGE_PULL_FAILED
         raise
     finally:
         puller.close()
@@ -201,7 +202,7 @@ def ensure_image(
         if not present:
             raise RuntimeFailure(
                 redact(f"image {image} is not present locally and imagePullPolicy is Never"),
-                reason="ImageNotFound",
+                reason=R.IMAGE_NOT_FOUND,
             )
         return
     if policy is ImagePullPolicy.IF_NOT_PRESENT and present:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import docker.errors
 import requests
 
+from steward.api import reasons as R
 from steward.api.container import ContainerSpec
 from steward.api.state import ServiceState
 from steward.runtimes.base import (
@@ -79,7 +80,7 @@ class ContainerRuntime(Runtime):
         return RuntimeFailure(
             f"a container named {self.name} exists but was not started by Steward for "
             f"{self.ctx.identity.key}; remove or rename it",
-            reason="NameConflict",
+            reason=R.NAME_CONFLICT,
         )
 
     def _remove(self, container_id: str) -> None:
@@ -128,7 +129,7 @@ class ContainerRuntime(Runtime):
         with translated(f"cannot create container {self.name}", self.ctx.redact):
             container = client.containers.create(**cfg.create_kwargs)
         try:
-            with translated(f"cannot start container {self.name}", self.ctx.redact, "StartFailed"):
+            with translated(f"cannot start container {self.name}", self.ctx.redact, R.START_FAILED):
                 container.start()
         except RuntimeFailure:
             # A container that never ran is of no use to anyone: do not leave it behind.
@@ -154,7 +155,7 @@ class ContainerRuntime(Runtime):
                     if not self._wait_until_stopped(cid, KILL_WAIT):
                         raise RuntimeFailure(
                             f"container {self.name} still running {KILL_WAIT:.0f}s after SIGKILL",
-                            reason="StopFailed",
+                            reason=R.STOP_FAILED,
                         )
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_container(cid, force=True, v=True)

@@ -12,6 +12,7 @@ import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
+from steward.api import reasons as R
 from steward.api.state import ServiceState
 from steward.runtimes.base import Observation
 from steward.runtimes.container.config import LABEL_MANAGED, LABEL_SERVICE, LABEL_SPEC_HASH
@@ -81,7 +82,7 @@ def observation(attrs: dict[str, Any], container_port: int | None) -> Observatio
                 ServiceState.ERROR,
                 f"container failed to start: {error}",
                 details,
-                reason="ContainerError",
+                reason=R.CONTAINER_ERROR,
             )
         return Observation(ServiceState.PENDING_STARTUP, "container created", details)
     if status == "restarting":
@@ -94,30 +95,30 @@ def observation(attrs: dict[str, Any], container_port: int | None) -> Observatio
             "container is paused (docker unpause resumes it)",
             details,
             started_at=started,
-            reason="Paused",
+            reason=R.PAUSED,
         )
     exit_code = int(code) if isinstance(code, int) else None
-    if st.get("OOMKilled"):
+    if st.get("OOMKilled"):  # Docker's State field
         limit = ((attrs.get("HostConfig") or {}).get("Memory")) or 0
         within = f" of its {limit // (1024 * 1024)}Mi memory limit" if limit else ""
         message = f"OOMKilled: out of memory{within}; {describe_exit(exit_code)}"
-        reason = "OOMKilled"
+        reason = R.OOM_KILLED
     elif status == "dead":
         message = (
             f"container is dead (Docker could not remove or stop it){': ' + error if error else ''}"
         )
-        reason = "ContainerDead"
+        reason = R.CONTAINER_DEAD
     elif error:
         message = f"{describe_exit(exit_code)}: {error}"
-        reason = "ContainerError"
+        reason = R.CONTAINER_ERROR
     else:
         message = describe_exit(exit_code)
-        reason = "Completed" if exit_code == 0 else "ContainerExited"
+        reason = R.COMPLETED if exit_code == 0 else R.CONTAINER_EXITED
         limit = ((attrs.get("HostConfig") or {}).get("Memory")) or 0
         if exit_code == 137 and limit:
             # Docker misses OOM kills that happen before it watches the cgroup: say so.
             message += f"; possibly out of memory (limit {limit // (1024 * 1024)}Mi)"
-    failed = reason != "Completed"
+    failed = reason != R.COMPLETED
     return Observation(
         ServiceState.ERROR if failed else ServiceState.INACTIVE,
         message,

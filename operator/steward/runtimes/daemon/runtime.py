@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import psutil
 
+from steward.api import reasons as R
 from steward.api.daemon import DaemonSpec
 from steward.api.state import ServiceState
 from steward.pyentry import load_callable
@@ -136,7 +137,7 @@ class DaemonRuntime(Runtime):
         default = home if home is not None else self.ctx.runtime_dir
         wd = Path(self.spec.working_dir) if self.spec.working_dir else default
         if not wd.is_dir():
-            raise RuntimeFailure(f"workingDir {wd} does not exist", reason="InvalidWorkingDir")
+            raise RuntimeFailure(f"workingDir {wd} does not exist", reason=R.INVALID_WORKING_DIR)
         return wd
 
     def _resolve_executable(self, argv: list[str], env: dict[str, str]) -> None:
@@ -144,10 +145,10 @@ class DaemonRuntime(Runtime):
         if os.sep in exe:
             if not os.access(exe, os.X_OK) or os.path.isdir(exe):
                 raise RuntimeFailure(
-                    f"command not found or not executable: {exe}", reason="CommandNotFound"
+                    f"command not found or not executable: {exe}", reason=R.COMMAND_NOT_FOUND
                 )
         elif shutil.which(exe, path=env.get("PATH")) is None:
-            raise RuntimeFailure(f"command not found: {exe}", reason="CommandNotFound")
+            raise RuntimeFailure(f"command not found: {exe}", reason=R.COMMAND_NOT_FOUND)
 
     # -- interface --------------------------------------------------------
     def start(self) -> None:
@@ -159,7 +160,7 @@ class DaemonRuntime(Runtime):
         if sandbox is not None and self.spec.blocking:
             raise RuntimeFailure(
                 "blocking mode runs in the caller's process and cannot be sandboxed",
-                reason="SandboxUnavailable",
+                reason=R.SANDBOX_UNAVAILABLE,
             )
         home = prepare(self.ctx.runtime_dir, sandbox) if sandbox is not None else None
         argv = self.argv()
@@ -215,7 +216,7 @@ class DaemonRuntime(Runtime):
             self._abandon(relay, cgroup)
             raise RuntimeFailure(
                 self.ctx.redact(f"cannot start {argv[0]}: {exc.strerror or exc}"),
-                reason="StartFailed",
+                reason=R.START_FAILED,
             ) from exc
         finally:
             if out != subprocess.DEVNULL:
@@ -260,7 +261,7 @@ class DaemonRuntime(Runtime):
         except CgroupUnavailable as exc:
             if sandbox.require_limits:
                 raise RuntimeFailure(
-                    f"resource limits cannot be enforced: {exc}", reason="LimitsUnavailable"
+                    f"resource limits cannot be enforced: {exc}", reason=R.LIMITS_UNAVAILABLE
                 ) from None
             return None, {"enforced": False, "why": str(exc), "limits": limits.describe()}
         return cgroup, {
@@ -376,7 +377,7 @@ class DaemonRuntime(Runtime):
                         message=f"main process exited; processes survive in {cgroup.describe()}",
                         details={**details, "survivors": sorted(cgroup.pids())},
                         started_at=_ts(record.started_at),
-                        reason="StopFailed",
+                        reason=R.STOP_FAILED,
                     )
                 oom = self._oom(cgroup)
                 cgroup.remove()
@@ -403,7 +404,7 @@ class DaemonRuntime(Runtime):
                 exit_code=code if code is not None else 137,
                 started_at=_ts(last.get("startedAt")),
                 finished_at=_ts(last.get("finishedAt")),
-                reason="OOMKilled",
+                reason=R.OOM_KILLED,
             )
         failed = code != 0
         return Observation(
@@ -412,7 +413,7 @@ class DaemonRuntime(Runtime):
             exit_code=code,
             started_at=_ts(last.get("startedAt")),
             finished_at=_ts(last.get("finishedAt")),
-            reason="ProcessExited" if failed else "Completed",
+            reason=R.PROCESS_EXITED if failed else R.COMPLETED,
         )
 
     def _oom(self, cgroup: Cgroup) -> dict[str, Any] | None:
@@ -469,12 +470,12 @@ class DaemonRuntime(Runtime):
                 raise RuntimeFailure(
                     f"stop: processes {sorted(cgroup.pids())} survive SIGKILL in "
                     f"{cgroup.describe()}",
-                    reason="StopFailed",
+                    reason=R.STOP_FAILED,
                 )
             oom = self._oom(cgroup)
             if not cgroup.remove():
                 raise RuntimeFailure(
-                    f"stop: cgroup {cgroup.describe()} cannot be removed", reason="StopFailed"
+                    f"stop: cgroup {cgroup.describe()} cannot be removed", reason=R.STOP_FAILED
                 )
         self._end_relay(record)
         self._record_exit(

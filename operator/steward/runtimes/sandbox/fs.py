@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from steward.api import reasons as R
 from steward.runtimes.base import RuntimeFailure
 from steward.runtimes.sandbox.model import Sandbox
 
@@ -45,7 +46,7 @@ def prepare(runtime_dir: Path, sandbox: Sandbox) -> Path:
         raise RuntimeFailure(
             f"runtime dir {runtime_dir} is not a directory of its own below {root} "
             "(a singleton service cannot be sandboxed)",
-            reason="SandboxUnavailable",
+            reason=R.SANDBOX_UNAVAILABLE,
         )
     try:
         home = runtime_dir / HOME
@@ -65,7 +66,7 @@ def prepare(runtime_dir: Path, sandbox: Sandbox) -> Path:
     except OSError as exc:
         raise RuntimeFailure(
             f"cannot prepare the sandbox directories of {runtime_dir}: {exc.strerror or exc}",
-            reason="SandboxUnavailable",
+            reason=R.SANDBOX_UNAVAILABLE,
         ) from None
     return home
 

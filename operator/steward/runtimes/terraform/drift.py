@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
+from steward.api import reasons as R
 from steward.api.terraform import DriftAction
 from steward.runtimes.base import RuntimeFailure
 from steward.runtimes.terraform.apply import Applier
@@ -89,7 +90,7 @@ class DriftChecker:
             self._set(
                 "error",
                 f"drift check failed: {type(exc).__name__}: {exc}",
-                reason="DriftCheckFailed",
+                reason=R.DRIFT_CHECK_FAILED,
             )
 
     def join(self, timeout: float) -> None:
