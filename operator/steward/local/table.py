@@ -59,7 +59,11 @@ def row_from(manifest: dict[str, Any], status: dict[str, Any]) -> Row:
     message = "" if reason in ("Ready", "Starting") else str(ready.get("message") or "")
     # A service that is not running has no endpoint to offer (even if a port is chosen).
     uri = (status.get("endpoint") or {}).get("uri") or ""
-    health = (status.get("health") or {}).get("state", "unknown") if spec.get("endpoint") else "-"
+    health = (
+        (status.get("health") or {}).get("state", "unknown")
+        if spec.get("endpoint") is not None
+        else "-"
+    )
     nxt = status.get("nextRestartAt") or ""
     return Row(
         name=f"{meta.get('namespace', 'default')}/{meta.get('name', '?')}",

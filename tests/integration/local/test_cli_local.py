@@ -67,7 +67,7 @@ def test_local_until_ready_then_stops(tmp_path: Path, state_dir: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     for name in ("http-daemon", "python-callable", "env-from-secret"):
         assert any(
-            name in line and "Ready" in line and "active" in line
+            name in line and "Ready" in line and "active" in line and " healthy " in line
             for line in res.stdout.splitlines()
         ), res.stdout
     assert "s3cr3t-demo-token" not in res.stdout + res.stderr
