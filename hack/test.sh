@@ -24,65 +24,37 @@ if [ -f hack/docker/ensure-dockerd.sh ]; then
   step "docker engine" bash hack/docker/ensure-dockerd.sh
   step "test images" bash hack/docker/build-test-images.sh
 fi
-if [ -f hack/testenv/build-testbin.sh ] && [ -z "${STEWARD_TESTBIN:-}" ]; then
-  echo "==> control plane binaries" >&2
-  t0=$SECONDS
-  if bin=$(bash hack/testenv/build-testbin.sh); then
-    export STEWARD_TESTBIN="$bin"
-    echo "==> control plane binaries: $bin ($((SECONDS - t0))s)" >&2
-  else
-    echo "==> control plane binaries: FAILED ($((SECONDS - t0))s)" >&2
-    if [ "$strict" = "true" ]; then exit 1; fi
-  fi
-fi
-# A real kubelet node (tests/e2e/node): Debian packages, node binaries + pause
-# image, the operator image. Each is cached; STEWARD_NODEBIN and
-# STEWARD_OPERATOR_IMAGE tell the tests where the results are.
-if [ -f hack/testenv/build-node.sh ] && [ "$(id -u)" -eq 0 ]; then
-  step "node packages" bash hack/testenv/node/ensure-packages.sh
-  if [ -z "${STEWARD_NODEBIN:-}" ]; then
-    echo "==> node binaries" >&2
-    t0=$SECONDS
-    if bin=$(bash hack/testenv/build-node.sh); then
-      export STEWARD_NODEBIN="$bin"
-      echo "==> node binaries: $bin ($((SECONDS - t0))s)" >&2
-    else
-      echo "==> node binaries: FAILED ($((SECONDS - t0))s)" >&2
-      if [ "$strict" = "true" ]; then exit 1; fi
-    fi
-  fi
-fi
-if [ -f hack/image/build-image.sh ] && [ -z "${STEWARD_OPERATOR_IMAGE:-}" ]; then
-  echo "==> operator image" >&2
-  t0=$SECONDS
-  if img=$(bash hack/image/build-image.sh); then
-    export STEWARD_OPERATOR_IMAGE="$img"
-    echo "==> operator image: $img ($((SECONDS - t0))s)" >&2
-  else
-    echo "==> operator image: FAILED ($((SECONDS - t0))s)" >&2
-    if [ "$strict" = "true" ]; then exit 1; fi
-  fi
-fi
-
-# Go-built tools the tests run: the GitOps health checkers (Argo CD's Lua VM,
-# kstatus, Flux's CEL) and Helm 4. Built before pytest so that a cold build
-# never runs inside a test's timeout.
-build_tool() {  # build_tool NAME VAR SCRIPT
+# A cached build whose script prints where its result is: exported as VAR for the
+# tests (unless VAR is set already), timed, and fatal under CI when it fails.
+build() {  # build NAME VAR SCRIPT
   local name=$1 var=$2 script=$3
   [ -f "$script" ] || return 0
   [ -n "${!var:-}" ] && return 0
   echo "==> $name" >&2
-  local t0=$SECONDS bin
-  if bin=$(bash "$script"); then
-    export "$var=$bin"
-    echo "==> $name: $bin ($((SECONDS - t0))s)" >&2
+  local t0=$SECONDS out
+  if out=$(bash "$script"); then
+    export "$var=$out"
+    echo "==> $name: $out ($((SECONDS - t0))s)" >&2
   else
     echo "==> $name: FAILED ($((SECONDS - t0))s)" >&2
     if [ "$strict" = "true" ]; then exit 1; fi
   fi
 }
-build_tool "gitops health tools" STEWARD_GITOPS_BIN hack/gitops/build.sh
-build_tool "helm 4" STEWARD_HELM4_BIN hack/helm4/build-helm4.sh
+
+build "control plane binaries" STEWARD_TESTBIN hack/testenv/build-testbin.sh
+# A real kubelet node (tests/e2e/node): Debian packages, node binaries + pause
+# image, the operator image. Each is cached; STEWARD_NODEBIN and
+# STEWARD_OPERATOR_IMAGE tell the tests where the results are.
+if [ -f hack/testenv/build-node.sh ] && [ "$(id -u)" -eq 0 ]; then
+  step "node packages" bash hack/testenv/node/ensure-packages.sh
+  build "node binaries" STEWARD_NODEBIN hack/testenv/build-node.sh
+fi
+build "operator image" STEWARD_OPERATOR_IMAGE hack/image/build-image.sh
+# Go-built tools the tests run: the GitOps health checkers (Argo CD's Lua VM,
+# kstatus, Flux's CEL) and Helm 4. Built before pytest so that a cold build
+# never runs inside a test's timeout.
+build "gitops health tools" STEWARD_GITOPS_BIN hack/gitops/build.sh
+build "helm 4" STEWARD_HELM4_BIN hack/helm4/build-helm4.sh
 
 .venv/bin/pytest "$@"
 rc=$?
