@@ -16,7 +16,7 @@ from typing import Literal
 from steward.api import reasons as R
 from steward.api.state import ServiceState
 from steward.api.status import ManagedServiceStatus
-from steward.engine.decide import Decision
+from steward.engine.decide import Action, Decision
 from steward.engine.state import EngineState
 
 log = logging.getLogger("steward.engine")
@@ -107,8 +107,6 @@ class StatusRecorder:
 
     def fail(self, reason: str, message: str) -> None:
         """A failure outside the control loop's table (adoption, stop)."""
-        from steward.engine.decide import Action
-
         self.apply(Decision(Action.NONE, ServiceState.ERROR, reason, message))
 
     def warn_once(self, reason: str, message: str) -> None:

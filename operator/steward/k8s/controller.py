@@ -179,21 +179,24 @@ class Controller:
 
     async def _flush_events(self, body: kopf.Body, tracked: Tracked) -> None:
         """Post the engine's Events (aggregated and rate-limited by the recorder)."""
-        ref = _ref(body)
         pending = list(tracked.events)
         tracked.events.clear()
+        await self._post(body, pending)
+
+    async def _event(self, body: kopf.Body, type_: str, reason: str, message: str) -> None:
+        await self._post(body, [(type_, reason, message)])
+
+    async def _post(self, body: kopf.Body, events: list[tuple[str, str, str]]) -> None:
+        ref = _ref(body)
+        if not events and not self.recorder.held_back(ref):
+            return  # the steady state: no thread hop, no API call
 
         def send() -> None:
-            for type_, reason, message in pending:
+            for type_, reason, message in events:
                 self.recorder.record(ref, type_, reason, message)
             self.recorder.flush(ref)
 
         await asyncio.get_running_loop().run_in_executor(None, send)
-
-    async def _event(self, body: kopf.Body, type_: str, reason: str, message: str) -> None:
-        tracked = Tracked(service=None)
-        tracked.events.append((type_, reason, message))
-        await self._flush_events(body, tracked)
 
     # ------------------------------------------------------------ handlers' entry points
     def wake(self, key: str) -> None:

@@ -41,6 +41,11 @@ class ObjectRef:
     name: str
     uid: str
 
+    @property
+    def key(self) -> str:
+        """Bookkeeping key: the uid, or namespace/name when the uid is unknown."""
+        return self.uid or f"{self.namespace}/{self.name}"
+
     def to_dict(self) -> dict[str, str]:
         return {
             "apiVersion": self.api_version,
@@ -109,7 +114,7 @@ class EventRecorder:
     def record(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         """Count one occurrence and write it now if the object's bucket allows."""
         message = message[: R.MESSAGE_MAX]
-        per = self._objects.setdefault(ref.uid or f"{ref.namespace}/{ref.name}", _PerObject())
+        per = self._objects.setdefault(ref.key, _PerObject())
         name = event_name(ref, type_, reason, message)
         entry = per.entries.get(name)
         if entry is None:
@@ -128,16 +133,21 @@ class EventRecorder:
 
     def flush(self, ref: ObjectRef) -> None:
         """Write counts that the rate limit held back, as tokens allow."""
-        per = self._objects.get(ref.uid or f"{ref.namespace}/{ref.name}")
+        per = self._objects.get(ref.key)
         if per is None:
             return
         for entry in list(per.entries.values()):
             if entry.count != entry.written and per.bucket.take():
                 self._write(ref, entry)
 
+    def held_back(self, ref: ObjectRef) -> bool:
+        """Some count of this object's Events is not written yet (the rate limit held it)."""
+        per = self._objects.get(ref.key)
+        return per is not None and any(e.count != e.written for e in per.entries.values())
+
     def forget(self, ref: ObjectRef) -> None:
         """The object is gone: drop its bookkeeping (its Events expire in the API)."""
-        self._objects.pop(ref.uid or f"{ref.namespace}/{ref.name}", None)
+        self._objects.pop(ref.key, None)
 
     # ------------------------------------------------------------ API
     def _write(self, ref: ObjectRef, entry: _Entry) -> None:
