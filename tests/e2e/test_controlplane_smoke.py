@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from tests.support.kubectl import Runner
+from tests.support.kubectl import Runner, patch
 
 E2E_DIR = Path(__file__).resolve().parent
 FIXTURES = E2E_DIR / "fixtures"
@@ -134,20 +134,12 @@ def test_crd_cel_and_schema_validation(kubectl: Runner, namespace: str, widget_c
     kubectl(
         "create", "-f", "-", input=_widget("good", namespace, size=3, minSize=1, flavor="vanilla")
     )
-    change = kubectl(
-        "patch",
-        "widget",
-        "good",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"flavor":"chocolate"}}',
-        check=False,
+    change = patch(
+        kubectl, namespace, "good", {"spec": {"flavor": "chocolate"}}, "widget", check=False
     )
     assert change.returncode != 0
     assert "flavor is immutable" in change.stderr, change.stderr
-    kubectl("patch", "widget", "good", "-n", namespace, "--type=merge", "-p", '{"spec":{"size":4}}')
+    patch(kubectl, namespace, "good", {"spec": {"size": 4}}, kind="widget")
 
     # Printer columns from the CRD show up in `kubectl get`.
     table = kubectl("get", "widgets", "-n", namespace).stdout.splitlines()
@@ -180,16 +172,7 @@ def test_status_subresource_and_kubectl_wait(
         assert waiter.poll() is None, "kubectl wait returned before the condition was set"
 
         # With a status subresource, status written through the main resource is dropped.
-        kubectl(
-            "patch",
-            "widget",
-            "w1",
-            "-n",
-            namespace,
-            "--type=merge",
-            "-p",
-            '{"status":{"phase":"Hacked"}}',
-        )
+        patch(kubectl, namespace, "w1", {"status": {"phase": "Hacked"}}, kind="widget")
         assert (
             kubectl("get", "widget", "w1", "-n", namespace, "-o", "jsonpath={.status.phase}").stdout
             == ""
@@ -211,17 +194,7 @@ def test_status_subresource_and_kubectl_wait(
                 ],
             }
         }
-        kubectl(
-            "patch",
-            "widget",
-            "w1",
-            "-n",
-            namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps(status),
-        )
+        patch(kubectl, namespace, "w1", status, kind="widget", subresource="status")
 
         out, err = waiter.communicate(timeout=30)
         assert waiter.returncode == 0, err
@@ -234,7 +207,7 @@ def test_status_subresource_and_kubectl_wait(
     obj = json.loads(kubectl("get", "widget", "w1", "-n", namespace, "-o", "json").stdout)
     assert obj["status"]["phase"] == "Ready"
     assert obj["metadata"]["generation"] == 1  # status writes do not bump generation
-    kubectl("patch", "widget", "w1", "-n", namespace, "--type=merge", "-p", '{"spec":{"size":5}}')
+    patch(kubectl, namespace, "w1", {"spec": {"size": 5}}, kind="widget")
     assert (
         kubectl(
             "get", "widget", "w1", "-n", namespace, "-o", "jsonpath={.metadata.generation}"
@@ -263,16 +236,7 @@ def test_watch_receives_events(control_plane: Any, kubectl: Runner, namespace: s
         with resp:
             assert resp.status_code == 200, resp.text
             kubectl("create", "configmap", "watched", "-n", namespace, "--from-literal=v=1")
-            kubectl(
-                "patch",
-                "configmap",
-                "watched",
-                "-n",
-                namespace,
-                "--type=merge",
-                "-p",
-                '{"data":{"v":"2"}}',
-            )
+            patch(kubectl, namespace, "watched", {"data": {"v": "2"}}, kind="configmap")
             kubectl("delete", "configmap", "watched", "-n", namespace)
 
             events = []

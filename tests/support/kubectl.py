@@ -92,6 +92,31 @@ def get(kubectl: Runner, namespace: str, name: str) -> dict[str, Any]:
     return json.loads(kubectl("get", "msvc", name, "-n", namespace, "-o", "json").stdout)  # type: ignore[no-any-return]
 
 
+def patch(
+    kubectl: Runner,
+    namespace: str,
+    name: str,
+    change: dict[str, Any],
+    kind: str = "msvc",
+    subresource: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """A JSON merge patch of one object (``kind`` ``name`` in ``namespace``)."""
+    sub = [f"--subresource={subresource}"] if subresource else []
+    return kubectl(
+        "patch",
+        kind,
+        name,
+        "-n",
+        namespace,
+        *sub,
+        "--type=merge",
+        "-p",
+        json.dumps(change),
+        check=check,
+    )
+
+
 def wait_ready(kubectl: Runner, namespace: str, name: str, timeout: int = 60) -> dict[str, Any]:
     kubectl(
         "wait",

@@ -43,6 +43,19 @@ def http_daemon_spec(extra_args: list[str] | None = None) -> dict[str, Any]:
     }
 
 
+def never_unhealthy_spec(period: float, initial_backoff: float) -> dict[str, Any]:
+    """``restartPolicy: Never`` over an HTTP daemon whose probe path answers 404."""
+    spec = http_daemon_spec()
+    spec["endpoint"]["healthCheck"] = {
+        "http": {"path": "/absent", "expectedStatus": 200},
+        "periodSeconds": period,
+        "failureThreshold": 2,
+    }
+    spec["restartPolicy"] = "Never"
+    spec["backoff"] = {"initialSeconds": initial_backoff}
+    return spec
+
+
 def policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     """A (cluster-scoped) StewardPolicy."""
     return {

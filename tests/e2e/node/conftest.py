@@ -18,13 +18,12 @@ session loudly.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,28 +36,9 @@ BUILD_TIMEOUT = 3600  # a cold build of the node binaries takes ~12 min on 2 cor
 
 from hack.testenv import cluster, controlplane  # noqa: E402 - the harness, a package
 
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def unavailable(reason: str) -> None:
-    """A missing part: a failure under CI, a skip elsewhere."""
-    if in_ci():
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
-@dataclasses.dataclass
-class NodeSession:
-    cluster: cluster.NodeCluster
-    info: cluster.NodeClusterInfo
-    operator_image: str | None  # name in containerd
-    operator_archive: Path | None
-    operator_error: str
-
+from tests.support.env import unavailable  # noqa: E402
+from tests.support.kubectl import Runner, runner  # noqa: E402
+from tests.support.node import NodeSession  # noqa: E402
 
 _SESSION: dict[str, NodeSession] = {}
 
@@ -144,34 +124,7 @@ def node_cluster(node_session: NodeSession) -> cluster.NodeClusterInfo:
 @pytest.fixture
 def node_kubectl(node_cluster: cluster.NodeClusterInfo) -> Runner:
     """``node_kubectl(*args, input=None, check=True, timeout=60)`` as cluster admin."""
-    binary = str(node_cluster.control_plane.bin_dir / "kubectl")
-    env = node_cluster.env()
-
-    def run(
-        *args: str, input: str | None = None, check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        argv = [binary, *args]
-        try:
-            proc = subprocess.run(
-                argv,
-                input=input,
-                stdin=None if input is not None else subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=env,
-            )
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"kubectl timed out after {timeout}s: {argv}")
-        if check and proc.returncode != 0:
-            pytest.fail(
-                f"kubectl exited with {proc.returncode}: {argv}\n"
-                f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}",
-                pytrace=False,
-            )
-        return proc
-
-    return run
+    return runner(node_cluster.control_plane.bin_dir / "kubectl", node_cluster.env())
 
 
 @pytest.fixture

@@ -44,8 +44,12 @@ from typing import Any
 
 import pytest
 import yaml
+from hack.testenv import cluster
 
-from .conftest import REPO_ROOT, NodeSession, Runner, cluster, unavailable
+from tests.support.env import unavailable
+from tests.support.kubectl import Runner
+from tests.support.node import NodeSession
+from tests.support.paths import REPO as REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "steward"
 EXAMPLES = REPO_ROOT / "examples"

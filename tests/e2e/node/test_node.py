@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hack.testenv import cluster
 
-from .conftest import NodeSession, Runner, cluster, in_ci, unavailable
+from tests.support.env import in_ci, unavailable
+from tests.support.kubectl import Runner
+from tests.support.node import NodeSession
 
 STEWARD_VERSION = "0.1.0"
 

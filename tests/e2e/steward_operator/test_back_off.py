@@ -11,13 +11,12 @@ them stays Ready throughout.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from tests.support.kubectl import apply, get, wait_ready
-from tests.support.manifests import http_daemon_spec, msvc
+from tests.support.manifests import http_daemon_spec, msvc, never_unhealthy_spec
 
 WINDOW = 60.0
 ABSENT_IMAGE = "127.0.0.1:9/steward-test/absent:1"  # a local registry port that refuses
@@ -39,21 +38,7 @@ def test_start_failures_back_off_and_events_aggregate(
     broken = {
         "no-command": {"daemon": {"command": ["steward-no-such-binary"]}},
         "no-image": {"container": {"image": ABSENT_IMAGE, "imagePullPolicy": "IfNotPresent"}},
-        "never-404": {
-            "daemon": {
-                "command": [sys.executable, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"]
-            },
-            "endpoint": {
-                "protocol": "http",
-                "healthCheck": {
-                    "http": {"path": "/absent", "expectedStatus": 200},
-                    "periodSeconds": 1,
-                    "failureThreshold": 2,
-                },
-            },
-            "restartPolicy": "Never",
-            "backoff": {"initialSeconds": 1},
-        },
+        "never-404": never_unhealthy_spec(period=1, initial_backoff=1),
     }
     apply(kubectl, namespace, msvc("good", http_daemon_spec()))
     for name, spec in broken.items():

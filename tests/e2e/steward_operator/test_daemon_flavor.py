@@ -10,7 +10,7 @@ import time
 import psutil
 import requests
 
-from tests.support.kubectl import apply, get, wait_ready
+from tests.support.kubectl import apply, get, patch, wait_ready
 from tests.support.manifests import http_daemon_spec, msvc
 from tests.support.waits import wait_for
 
@@ -87,32 +87,14 @@ def test_update_replaces_and_admin_state_toggles(operator, kubectl, namespace) -
     time.sleep(2)
     assert get(kubectl, namespace, "web")["status"]["runtime"]["pid"] == new_pid
     # adminState inactive stops it and keeps the resource
-    kubectl(
-        "patch",
-        "msvc",
-        "web",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"adminState":"inactive"}}',
-    )
+    patch(kubectl, namespace, "web", {"spec": {"adminState": "inactive"}})
     wait_for(lambda: get(kubectl, namespace, "web")["status"]["state"] == "inactive")
     assert not alive(new_pid)
     ready = next(
         c for c in get(kubectl, namespace, "web")["status"]["conditions"] if c["type"] == "Ready"
     )
     assert (ready["status"], ready["reason"]) == ("False", "Stopped")
-    kubectl(
-        "patch",
-        "msvc",
-        "web",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"adminState":"active"}}',
-    )
+    patch(kubectl, namespace, "web", {"spec": {"adminState": "active"}})
     assert alive(wait_ready(kubectl, namespace, "web")["status"]["runtime"]["pid"])
 
 
@@ -216,16 +198,7 @@ def test_env_from_secret_never_leaks(operator, kubectl, namespace) -> None:  # t
     assert psutil.Process(pid).environ()["TOKEN"] == token
     # Changing the Secret is picked up: the workload restarts with the new value.
     rotated = "e2e-rotated-secret-value-456"
-    kubectl(
-        "patch",
-        "secret",
-        "tok",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"stringData": {"token": rotated}}),
-    )
+    patch(kubectl, namespace, "tok", {"stringData": {"token": rotated}}, kind="secret")
     new_pid = wait_for(
         lambda: (
             (p := get(kubectl, namespace, "secretive")["status"]["runtime"].get("pid"))

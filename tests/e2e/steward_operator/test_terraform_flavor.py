@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tests.support.data import terraform
-from tests.support.kubectl import apply, get, wait_ready
+from tests.support.kubectl import apply, get, patch, wait_ready
 from tests.support.manifests import msvc
 from tests.support.waits import wait_for
 
@@ -80,16 +80,7 @@ def test_terraform_lifecycle_with_kubernetes_state(
 
     # a changed varsFrom Secret is picked up: re-applied in place, outputs Secret follows
     new_word = "tf-e2e-rotated-word-321"
-    kubectl(
-        "patch",
-        "secret",
-        "tf-input",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"stringData": {"word": new_word}}),
-    )
+    patch(kubectl, namespace, "tf-input", {"stringData": {"word": new_word}}, kind="secret")
 
     def token() -> str:
         out = next(

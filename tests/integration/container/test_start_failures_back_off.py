@@ -22,7 +22,7 @@ import yaml
 from steward import Service
 from steward.api import reasons as R
 from tests.support.containers import Images, unique_name
-from tests.support.manifests import manifest
+from tests.support.manifests import manifest, never_unhealthy_spec
 
 WINDOW = 60.0
 MAX_ATTEMPTS = 4  # t = 0, 10, 30 (and 70, outside the window): 3 expected, 4 allowed
@@ -132,21 +132,7 @@ def test_never_with_a_failing_probe_is_started_exactly_once(
     def sink(type_: str, reason: str, message: str) -> None:
         counts[(type_, reason)] += 1
 
-    spec = {
-        "daemon": {
-            "command": [sys.executable, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"]
-        },
-        "endpoint": {
-            "protocol": "http",
-            "healthCheck": {
-                "http": {"path": "/no-such-page", "expectedStatus": 200},
-                "periodSeconds": 0.2,
-                "failureThreshold": 2,
-            },
-        },
-        "restartPolicy": "Never",
-        "backoff": {"initialSeconds": 0.1},
-    }
+    spec = never_unhealthy_spec(period=0.2, initial_backoff=0.1)
     svc = Service.from_manifest(manifest("never-404", spec), state_dir=state_dir, events=sink)
     services.append(svc)
     stop = threading.Event()
