@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -400,8 +401,9 @@ def test_launch_interrupted_before_pid_file_is_adopted_not_duplicated(
     spec = {"daemon": {"command": ["sleep", "600.125"]}}
     svc = Service.from_manifest(manifest("interrupted", spec), state_dir=state_dir)
     svc.runtime_dir.mkdir(parents=True)
-    (svc.runtime_dir / "daemon.starting").write_text(f"tok123 {svc.spec_hash}")
-    env = {**os.environ, "STEWARD_LAUNCH_ID": "tok123"}
+    token = uuid.uuid4().hex  # not a constant: concurrent runs must not adopt each other's
+    (svc.runtime_dir / "daemon.starting").write_text(f"{token} {svc.spec_hash}")
+    env = {**os.environ, "STEWARD_LAUNCH_ID": token}
     orphan = subprocess.Popen(["sleep", "600.125"], env=env, start_new_session=True)
     try:
         again = Service.from_manifest(manifest("interrupted", spec), state_dir=state_dir)
