@@ -1,0 +1,144 @@
+"""A tenant's Terraform module attacks, through `kubectl apply` only, with --sandbox on.
+
+Tenant A applies a module whose state holds a Secret value (a `terraform_data` input
+from varsFrom). Tenant B's module then tries to read A's `terraform.tfstate` with
+`file()` and, from a `local-exec` provisioner, A's state, the operator's kubeconfig
+and environment. Everything B's module runs has its own uid and a clean environment,
+so each read fails; B's status, outputs and logs never hold A's value, and A stays
+Ready throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.kubectl import apply, get, wait_ready
+from tests.support.manifests import msvc
+from tests.support.operator import Operator
+from tests.support.waits import wait_for
+
+CANARY = "steward-operator-canary-7c2e"
+SECRET = "tenant-a-tf-secret-value-51d0"
+UIDS = f"{0x70F00000}-4096"  # the leak check watches this range (tests/conftest.py)
+
+VICTIM_TF = """
+variable "word" {
+  type      = string
+  sensitive = true
+}
+resource "terraform_data" "keep" { input = var.word }
+output "kept" { value = "yes" }
+"""
+
+THIEF_TF = """
+variable "victim_state" { type = string }
+variable "kubeconfig" { type = string }
+output "stolen" { value = try(file(var.victim_state), "denied") }
+resource "terraform_data" "exfil" {
+  provisioner "local-exec" {
+    command = <<-EOT
+      id -u > "$HOME/uid.txt"
+      env > "$HOME/env.txt"
+      cat "${var.victim_state}" > "$HOME/state.copy" 2>/dev/null || echo denied > "$HOME/state.copy"
+      cat "${var.kubeconfig}" > "$HOME/kube.copy" 2>/dev/null || echo denied > "$HOME/kube.copy"
+    EOT
+  }
+}
+"""
+
+
+def _tf(module: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "terraform": {"module": {"inline": {"main.tf": module}}, "binary": "terraform", **extra}
+    }
+
+
+def test_a_module_cannot_read_another_tenants_state_or_the_operators_files(
+    control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
+) -> None:
+    a, b = namespace, f"{namespace}-b"
+    kubectl("create", "namespace", b)
+    # Parents traversable by the sandbox uids, as /var/lib/steward is in a real install.
+    state = Path(tempfile.mkdtemp(prefix="steward-e2e-tf-sandbox-", dir="/tmp"))
+    op = Operator(
+        control_plane,
+        a,
+        state,
+        tmp_path / "operator.log",
+        extra_args=("-n", b, "--sandbox"),
+        extra_env=(("STEWARD_E2E_CANARY", CANARY), ("STEWARD_SANDBOX_UIDS", UIDS)),
+    )
+    op.start()
+    try:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "a-word"},
+            "stringData": {"word": SECRET},
+        }
+        kubectl("apply", "-n", a, "-f", "-", input=yaml.safe_dump(secret))
+        victim = _tf(
+            VICTIM_TF,
+            varsFrom=[{"secretRef": {"name": "a-word"}, "key": "word", "varName": "word"}],
+        )
+        apply(kubectl, a, msvc("vault", victim))
+        wait_ready(kubectl, a, "vault", timeout=180)
+        victim_state = (
+            state / "services" / a / "vault" / "runtime" / "tfstate" / "terraform.tfstate"
+        )
+        assert SECRET in victim_state.read_text(), "the victim's state should hold the value"
+
+        kubeconfig = str(control_plane.env().get("KUBECONFIG", "/nonexistent"))
+        thief = _tf(THIEF_TF, vars={"victim_state": str(victim_state), "kubeconfig": kubeconfig})
+        apply(kubectl, b, msvc("thief", thief))
+        obj = wait_ready(kubectl, b, "thief", timeout=180)
+
+        home = state / "services" / b / "thief" / "runtime" / "home"
+        copies = {
+            f: (home / f).read_text() for f in ("uid.txt", "env.txt", "state.copy", "kube.copy")
+        }
+        print("\nTHIEF", {k: v[:200] for k, v in copies.items()})
+        uid = int(copies["uid.txt"])
+        assert uid >= 0x70F00000 and uid != victim_state.stat().st_uid
+        assert copies["state.copy"].strip() == "denied"
+        assert copies["kube.copy"].strip() == "denied"
+        assert CANARY not in copies["env.txt"] and "KUBERNETES_" not in copies["env.txt"]
+        assert "KUBECONFIG" not in copies["env.txt"]
+
+        # Nothing of A's leaks into B's status, Events or logs.
+        outputs = obj["status"].get("runtime", {}).get("outputs", {})
+        assert outputs.get("stolen") in (None, "denied"), outputs
+        assert SECRET not in json.dumps(obj)
+        events = kubectl("get", "events", "-n", b, "-o", "json").stdout
+        assert SECRET not in events
+        for log in (state / "services" / b / "thief").rglob("*.log"):
+            assert SECRET not in log.read_text(errors="replace"), log
+
+        wait_for(lambda: get(kubectl, a, "vault")["status"]["state"] == "active")
+        ready = next(
+            c for c in get(kubectl, a, "vault")["status"]["conditions"] if c["type"] == "Ready"
+        )
+        assert ready["status"] == "True"
+    finally:
+        print(op.logs()[-3000:])
+        for ns in (a, b):
+            kubectl(
+                "delete",
+                "msvc",
+                "--all",
+                "-n",
+                ns,
+                "--wait=true",
+                "--timeout=120s",
+                check=False,
+                timeout=150,
+            )
+        op.stop()
+        kubectl("delete", "namespace", b, "--wait=false", check=False)
+        shutil.rmtree(state, ignore_errors=True)
