@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.env import in_ci
 from tests.support.paths import REPO
@@ -32,6 +34,8 @@ from tests.support.paths import REPO
 HEALTH_LUA = REPO / "charts" / "steward" / "health" / "managedservice.lua"
 GITOPS_BUILD = REPO / "hack" / "gitops" / "build.sh"
 HELM4_BUILD = REPO / "hack" / "helm4" / "build-helm4.sh"
+GITOPS_DOC = REPO / "docs" / "gitops.md"
+FLUX_EXAMPLE = REPO / "examples" / "flux-kustomization.yaml"
 BUILD_TIMEOUT = 3600  # a cold Helm 4 build on 2 busy cores takes minutes
 
 
@@ -130,3 +134,29 @@ def flux_cel(bin_dir: Path, exprs: dict[str, str], objects: Any, tmp_dir: Path) 
     path = tmp_dir / "exprs.json"
     path.write_text(json.dumps(exprs))
     return _run_json([str(bin_dir / "flux-cel"), str(path)], objects)
+
+
+def flux_exprs(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The ManagedService ``healthCheckExprs`` entry of the one Kustomization in DOCS."""
+    (kustomization,) = [d for d in docs if d and d["kind"] == "Kustomization"]
+    (entry,) = [
+        e
+        for e in kustomization["spec"]["healthCheckExprs"]
+        if (e["apiVersion"], e["kind"]) == ("steward.dev/v1alpha1", "ManagedService")
+    ]
+    return {k: v for k, v in entry.items() if k in ("current", "failed", "inProgress")}
+
+
+def example_flux_exprs() -> dict[str, str]:
+    """The expressions of examples/flux-kustomization.yaml."""
+    return flux_exprs(list(yaml.safe_load_all(FLUX_EXAMPLE.read_text())))
+
+
+def docs_flux_exprs() -> list[dict[str, str]]:
+    """The expressions of every Kustomization (with healthCheckExprs) docs/gitops.md shows."""
+    blocks = re.findall(r"```yaml\n(.*?)```", GITOPS_DOC.read_text(), flags=re.DOTALL)
+    return [
+        flux_exprs(list(yaml.safe_load_all(b)))
+        for b in blocks
+        if "kind: Kustomization" in b and "healthCheckExprs" in b
+    ]

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support.gitops import (
     BUILD_TIMEOUT,
     HEALTH_LUA,
     argo_health,
+    docs_flux_exprs,
+    example_flux_exprs,
     flux_cel,
     gitops_bin,
     kstatus,
@@ -414,23 +415,11 @@ def test_kstatus(case: Case, verdicts: dict[str, Any]) -> None:
     assert kst["status"] == case.kstatus, kst
 
 
-def flux_exprs(docs: list[dict[str, Any]]) -> dict[str, str]:
-    (kustomization,) = [d for d in docs if d and d["kind"] == "Kustomization"]
-    (entry,) = [
-        e
-        for e in kustomization["spec"]["healthCheckExprs"]
-        if (e["apiVersion"], e["kind"]) == ("steward.dev/v1alpha1", "ManagedService")
-    ]
-    return {k: v for k, v in entry.items() if k in ("current", "failed", "inProgress")}
-
-
-FLUX_EXAMPLE = REPO / "examples" / "flux-kustomization.yaml"
-
-
 @pytest.fixture(scope="module")
 def flux_verdicts(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    exprs = flux_exprs(list(yaml.safe_load_all(FLUX_EXAMPLE.read_text())))
-    out = flux_cel(bin_dir, exprs, [c.obj for c in CASES], tmp_path_factory.mktemp("flux"))
+    out = flux_cel(
+        bin_dir, example_flux_exprs(), [c.obj for c in CASES], tmp_path_factory.mktemp("flux")
+    )
     return {c.name: v for c, v in zip(CASES, out, strict=True)}
 
 
@@ -444,15 +433,9 @@ def test_flux_health_check_exprs(case: Case, flux_verdicts: dict[str, Any]) -> N
 
 
 def test_docs_show_the_example_flux_health_check_exprs() -> None:
-    docs = (REPO / "docs" / "gitops.md").read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", docs, flags=re.DOTALL)
-    shown = [
-        flux_exprs(list(yaml.safe_load_all(b)))
-        for b in blocks
-        if "kind: Kustomization" in b and "healthCheckExprs" in b
-    ]
+    shown = docs_flux_exprs()
     assert shown, "docs/gitops.md shows no Flux Kustomization with healthCheckExprs"
-    example = flux_exprs(list(yaml.safe_load_all(FLUX_EXAMPLE.read_text())))
+    example = example_flux_exprs()
     assert all(s == example for s in shown), "docs/gitops.md and examples/ disagree"
 
 
