@@ -22,7 +22,8 @@ class BackoffSpec(CamelModel):
 
     model_config = cel(
         (
-            "!has(self.maxSeconds) || self.maxSeconds >= (has(self.initialSeconds) ? self.initialSeconds : 10.0)",
+            "(has(self.maxSeconds) ? self.maxSeconds : 300.0) >= "
+            "(has(self.initialSeconds) ? self.initialSeconds : 10.0)",
             "backoff: maxSeconds must be >= initialSeconds",
         ),
     )

@@ -100,6 +100,12 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "backoff: maxSeconds must be >= initialSeconds",
     ),
     (
+        # the models compare with the default maxSeconds (300): so must admission
+        "backoff-over-default-cap",
+        {"daemon": D, "backoff": {"initialSeconds": 600}},
+        "backoff: maxSeconds must be >= initialSeconds",
+    ),
+    (
         "grace-negative",
         {"daemon": {"command": ["x"], "stopGracePeriodSeconds": -1}},
         "spec.daemon.stopGracePeriodSeconds",
