@@ -11,7 +11,7 @@ from bench.harness import docker
 from bench.harness.cleanup import Reaper
 from bench.harness.cluster import Api, ControlPlaneInfo, Kubectl
 from bench.harness.listener import listener_argv
-from bench.harness.operator import Operator
+from bench.harness.operator import KopfFloor, Operator
 from bench.harness.watch import Watcher
 
 
@@ -54,18 +54,17 @@ class Bench:
         return w
 
     def operator(
-        self, suffix: str, extra_args: list[str] | None = None
+        self, suffix: str, extra_args: list[str] | None = None, floor: bool = False
     ) -> tuple[Operator, Watcher, float]:
-        """A fresh namespace, a watch on it, an operator on it that is watching.
+        """A fresh namespace, a watch on it, an operator (or the kopf floor) that is watching.
 
         Returns the operator, the watcher and the operator's start-up seconds
         (process start until its watch delivered the canary's status).
         """
         ns = self.namespace(suffix)
         watcher = self.watch(ns)
-        op = Operator(
-            self.info, self.reaper, ns, self.work_dir, suffix, extra_args, self.profile_dir
-        )
+        kind = KopfFloor if floor else Operator
+        op = kind(self.info, self.reaper, ns, self.work_dir, suffix, extra_args, self.profile_dir)
         t0 = time.monotonic()
         op.start()
         op.wait_watching(self.api, watcher)

@@ -115,13 +115,19 @@ def curve(values: list[float], points: int = 100) -> list[float]:
 
 
 def build(
-    bench: Bench, suffix: str, n: int, spec: dict[str, Any], timeout: float
+    bench: Bench,
+    suffix: str,
+    n: int,
+    spec: dict[str, Any],
+    timeout: float,
+    floor: bool = False,
 ) -> tuple[Fleet, dict[str, Any]]:
-    """An operator, then ``n`` daemons created at once; measures the ramp to all Ready.
+    """An operator (or the kopf floor), then ``n`` daemons created at once; measures the
+    ramp to all Ready.
 
     Returns the fleet (operator still running) and the ramp's measurements.
     """
-    op, watcher, startup = bench.operator(suffix)
+    op, watcher, startup = bench.operator(suffix, floor=floor)
     fleet = Fleet(op, watcher, op.namespace, [])
     try:
         objs = fleet_objects("d", n, spec)

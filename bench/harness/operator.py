@@ -106,10 +106,10 @@ class Operator:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 90) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        # `python -m steward.cli`, except that a prelude ($STEWARD_BENCH_PRELUDE) may run first.
-        argv = [
+    def argv(self) -> list[str]:
+        """`python -m steward.cli run`, except that a prelude ($STEWARD_BENCH_PRELUDE) may run
+        first."""
+        return [
             sys.executable,
             "-c",
             _LAUNCH,
@@ -124,9 +124,12 @@ class Operator:
             "127.0.0.1",
             *self.extra_args,
         ]
+
+    def start(self, timeout: float = 90) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
             self.proc = self.reaper.spawn(
-                argv,
+                self.argv(),
                 env=self.reaper.env(self.info.env(), scope=self.scope),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -265,3 +268,18 @@ class Operator:
         n = self.reaper.sweep_scope(self.scope)
         if n:
             log(f"{self.scope}: stopped {n} workload process(es) the operator left running")
+
+
+class KopfFloor(Operator):
+    """The same harness around bench/harness/kopf_floor.py: kopf writing Ready, nothing else."""
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",  # as a module: run as a script, bench/harness/operator.py would shadow stdlib's
+            "bench.harness.kopf_floor",
+            "-n",
+            self.namespace,
+            "--metrics-port",
+            str(self.port),
+        ]

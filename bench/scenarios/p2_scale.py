@@ -29,7 +29,8 @@ from bench.harness.timing import POLL_INTERVAL, tcp_open
 
 KEY = "p2"
 TITLE = "P2 scale: N daemons created at once -> all Ready"
-SIZES_FULL = (100, 300, 1000)
+SIZES_FULL = (100, 300, 3000, 5000, 1000)
+"""The growth sweep (P2'); 1,000 last, so P3 can take that fleet over while nothing else runs."""
 SIZES_QUICK = (100,)
 PERIOD = 10.0
 READY_TIMEOUT = 240.0
@@ -100,13 +101,21 @@ def run(bench: Bench) -> ScenarioResult:
     rows: list[dict[str, Any]] = []
     t_start = time.monotonic()
     for i, n in enumerate(sizes):
-        order = ("raw", "steward") if i % 2 == 0 else ("steward", "raw")
+        order = ("raw", "floor", "steward") if i % 2 == 0 else ("steward", "floor", "raw")
         row: dict[str, Any] = {"n": n, "order": list(order)}
         for which in order:
             if which == "raw":
                 row["raw"] = raw_fleet(bench, n)
                 row["raw"]["api_create_seconds"] = round(api_only(bench, n, spec), 3)
                 log(f"p2 raw N={n}: all listening in {row['raw']['all_listening_seconds']} s")
+                continue
+            if which == "floor":
+                floor, row["floor"] = build(bench, f"p2-floor-{n}", n, spec, READY_TIMEOUT, True)
+                floor.close()
+                log(
+                    f"p2 kopf floor N={n}: all Ready in {row['floor']['all_ready_seconds']} s, "
+                    f"peak RSS {row['floor']['rss_peak_hwm_mb']} MB"
+                )
                 continue
             fleet, measured = build(bench, f"p2-{n}", n, spec, READY_TIMEOUT)
             row["steward"] = measured
@@ -122,16 +131,33 @@ def run(bench: Bench) -> ScenarioResult:
     return result(bench, rows, time.monotonic() - t_start)
 
 
+def per_service(m: dict[str, Any], n: int) -> dict[str, float | None]:
+    """The growth sweep's measures, per service."""
+    t = m.get("all_ready_seconds")
+    return {
+        "ready_ms": None if t is None else round(t / n * 1000, 2),
+        "rss_kb": round((m["rss_peak_hwm_mb"] - (m["rss_before_mb"] or 0)) * 1024 / n, 1),
+        "cpu_ms": round(m["cpu_seconds"] / n * 1000, 2),
+        "api_requests": round(m["api_requests_plus_5s"]["total"] / n, 2),
+    }
+
+
 def result(bench: Bench, rows: list[dict[str, Any]], seconds: float) -> ScenarioResult:
-    big = rows[-1]
-    st, raw = big["steward"], big["raw"]
+    rows = sorted(rows, key=lambda r: r["n"])
+    for r in rows:
+        r["per_service"] = {k: per_service(r[k], r["n"]) for k in ("steward", "floor")}
+    big = next((r for r in rows if r["n"] == 1000), rows[-1])
+    st, raw, floor = big["steward"], big["raw"], big["floor"]
     n = big["n"]
     note = "" if n == 1000 else f"largest N in this run is {n}; the target is for N = 1000"
+    requests_each = st["api_requests_plus_5s"]["total"] / n
+    floor_rss = floor["rss_peak_hwm_mb"]
+    growth = growth_targets(rows)
     targets = [
         Target(
             f"N={n} all Ready",
             st["all_ready_seconds"],
-            60.0,
+            20.0,
             steward=f"{fmt(st['all_ready_seconds'])} ({st['ready']}/{n} Ready)",
             baseline=(
                 f"{fmt(raw['all_listening_seconds'])} all listening; "
@@ -140,14 +166,34 @@ def result(bench: Bench, rows: list[dict[str, Any]], seconds: float) -> Scenario
             note=note,
         ),
         Target(
+            f"N={n} API requests per service",
+            round(requests_each, 2),
+            4.0,
+            unit="",
+            steward=f"{requests_each:.2f} per service ({st['api_requests_plus_5s']['total']} in all)",
+            baseline=f"kopf floor {floor['api_requests_plus_5s']['total'] / n:.2f} per service",
+            note=note,
+        ),
+        Target(
             f"N={n} operator peak RSS",
             st["rss_peak_hwm_mb"],
             150.0,
             unit="MB",
             steward=f"{st['rss_peak_hwm_mb']} MB (idle {st['rss_before_mb']} MB)",
-            baseline=f"listeners {raw['listeners_rss_total_mb']} MB total",
+            baseline=f"kopf floor {floor_rss} MB; listeners {raw['listeners_rss_total_mb']} MB total",
             note=note,
         ),
+        Target(
+            f"N={n} peak RSS / kopf floor",
+            round(st["rss_peak_hwm_mb"] / floor_rss, 2) if floor_rss else None,
+            1.1,
+            unit="x",
+            steward=f"{st['rss_peak_hwm_mb']} MB",
+            baseline=f"a kopf operator that only writes Ready: {floor_rss} MB "
+            f"(all Ready in {fmt(floor['all_ready_seconds'])})",
+            note=note,
+        ),
+        *growth,
         Target(
             f"N={n} operator CPU to all Ready",
             st["cpu_seconds"],
@@ -158,7 +204,61 @@ def result(bench: Bench, rows: list[dict[str, Any]], seconds: float) -> Scenario
         ),
     ]
     plot(bench, rows)
+    plot_growth(bench, rows)
     return ScenarioResult(KEY, TITLE, {"sizes": rows}, targets, seconds)
+
+
+def growth_targets(rows: list[dict[str, Any]]) -> list[Target]:
+    """P2': per-service cost at the largest N against N = 1,000 (flat or falling: <= 1.1x)."""
+    by_n = {r["n"]: r for r in rows}
+    if 1000 not in by_n or max(by_n) <= 1000:
+        return []
+    big = max(by_n)
+    out = []
+    for key, label in (
+        ("ready_ms", "time to Ready"),
+        ("rss_kb", "RSS"),
+        ("cpu_ms", "CPU-s"),
+        ("api_requests", "API requests"),
+    ):
+        at_big = by_n[big]["per_service"]["steward"][key]
+        at_1k = by_n[1000]["per_service"]["steward"][key]
+        ratio = None if not at_big or not at_1k else round(at_big / at_1k, 2)
+        floor_big = by_n[big]["per_service"]["floor"][key]
+        out.append(
+            Target(
+                f"growth: {label} per service, N={big} / N=1000",
+                ratio,
+                1.1,
+                unit="x",
+                steward=f"{at_big} at N={big}, {at_1k} at N=1000",
+                baseline=f"kopf floor {floor_big} at N={big}",
+            )
+        )
+    return out
+
+
+def plot_growth(bench: Bench, rows: list[dict[str, Any]]) -> None:
+    """P2': per-service cost against N, Steward beside the kopf floor."""
+    ns = [r["n"] for r in rows]
+    fig, axes = plots.figure(1, 4, size=(18, 4.5))
+    for ax, (key, title, unit) in zip(
+        axes[0],
+        (
+            ("ready_ms", "time to all Ready / N", "ms"),
+            ("rss_kb", "peak RSS growth / N", "KiB"),
+            ("cpu_ms", "CPU to all Ready / N", "ms"),
+            ("api_requests", "API requests / N", "requests"),
+        ),
+        strict=True,
+    ):
+        for who, style in (("steward", "o-"), ("floor", "s--")):
+            vals = [r["per_service"][who][key] for r in rows]
+            ax.plot(ns, [float("nan") if v is None else v for v in vals], style, label=who)
+        ax.set(title=title, xlabel="N", ylabel=unit, xscale="log")
+        ax.set_ylim(bottom=0)
+        ax.legend()
+    plots.save(fig, results_dir(bench.quick) / f"{KEY}-growth.png", "P2' growth: cost per service")
 
 
 def plot(bench: Bench, rows: list[dict[str, Any]]) -> None:
