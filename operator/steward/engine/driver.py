@@ -11,7 +11,9 @@ such as writing Terraform outputs to a Secret). One step:
    and replace the workload when their values changed;
 3. reconcile, publishing every ``progress_interval`` while it runs long
    (a Terraform apply), so status and Events keep flowing;
-4. run the hooks, publish, and sleep until the reconcile's answer or a wake-up.
+4. run the hooks, publish, and sleep until the reconcile's answer or a wake-up:
+   a watch event, or the end of the workload (the runtime's exit watch, armed
+   for every sleep, so a crash is seen at once at any probe period).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from steward.engine.service import Service
+from steward.engine.watch import ExitWaker
 
 log = logging.getLogger("steward.engine")
 
@@ -68,6 +71,7 @@ class ServiceLoop:
         self.on_error = on_error
         self._wake = asyncio.Event()
         self._checked_refs: float | None = None
+        self.exits = ExitWaker(self.wake)
 
     def wake(self) -> None:
         self._wake.set()
@@ -77,11 +81,14 @@ class ServiceLoop:
         self._checked_refs = None
 
     async def run(self, running: Callable[[], bool]) -> None:
-        while running():
-            delay = await self.step()
-            if not running():
-                return
-            await self.sleep(delay)
+        try:
+            while running():
+                delay = await self.step()
+                if not running():
+                    return
+                await self.sleep(delay)
+        finally:
+            self.exits.disarm()
 
     async def step(self) -> float:
         """One pass; returns the seconds until the next one is useful."""
@@ -95,6 +102,7 @@ class ServiceLoop:
         try:
             await self._check_references(svc)
             delay = await self._reconcile_publishing(svc)
+            self.exits.reconciled()
         except Exception as exc:  # never let one service end its loop
             log.exception("reconcile of %s failed", svc.identity.key)
             if self.on_error is not None:
@@ -112,6 +120,9 @@ class ServiceLoop:
 
     async def sleep(self, delay: float) -> None:
         self._wake.clear()
+        if self.service is not None:
+            # After the clear: an end during the step leaves the watch readable, so it wakes us.
+            self.exits.arm(self.service.exit_watch)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(delay, MIN_SLEEP))
 

@@ -29,7 +29,7 @@ from typing import Any
 from steward.api import reasons as R
 from steward.api.manifest import ManagedService
 from steward.api.state import AdminState, ServiceState
-from steward.api.status import ManagedServiceStatus, utcnow
+from steward.api.status import HealthState, ManagedServiceStatus, utcnow
 from steward.engine.backoff import restart_delay
 from steward.engine.decide import (
     Action,
@@ -51,6 +51,7 @@ from steward.health.tracker import record_probe
 from steward.health.tracker import reset as reset_health
 from steward.runtimes.base import (
     Adoption,
+    CredentialSource,
     Observation,
     Resolver,
     Runtime,
@@ -59,6 +60,7 @@ from steward.runtimes.base import (
     ServiceIdentity,
     spec_hash,
 )
+from steward.runtimes.exits import ExitWatch, fd_readable
 from steward.runtimes.registry import make_runtime
 from steward.runtimes.sandbox import Sandbox
 
@@ -103,8 +105,10 @@ class Service:
         store: ServiceStore | None = None,
         policy: PolicyCheck | None = None,
         sandbox: Sandbox | None = None,
+        credentials: CredentialSource | None = None,
     ) -> None:
         self.sandbox = sandbox
+        self.credentials = credentials
         self.identity = ServiceIdentity(manifest.metadata.namespace, manifest.metadata.name)
         self.policy = policy
         self.store = store or ServiceStore(Path(state_dir))
@@ -245,6 +249,7 @@ class Service:
             secret_values=frozenset(secrets),
             resolver=self.resolver,
             sandbox=self.sandbox,
+            credentials=self.credentials,
         )
 
     def _adopt(self) -> None:
@@ -273,6 +278,18 @@ class Service:
                 if isinstance(port, int):
                     self.status.endpoint.port = port
                     self._fill_endpoint()
+
+    def exit_watch(self) -> ExitWatch | None:
+        """A new watch on the end of what runs now (the caller closes it); cheap, never raises.
+
+        The per-service loop waits on it, so a crash wakes the loop at once."""
+        runtime = self._runtime
+        if runtime is None:
+            return None
+        try:
+            return runtime.exit_watch()
+        except Exception:
+            return None
 
     @property
     def _updates_in_place(self) -> bool:
@@ -413,16 +430,85 @@ class Service:
         """The same step for an event loop: probes awaited, blocking runtime calls in ``executor``.
 
         Separate executors per flavor keep a long Terraform apply from delaying
-        daemon and container reconciles.
+        daemon and container reconciles. The steady state (the workload runs and
+        stays healthy: nothing to do but observe, probe and record the probe)
+        stays on the loop: no thread hop when the runtime's observe is cheap, one
+        (the observe) when it is not, and no status rewritten field by field.
         """
         loop = asyncio.get_running_loop()
-        obs = await loop.run_in_executor(executor, self._observe)
+        rt = self._runtime
+        if rt is not None and rt.capabilities.cheap_observe:
+            obs = self._observe()
+        else:
+            obs = await loop.run_in_executor(executor, self._observe)
         result = await self.probe(obs) if self._probe_due(obs) else None
-        return await loop.run_in_executor(executor, self._locked_update, obs, result)
+        if self._quiet(obs, result) and self._lock.acquire(blocking=False):
+            try:
+                if self._quiet(obs, result):  # still, now that the lock is held
+                    return self._record_quiet(result)
+            finally:
+                self._lock.release()
+        return await loop.run_in_executor(executor, self._locked_step, obs, result)
 
-    def _locked_update(self, obs: Observation, result: ProbeResult | None) -> float:
+    def _quiet(self, obs: Observation, result: ProbeResult | None) -> bool:
+        """``_update`` would change nothing but the probe record: the workload runs as
+        observed before, healthy if probed, Ready for this generation, nothing pending.
+        (Anything else, and any doubt, goes through ``_update`` in the worker.)"""
+        st = self.status
+        if not (
+            obs.state is ServiceState.ACTIVE
+            and st.state is ServiceState.ACTIVE
+            and not obs.reason
+            and not obs.message
+            and (result is None or result.ok)
+            and self.manifest.spec.admin_state is AdminState.ACTIVE
+            and not self._engine.pending_update
+            and not self._engine.warned
+            and not st.last_error
+            and obs.details == st.runtime
+            and (obs.endpoint_uri is None or obs.endpoint_uri == st.endpoint.uri)
+        ):
+            return False
+        probed = self._probed
+        if probed and st.health.state is not HealthState.HEALTHY:
+            return False
+        gen = self.recorder.generation
+        ready = st.condition("Ready")
+        return (
+            ready is not None
+            and ready.status == "True"
+            and ready.reason == R.READY
+            and ready.observed_generation == gen
+            and st.observed_generation == gen
+            and st.flavor == self.recorder.flavor
+            # the recorder's text for a Ready decision without a message
+            and ready.message
+            == ("service is running and healthy" if probed else "service is running")
+        )
+
+    def _record_quiet(self, result: ProbeResult | None) -> float:
+        """The quiet step: fold the probe in; the rest of the status is already right."""
+        check = self.prober.check
+        if check is None:
+            return 1.0
+        if result is not None:
+            record_probe(self.status.health, check, result, utcnow())
+        return self.prober.next_in(self.status.health)
+
+    def _locked_step(self, obs: Observation, result: ProbeResult | None) -> float:
+        """``_update`` under the lock; a start that converged in place (an apply, which
+        returns when the work is done) is observed again at once, so the step that
+        started it already reports the outcome instead of the next one."""
         with self._lock:
-            return self._update(obs, result, act=True)
+            started = self.status.started_at
+            delay = self._update(obs, result, act=True)
+            if (
+                self.status.started_at is not started
+                and self._updates_in_place
+                and not self._probed
+            ):
+                delay = self._update(self._observe(), None, act=True)
+            return delay
 
     def _decide(self, obs: Observation, act: bool = True) -> Decision:
         """decide() on the current facts, with the message a user should read."""
@@ -633,7 +719,37 @@ class Service:
             yield runtime.ctx.redact(line)
 
     def supervise(self, stop: threading.Event | None = None) -> None:
-        """Run the control loop in this thread until ``stop`` is set."""
+        """Run the control loop in this thread until ``stop`` is set; the workload's end
+        wakes it at once (its exit watch), as it wakes the operator's loop."""
         stop = stop or threading.Event()
         while not stop.is_set():
-            stop.wait(self.reconcile())
+            delay = self.reconcile()
+            watch = self.exit_watch()
+            try:
+                _sleep_until_exit(stop, delay, watch)
+            finally:
+                if watch is not None:
+                    watch.close()
+
+
+SUPERVISE_SLICE = 0.1
+"""How often a supervising thread looks at its stop event while it waits."""
+
+
+def _sleep_until_exit(stop: threading.Event, delay: float, watch: ExitWatch | None) -> None:
+    """Wait ``delay`` seconds, less when ``stop`` is set or the watched workload ends."""
+    deadline = time.monotonic() + delay
+    fd = watch.fileno() if watch is not None else None
+    ended = threading.Event()
+    if watch is not None and fd is None:
+        watch.subscribe(ended.set)
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        step = min(left, SUPERVISE_SLICE)
+        if fd is not None:
+            if fd_readable(fd, step):
+                return
+        elif ended.wait(step):
+            return

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from steward.api.state import ServiceState
+from steward.runtimes.exits import ExitWatch
 from steward.runtimes.sandbox.model import Sandbox
 
 
@@ -60,6 +61,26 @@ class Resolver(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ClusterCredentials:
+    """An API server and a bearer token scoped to one namespace (never the operator's own)."""
+
+    server: str
+    token: str
+    ca_pem: str = ""
+    expires_at: float = 0.0
+    """time.time() after which the token is no longer valid."""
+
+
+class CredentialSource(Protocol):
+    """Where a sandboxed service gets the credentials its own work needs (Terraform's
+    kubernetes backend), given by the adapter: a token of the namespace's ServiceAccount."""
+
+    def backend_credentials(self) -> ClusterCredentials | None:
+        """Fresh credentials, or None when the namespace provides none."""
+        ...
+
+
 @dataclass
 class RuntimeContext:
     """What the engine hands a runtime: nothing here needs Kubernetes to exist."""
@@ -79,6 +100,8 @@ class RuntimeContext:
     sandbox: Sandbox | None = None
     """Own uid, clean env, cgroup limits for the service's processes; None: run as the caller
     (library and local mode)."""
+    credentials: CredentialSource | None = None
+    """In a sandbox: the namespace's credentials for the kubernetes state backend."""
 
     def redact(self, text: str) -> str:
         """Replace every secret value in ``text`` with ``***``."""
@@ -134,6 +157,18 @@ class Capabilities:
     has_outputs: bool = False
     """The runtime has named outputs (``outputs(include_sensitive=...)``) that an adapter may
     publish, e.g. the k8s adapter's outputs Secret (Terraform)."""
+    cheap_observe: bool = False
+    """``observe()`` answers from memory without blocking I/O (a cached pid record and
+    ``Popen.poll()``): the engine calls it on its event loop, not in a worker thread."""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A flavor's availability on a host: a condition's status, reason and message."""
+
+    healthy: bool
+    reason: str
+    message: str
 
 
 class Adoption(StrEnum):
@@ -177,10 +212,30 @@ class Runtime(abc.ABC):
     def adopt(self) -> Adoption:
         """Take over what an earlier Steward process started, instead of a second copy."""
 
+    @classmethod
+    def fingerprint(cls) -> Fingerprint:
+        """Whether this flavor can run on this host now (Nomad's driver fingerprint); a host's
+        agent reports it as a condition. Cheap and bounded: a few seconds at most."""
+        return Fingerprint(True, "Available", "")
+
     @property
     def updates_in_place(self) -> bool:
         """``capabilities.updates_in_place``, under the name the engine reads today."""
         return self.capabilities.updates_in_place
+
+    def observe_cached(self) -> Observation | None:
+        """What ``observe()`` would answer, from memory and without blocking I/O; None: call
+        ``observe()`` (in a worker thread). A daemon this runtime tracks answers here in one
+        syscall (``Popen.poll()``/its pidfd) while it runs; an exit always goes to observe()."""
+        return None
+
+    def exit_watch(self) -> ExitWatch | None:
+        """A new watch that fires once when what runs now ends (the caller closes it).
+
+        Called often, so cheap and non-blocking: it answers from what the last
+        ``observe()``/``start()``/``adopt()`` saw. None: nothing runs, or this runtime
+        cannot tell (the engine then learns of an end at its next reconcile)."""
+        return None
 
     def inputs_digest(self) -> str:
         """A digest of inputs the runtime resolves itself (Terraform varsFrom); "" if none."""

@@ -92,6 +92,11 @@ def is_our_child(pid: int) -> bool:
     return pid in _CHILDREN
 
 
+def child(pid: int) -> subprocess.Popen[bytes] | None:
+    """The Popen of ``pid`` if this Python process spawned it (and it is not forgotten)."""
+    return _CHILDREN.get(pid)
+
+
 def live_process(record: ProcessRecord) -> psutil.Process | None:
     """The process the record describes, if it is still that very process and alive."""
     try:

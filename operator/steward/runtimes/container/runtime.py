@@ -24,6 +24,7 @@ from steward.api.state import ServiceState
 from steward.runtimes.base import (
     Adoption,
     Capabilities,
+    Fingerprint,
     Observation,
     Runtime,
     RuntimeContext,
@@ -38,7 +39,11 @@ from steward.runtimes.container.config import (
     effective_hash,
 )
 from steward.runtimes.container.docker import connect, ensure_image, translated
+from steward.runtimes.container.events import engine_events
 from steward.runtimes.container.state import hash_of, host_port, is_ours, observation
+from steward.runtimes.exits import ExitWatch
+
+FINGERPRINT_TIMEOUT = 3.0
 
 KILL_WAIT = 10.0
 """Seconds to wait for the engine to reap a container after SIGKILL."""
@@ -53,9 +58,26 @@ class ContainerRuntime(Runtime):
     capabilities: ClassVar[Capabilities] = Capabilities(allocates_port=True)
     spec: ContainerSpec
 
+    @classmethod
+    def fingerprint(cls) -> Fingerprint:
+        """The engine answers a ping within FINGERPRINT_TIMEOUT."""
+        try:
+            client = connect(timeout=FINGERPRINT_TIMEOUT)
+            try:
+                version = client.version().get("Version", "")
+            finally:
+                client.close()
+        except RuntimeFailure as exc:
+            return Fingerprint(False, exc.reason, str(exc))
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            return Fingerprint(False, R.DOCKER_UNAVAILABLE, f"Docker engine: {exc}")
+        return Fingerprint(True, "EngineReady", f"Docker engine {version}")
+
     def __init__(self, spec: ContainerSpec, ctx: RuntimeContext) -> None:
         super().__init__(spec, ctx)
         self._docker: Any = None
+        self._live_id: str | None = None
+        """The id of our container as last seen live (start, observe, adopt): what to watch."""
 
     # -- helpers ----------------------------------------------------------
     @property
@@ -135,9 +157,11 @@ class ContainerRuntime(Runtime):
             # A container that never ran is of no use to anyone: do not leave it behind.
             self._remove(container.id)
             raise
+        self._live_id = container.id
 
     def stop(self, force: bool = False, grace: float | None = None) -> None:
         """stopSignal, up to ``grace`` seconds, SIGKILL; then remove. Nothing there is fine."""
+        self._live_id = None
         attrs = self._inspect()
         if attrs is None or not is_ours(attrs, self.ctx.identity.key):
             return
@@ -174,12 +198,16 @@ class ContainerRuntime(Runtime):
         try:
             attrs = self._inspect()
         except RuntimeFailure as exc:
+            self._live_id = None
             return Observation(ServiceState.ERROR, str(exc), reason=exc.reason)
+        if attrs is None or not is_ours(attrs, self.ctx.identity.key):
+            self._live_id = None
         if attrs is None:
             return Observation(ServiceState.INACTIVE, f"no container {self.name}")
         if not is_ours(attrs, self.ctx.identity.key):
             conflict = self._foreign()
             return Observation(ServiceState.ERROR, str(conflict), reason=conflict.reason)
+        self._live_id = attrs["Id"] if attrs["State"]["Status"] in LIVE else None
         obs = observation(attrs, container_port(self.spec, self.ctx))
         obs.message = self.ctx.redact(obs.message)
         obs.details["specHash"] = hash_of(attrs)
@@ -200,7 +228,15 @@ class ContainerRuntime(Runtime):
             return Adoption.OUTDATED  # it serves where the engine will not look
         if attrs["State"]["Status"] not in LIVE:
             return Adoption.NOTHING
+        self._live_id = attrs["Id"]
         return Adoption.ADOPTED
+
+    def exit_watch(self) -> ExitWatch | None:
+        """Fires on Docker's ``die`` event for our live container (one stream per engine)."""
+        cid = self._live_id
+        if cid is None:
+            return None
+        return engine_events(lambda: connect(timeout=None)).watch(cid)
 
     def logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:
         """stdout and stderr lines from the engine's json-file log, oldest first."""

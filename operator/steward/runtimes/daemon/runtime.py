@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ from steward.runtimes.base import (
     RuntimeContext,
     RuntimeFailure,
 )
+from steward.runtimes.daemon.tracked import Tracked, track
+from steward.runtimes.exits import ExitWatch, fd_readable, pidfd_open
 from steward.runtimes.expand import expand_all, expand_json
 from steward.runtimes.logfile import (
     follow_lines,
@@ -41,6 +44,7 @@ from steward.runtimes.logfile import (
 from steward.runtimes.process import (
     ProcessRecord,
     argv_hash,
+    child,
     describe_exit,
     forget,
     live_process,
@@ -81,6 +85,9 @@ class DaemonRuntime(Runtime):
     def __init__(self, spec: DaemonSpec, ctx: RuntimeContext) -> None:
         super().__init__(spec, ctx)
         self._blocking_exit: int | None = None
+        self._tracked: Tracked | None = None
+        self._track_lock = threading.Lock()
+        """Guards ``_tracked``: its pidfd is duplicated on the event loop's thread."""
 
     # -- paths ------------------------------------------------------------
     @property
@@ -152,6 +159,8 @@ class DaemonRuntime(Runtime):
 
     # -- interface --------------------------------------------------------
     def start(self) -> None:
+        if self._still_running() is not None:
+            return  # already running: starting twice changes nothing
         record = ProcessRecord.load(self.pid_file)
         if record is not None and live_process(record) is not None:
             return  # already running: starting twice changes nothing
@@ -179,14 +188,12 @@ class DaemonRuntime(Runtime):
         write_private(self.intent_file, f"{token} {self.ctx.spec_hash}")
         relay: subprocess.Popen[bytes] | None = None
         out: int = subprocess.DEVNULL
-        if not self.spec.silent and sandbox is None:
-            out = open_for_append(self.log_file)
-        elif not self.spec.silent:
+        if not self.spec.silent:  # sandbox or not, the relay rotates as the log grows
             relay, out = start_relay(
                 self.log_file,
                 self.spec.log.max_bytes,
                 self.spec.log.backups,
-                0o600,
+                0o600 if sandbox is not None else 0o640,
             )
         popen_kwargs: dict[str, Any] = {
             "stdout": out,
@@ -222,7 +229,7 @@ class DaemonRuntime(Runtime):
             if out != subprocess.DEVNULL:
                 os.close(out)
         register_child(proc)
-        ProcessRecord(
+        record = ProcessRecord(
             pid=proc.pid,
             create_time=_create_time(proc.pid),
             cmdline_hash=argv_hash(argv),
@@ -232,8 +239,55 @@ class DaemonRuntime(Runtime):
             cgroup=cgroup_info,
             relay_pid=relay.pid if relay is not None else 0,
             relay_create_time=_create_time(relay.pid) if relay is not None else 0.0,
-        ).save(self.pid_file)
+        )
+        record.save(self.pid_file)
         self.intent_file.unlink(missing_ok=True)
+        self._track(record, proc)
+
+    # -- what runs now, without the pid file ---------------------------------
+    def _track(self, record: ProcessRecord, proc: subprocess.Popen[bytes] | None) -> None:
+        cgroup = self._record_cgroup(record)
+        details = {"pid": record.pid, **self._sandbox_details(record, cgroup)}
+        tracked = track(record, cgroup, details, proc)
+        with self._track_lock:
+            old, self._tracked = self._tracked, tracked
+        if old is not None:
+            old.close()
+
+    def _untrack(self) -> None:
+        with self._track_lock:
+            old, self._tracked = self._tracked, None
+        if old is not None:
+            old.close()
+
+    def _still_running(self) -> Tracked | None:
+        """The tracked process if it still runs (one syscall); else forget it, None."""
+        with self._track_lock:
+            tracked = self._tracked
+            if tracked is None or tracked.alive():
+                return tracked
+        self._untrack()
+        return None
+
+    def _running(self, tracked: Tracked) -> Observation:
+        details = dict(tracked.details)
+        kills = tracked.cgroup.oom_kills() if tracked.cgroup is not None else 0
+        if kills:
+            details["oomKills"] = kills
+        return Observation(
+            state=ServiceState.ACTIVE,
+            details=details,
+            started_at=_ts(tracked.record.started_at),
+        )
+
+    def exit_watch(self) -> ExitWatch | None:
+        """A pidfd of the tracked daemon (ours or adopted): readable once it exits."""
+        with self._track_lock:
+            tracked = self._tracked
+            return tracked.watch() if tracked is not None else None
+
+    def close(self) -> None:
+        self._untrack()
 
     # -- sandbox ----------------------------------------------------------
     def limits(self, sandbox: Sandbox) -> Limits:
@@ -350,7 +404,19 @@ class DaemonRuntime(Runtime):
         except (OSError, ValueError):
             return None
 
+    def observe_cached(self) -> Observation | None:
+        """The tracked daemon still runs: ACTIVE without reading the pid file or /proc."""
+        tracked = self._still_running()
+        if tracked is None:
+            return None
+        if not self.spec.silent and not tracked.record.relay_pid:
+            rotate_if_needed(self.log_file, self.spec.log.max_bytes, self.spec.log.backups)
+        return self._running(tracked)
+
     def observe(self) -> Observation:
+        cached = self.observe_cached()
+        if cached is not None:
+            return cached
         record = ProcessRecord.load(self.pid_file)
         if not self.spec.silent and (record is None or not record.relay_pid):
             # Launched by an earlier Steward without a log writer: rotate when looking.
@@ -360,6 +426,7 @@ class DaemonRuntime(Runtime):
             cgroup = self._record_cgroup(record)
             details = {"pid": record.pid, **self._sandbox_details(record, cgroup)}
             if proc is not None:
+                self._track(record, child(record.pid))
                 kills = cgroup.oom_kills() if cgroup is not None else 0
                 if kills:
                     details["oomKills"] = kills
@@ -433,10 +500,18 @@ class DaemonRuntime(Runtime):
         """The log writer drains and ends at EOF; one that does not is killed."""
         if not record.relay_pid:
             return
+        fd = pidfd_open(record.relay_pid)
         relay = live_process(
             ProcessRecord(record.relay_pid, record.relay_create_time, cmdline_hash="")
         )
         deadline = time.monotonic() + wait
+        if fd is not None:
+            try:  # opened before the check: it is that relay's; woken when it ends
+                if relay is not None and fd_readable(fd, wait):
+                    relay = None
+                deadline = time.monotonic()  # waited already: one still there is killed
+            finally:
+                os.close(fd)
         while relay is not None and _running(relay):
             reap(record.relay_pid)
             if time.monotonic() > deadline:
@@ -449,6 +524,7 @@ class DaemonRuntime(Runtime):
         forget(record.relay_pid)
 
     def stop(self, force: bool = False, grace: float | None = None) -> None:
+        self._untrack()
         record = ProcessRecord.load(self.pid_file)
         if record is None:
             return
@@ -497,6 +573,7 @@ class DaemonRuntime(Runtime):
             return Adoption.NOTHING
         if record.spec_hash and self.ctx.spec_hash and record.spec_hash != self.ctx.spec_hash:
             return Adoption.OUTDATED
+        self._track(record, child(record.pid))
         return Adoption.ADOPTED
 
     def _recover_interrupted_launch(self) -> ProcessRecord | None:

@@ -1,0 +1,133 @@
+"""A container's end is learnt from Docker's events stream: one stream per engine, at once.
+
+A real engine, real containers, ``docker kill``; the probe period is 30 s, so
+an end seen within a second was seen because of the ``die`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from steward import Service, ServiceState
+from steward.engine.driver import ServiceLoop
+from steward.runtimes.container.docker import connect
+from steward.runtimes.container.events import engine_events
+from tests.support.containers import Images, container_manifest, unique_name, wait_for
+
+pytestmark = pytest.mark.docker
+
+SEEN_WITHIN = 1.0
+"""Generous for a loaded machine; the bench measures the real figure."""
+SLOW = {"protocol": "http", "healthCheck": {"http": {"path": "/"}, "periodSeconds": 30}}
+
+
+def web(images: Images, name: str, **spec: Any) -> dict[str, Any]:
+    container = {
+        "image": images.busybox,
+        "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+        "containerPort": 8080,
+        "init": True,
+    }
+    return container_manifest(name, container, SLOW, **spec)
+
+
+def stream_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "steward-docker-events"]
+
+
+def test_one_stream_tells_each_subscriber_of_its_own_container(
+    docker_images: Images, state_dir: Path, services: list[Service], docker_client: Any
+) -> None:
+    svcs = []
+    for _ in range(3):
+        svc = Service.from_manifest(web(docker_images, unique_name("ev")), state_dir=state_dir)
+        services.append(svc)
+        assert svc.start(timeout=30), svc.status.last_error
+        svcs.append(svc)
+    fired: dict[int, float] = {}
+    watches = []
+    for i, svc in enumerate(svcs):
+        watch = svc.exit_watch()
+        assert watch is not None and watch.fileno() is None
+        watch.subscribe(lambda i=i: fired.setdefault(i, time.monotonic()))
+        watches.append(watch)
+    assert len(stream_threads()) == 1
+    events = engine_events(lambda: connect(timeout=None))
+    assert events.connected.wait(10)
+    t0 = time.monotonic()
+    docker_client.api.kill(svcs[1].status.runtime["containerId"], signal="SIGKILL")
+    wait_for(lambda: 1 in fired, SEEN_WITHIN, 0.002)
+    print(f"docker kill -> die event after {fired[1] - t0:.3f} s")
+    time.sleep(0.3)
+    assert list(fired) == [1]
+    assert watches[1].ended() and not watches[0].ended()
+    for w in watches:
+        w.close()
+    assert len(stream_threads()) == 1
+
+
+def test_a_container_that_died_before_subscribing_fires_at_once(
+    docker_images: Images, state_dir: Path, services: list[Service]
+) -> None:
+    m = container_manifest(
+        unique_name("short"),
+        {"image": docker_images.busybox, "command": ["sh", "-c", "sleep 0.3; exit 3"]},
+        restartPolicy="Never",
+    )
+    svc = Service.from_manifest(m, state_dir=state_dir)
+    services.append(svc)
+    svc.start(timeout=0)
+    watch = svc.exit_watch()  # taken while it ran: it ends on its own a moment later
+    assert watch is not None
+    wait_for(watch.ended, 10, 0.01)
+    fired = threading.Event()
+    watch.subscribe(fired.set)
+    assert fired.wait(0.1)
+    watch.close()
+
+
+def test_container_exit_wakes_the_loop(
+    docker_images: Images, state_dir: Path, services: list[Service], docker_client: Any
+) -> None:
+    svc = Service.from_manifest(
+        web(docker_images, unique_name("wake"), restartPolicy="Never"), state_dir=state_dir
+    )
+    services.append(svc)
+
+    async def main() -> None:
+        async def publish(svc: Service, running_for: float | None) -> None:
+            return None
+
+        loop = ServiceLoop(publish, service=svc)
+        task = asyncio.create_task(loop.run(lambda: True))
+        try:
+            t0 = time.monotonic()
+            while svc.status.state is not ServiceState.ACTIVE:
+                assert time.monotonic() - t0 < 30, svc.status
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)
+            assert loop.exits.armed
+            t0 = time.monotonic()
+            await asyncio.to_thread(
+                docker_client.api.kill, svc.status.runtime["containerId"], "SIGKILL"
+            )
+            while svc.status.state is ServiceState.ACTIVE:
+                assert time.monotonic() - t0 < SEEN_WITHIN, svc.status
+                await asyncio.sleep(0.002)
+            print(f"docker kill -> state {svc.status.state.value} {time.monotonic() - t0:.3f} s")
+            assert svc.status.state is ServiceState.ERROR
+            assert loop.exits.fired == 1
+            await asyncio.sleep(0.3)
+            assert not loop.exits.armed  # nothing runs: nothing to watch
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert not loop.exits.armed
+
+    asyncio.run(main())

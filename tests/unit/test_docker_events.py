@@ -1,0 +1,125 @@
+"""DockerEvents' fan-out logic, fed by a scripted stream (the real engine: the integration tests).
+
+One stream serves every subscriber; a ``die`` reaches only the subscribers of
+that container; a container dead before its subscription fires it at once; a
+``start`` revives an id; after the stream broke, everyone is told once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from steward.runtimes.container.events import DockerEvents
+
+END = object()
+
+
+class ScriptedEngine:
+    """``connect()`` for DockerEvents: each stream yields what the test puts, until END."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[Any] = queue.Queue()
+        self.streams = 0
+        self.filters: list[Any] = []
+
+    def connect(self) -> Any:
+        engine = self
+
+        class Stream:
+            """Yields what the test puts until END; close() (DockerEvents.close) ends it."""
+
+            def __iter__(self) -> Iterator[dict[str, Any]]:
+                while (item := engine.events.get()) is not END:
+                    yield item
+
+            def close(self) -> None:
+                engine.events.put(END)
+
+        class Api:
+            def events(self, since: int, decode: bool, filters: Any) -> Stream:
+                engine.streams += 1
+                engine.filters.append(filters)
+                return Stream()
+
+        class Client:
+            api = Api()
+
+            def close(self) -> None:
+                return None
+
+        return Client()
+
+    def send(self, action: str, cid: str) -> None:
+        self.events.put({"Type": "container", "Action": action, "Actor": {"ID": cid}, "time": 1})
+
+
+def fired_flag(events: DockerEvents, cid: str) -> tuple[threading.Event, Any]:
+    flag = threading.Event()
+    watch = events.watch(cid)
+    watch.subscribe(flag.set)
+    return flag, watch
+
+
+def test_die_reaches_only_that_containers_subscribers() -> None:
+    engine = ScriptedEngine()
+    events = DockerEvents(engine.connect)
+    try:
+        a1, wa1 = fired_flag(events, "a")
+        a2, _ = fired_flag(events, "a")
+        b, wb = fired_flag(events, "b")
+        assert events.connected.wait(5)
+        engine.send("die", "a")
+        assert a1.wait(5) and a2.wait(5)
+        assert not b.is_set() and not wb.ended() and wa1.ended()
+        assert events.subscribers == 1
+        wb.close()
+        assert events.subscribers == 0
+        assert engine.streams == 1
+        assert engine.filters[0]["label"] == ["steward.dev/managed=true"]
+    finally:
+        events.close()
+
+
+def test_dead_before_subscribing_fires_at_once_until_started_again() -> None:
+    engine = ScriptedEngine()
+    events = DockerEvents(engine.connect)
+    try:
+        _, first = fired_flag(events, "x")  # starts the stream
+        assert events.connected.wait(5)
+        engine.send("die", "c")
+        engine.send("die", "x")
+        assert _wait(lambda: events.dead("c"))
+        late, _ = fired_flag(events, "c")
+        assert late.is_set()
+        engine.send("start", "c")  # `docker start` of the same container: alive again
+        assert _wait(lambda: not events.dead("c"))
+        again, _ = fired_flag(events, "c")
+        assert not again.is_set()
+        first.close()
+    finally:
+        events.close()
+
+
+def test_a_broken_stream_reopens_and_tells_everyone() -> None:
+    engine = ScriptedEngine()
+    events = DockerEvents(engine.connect)
+    try:
+        flag, _ = fired_flag(events, "y")
+        assert events.connected.wait(5)
+        engine.events.put(END)  # the engine went away
+        assert flag.wait(5)  # told once the stream is back: an end may have been missed
+        assert engine.streams == 2
+    finally:
+        events.close()
+
+
+def _wait(check: Any, timeout: float = 5) -> bool:
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if check():
+            return True
+        done.wait(0.01)
+    return bool(check())
