@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from steward.api.endpoint import EndpointSpec
+from steward.api.endpoint import EndpointSpec, HealthCheck
 from steward.api.status import HealthState, HealthStatus
 from steward.health.probes import ProbeResult, ProbeTarget, run_probe
 from steward.runtimes.base import Observation
@@ -21,9 +21,20 @@ class Prober:
     """Probe timing for one service's endpoint (None: nothing to probe)."""
 
     def __init__(self) -> None:
-        self.endpoint: EndpointSpec | None = None
+        self._endpoint: EndpointSpec | None = None
+        self.check: HealthCheck | None = None
+        """The endpoint's effective check, resolved once per spec (not per step)."""
         self.last_probe = 0.0
         self.run_started = 0.0
+
+    @property
+    def endpoint(self) -> EndpointSpec | None:
+        return self._endpoint
+
+    @endpoint.setter
+    def endpoint(self, value: EndpointSpec | None) -> None:
+        self._endpoint = value
+        self.check = value.effective_health_check() if value is not None else None
 
     def started(self) -> None:
         """A run began now: the initial delay and the startup allowance count from here."""
@@ -44,10 +55,9 @@ class Prober:
         return ProbeTarget(ep.protocol, ep.host, port)
 
     def due(self, obs: Observation, health: HealthStatus) -> bool:
-        ep = self.endpoint
-        if ep is None or not obs.running:
+        check = self.check
+        if check is None or not obs.running:
             return False
-        check = ep.effective_health_check()
         now = time.monotonic()
         if now - self.run_started < check.initial_delay_seconds:
             return False
@@ -61,17 +71,16 @@ class Prober:
     async def probe(self, obs: Observation, port: int | None) -> ProbeResult | None:
         """Run the endpoint's probe once (asynchronously)."""
         target = self.target(obs, port)
-        if self.endpoint is None or target is None:
+        if self.check is None or target is None:
             return None
         self.last_probe = time.monotonic()
-        return await run_probe(self.endpoint.effective_health_check(), target)
+        return await run_probe(self.check, target)
 
     def startup_expired(self, health: HealthStatus) -> bool:
         """Probes have failed for longer than initialDelay + failureThreshold x period."""
-        ep = self.endpoint
-        if ep is None or health.state is not HealthState.UNKNOWN:
+        check = self.check
+        if check is None or health.state is not HealthState.UNKNOWN:
             return False
-        check = ep.effective_health_check()
         allowance = check.initial_delay_seconds + check.failure_threshold * check.period_seconds
         return (
             health.consecutive_failures >= check.failure_threshold
@@ -80,9 +89,9 @@ class Prober:
 
     def next_in(self, health: HealthStatus) -> float:
         """Seconds until the next probe is due, for a running service."""
-        if self.endpoint is None:
+        if self.check is None:
             return 1.0
         if health.state is HealthState.UNKNOWN:
             return STARTUP_PROBE_INTERVAL
-        period = self.endpoint.effective_health_check().period_seconds
+        period = self.check.period_seconds
         return max(0.05, period - (time.monotonic() - self.last_probe))

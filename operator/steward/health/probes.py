@@ -2,21 +2,30 @@
 
 Semantics follow the kubelet: a TCP probe succeeds when the connection
 opens; an HTTP probe when the status is 200-399 (or exactly the expected
-status), with HTTPS certificates not verified.
+status), with HTTPS certificates not verified. TCP and plain HTTP probes use
+a bare non-blocking socket on the loop (``sock_connect``/``sock_recv``): a
+transport and streams per probe cost more than the probe itself at a
+thousand endpoints.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import os
+import socket
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from steward.api.endpoint import EndpointProtocol, HealthCheck
 
 USER_AGENT = "steward-probe/1"
+MAX_STATUS_LINE = 64 * 1024
+"""As asyncio's stream limit: a longer first line is not an HTTP response."""
 
 
 @dataclass(frozen=True)
@@ -71,12 +80,57 @@ def render_uri(protocol: EndpointProtocol | str, host: str, port: int, path: str
     return f"{EndpointProtocol(protocol).value}://{h}:{port}{path}"
 
 
+def _literal_address(host: str, port: int) -> list[tuple[int, tuple[Any, ...]]] | None:
+    """An IP literal needs no resolver (and no thread hop): its family and address."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 6:
+        return [(socket.AF_INET6, (host, port, 0, 0))]
+    return [(socket.AF_INET, (host, port))]
+
+
+async def _connect(host: str, port: int) -> socket.socket:
+    """A connected non-blocking socket: no transport, no streams (a probe only needs a
+    handshake, or one request and one status line). Every resolved address is tried in
+    turn, as ``asyncio.open_connection`` does; the caller closes the socket."""
+    loop = asyncio.get_running_loop()
+    addrs = _literal_address(host, port)
+    if addrs is None:
+        infos = await loop.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+        addrs = [(family, addr) for family, _, _, _, addr in infos]
+    error: OSError | None = None
+    for family, addr in addrs:
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, addr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:  # cancelled (the probe's timeout): never leak the socket
+            sock.close()
+            raise
+        return sock
+    raise error or OSError(f"no address for {host}")
+
+
+def _reason(exc: OSError) -> str:
+    """ "Connection refused", not asyncio's "Connect call failed ('127.0.0.1', 80)"."""
+    if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
 async def probe_tcp(host: str, port: int, timeout: float) -> ProbeResult:
     start = time.perf_counter()
     try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(display_host(host), port), timeout
-        )
+        async with asyncio.timeout(timeout):
+            sock = await _connect(display_host(host), port)
     except TimeoutError:
         return ProbeResult(
             False,
@@ -86,40 +140,67 @@ async def probe_tcp(host: str, port: int, timeout: float) -> ProbeResult:
     except OSError as exc:
         return ProbeResult(
             False,
-            f"TCP connect to {host}:{port} failed: {exc.strerror or exc}",
+            f"TCP connect to {host}:{port} failed: {_reason(exc)}",
             time.perf_counter() - start,
         )
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
+    sock.close()
     return ProbeResult(True, "", time.perf_counter() - start)
 
 
-async def _http_status(target: ProbeTarget, method: str) -> int:
-    host = display_host(target.host)
-    ctx: ssl.SSLContext | None = None
-    if target.protocol is EndpointProtocol.HTTPS:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+def _request(target: ProbeTarget, host: str, method: str) -> bytes:
+    host_header = f"[{host}]" if ":" in host else host
+    return (
+        f"{method} {target.path} HTTP/1.1\r\nHost: {host_header}:{target.port}\r\n"
+        f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    ).encode("latin-1")
+
+
+def _status_code(line: bytes) -> int:
+    parts = line.decode("latin-1").split()
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP response: {line[:80]!r}")
+    return int(parts[1])
+
+
+async def _status_line(sock: socket.socket) -> bytes:
+    """The response's first line (up to its newline, or what came before EOF)."""
+    loop = asyncio.get_running_loop()
+    buf = b""
+    while b"\n" not in buf:
+        if len(buf) > MAX_STATUS_LINE:
+            raise ValueError(f"not an HTTP response: no status line in {len(buf)} bytes")
+        chunk = await loop.sock_recv(sock, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.split(b"\n", 1)[0] + (b"\n" if b"\n" in buf else b"")
+
+
+async def _https_status(target: ProbeTarget, host: str, method: str) -> int:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
     reader, writer = await asyncio.open_connection(host, target.port, ssl=ctx)
     try:
-        host_header = f"[{host}]" if ":" in host else host
-        request = (
-            f"{method} {target.path} HTTP/1.1\r\nHost: {host_header}:{target.port}\r\n"
-            f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        )
-        writer.write(request.encode("latin-1"))
+        writer.write(_request(target, host, method))
         await writer.drain()
-        line = await reader.readline()
-        parts = line.decode("latin-1").split()
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise ValueError(f"not an HTTP response: {line[:80]!r}")
-        return int(parts[1])
+        return _status_code(await reader.readline())
     finally:
         writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
             await writer.wait_closed()
+
+
+async def _http_status(target: ProbeTarget, method: str) -> int:
+    host = display_host(target.host)
+    if target.protocol is EndpointProtocol.HTTPS:
+        return await _https_status(target, host, method)
+    sock = await _connect(host, target.port)
+    try:
+        await asyncio.get_running_loop().sock_sendall(sock, _request(target, host, method))
+        return _status_code(await _status_line(sock))
+    finally:
+        sock.close()
 
 
 async def probe_http(
@@ -128,7 +209,8 @@ async def probe_http(
     start = time.perf_counter()
     url = render_uri(target.protocol, target.host, target.port, target.path)
     try:
-        status = await asyncio.wait_for(_http_status(target, method), timeout)
+        async with asyncio.timeout(timeout):
+            status = await _http_status(target, method)
     except TimeoutError:
         return ProbeResult(
             False,
@@ -136,7 +218,11 @@ async def probe_http(
             time.perf_counter() - start,
         )
     except (OSError, ValueError, ssl.SSLError) as exc:
-        detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        detail = (
+            _reason(exc)
+            if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError)
+            else str(exc) or type(exc).__name__
+        )
         return ProbeResult(
             False, f"HTTP probe {method} {url} failed: {detail}", time.perf_counter() - start
         )

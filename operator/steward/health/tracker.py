@@ -18,8 +18,11 @@ def record_probe(
     health.latency_seconds = round(result.latency, 4)
     if result.ok:
         health.consecutive_successes += 1
-        health.consecutive_failures = 0
-        health.message = ""
+        # Assigned only when they change: every assignment is validated, at every probe.
+        if health.consecutive_failures:
+            health.consecutive_failures = 0
+        if health.message:
+            health.message = ""
         if (
             health.state is not HealthState.HEALTHY
             and health.consecutive_successes >= check.success_threshold

@@ -11,6 +11,7 @@ second-guessed: it is reported in the status instead.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
@@ -42,6 +43,12 @@ def _user() -> str:
         return str(os.getuid())
 
 
+@functools.lru_cache(maxsize=1)
+def _identity(pid: int) -> tuple[str, str, float | None]:
+    """This process's host, user and start time: asked once per process, not per command."""
+    return socket.gethostname(), _user(), _start_time(pid)
+
+
 @dataclass(frozen=True)
 class Holder:
     """A run: the Terraform child (once started) and the Steward process that started it."""
@@ -58,13 +65,14 @@ class Holder:
     @classmethod
     def for_command(cls, command: str, pid: int | None) -> Holder:
         me = os.getpid()
+        host, user, start = _identity(me)
         return cls(
             command=command,
-            host=socket.gethostname(),
-            user=_user(),
+            host=host,
+            user=user,
             started_at=datetime.now(UTC).isoformat(),
             steward_pid=me,
-            steward_start=_start_time(me),
+            steward_start=start,
             pid=pid,
             pid_start=_start_time(pid) if pid else None,
         )

@@ -22,15 +22,18 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from steward.api.state import ServiceState
-from steward.api.terraform import TerraformSpec
+from steward.api.terraform import TerraformBinary, TerraformSpec
 from steward.runtimes.base import (
     Adoption,
     Capabilities,
+    Fingerprint,
     Observation,
     Runtime,
     RuntimeContext,
+    RuntimeFailure,
 )
 from steward.runtimes.terraform.apply import Applier
+from steward.runtimes.terraform.binary import find_binary
 from steward.runtimes.terraform.commands import Commands
 from steward.runtimes.terraform.diag import Reason
 from steward.runtimes.terraform.drift import DriftChecker
@@ -61,6 +64,15 @@ class TerraformRuntime(Runtime):
     )
     """A changed spec converges with another ``start()`` (an apply), no destroy first; the
     endpoint is an output; outputs can be published."""
+
+    @classmethod
+    def fingerprint(cls) -> Fingerprint:
+        """A Terraform that ``binary: auto`` would pick is there."""
+        try:
+            binary = find_binary(TerraformBinary.AUTO)
+        except RuntimeFailure as exc:
+            return Fingerprint(False, exc.reason, str(exc))
+        return Fingerprint(True, "BinaryFound", f"{binary.kind} {binary.version} at {binary.path}")
 
     def __init__(self, spec: TerraformSpec, ctx: RuntimeContext) -> None:
         self.session = Session(spec, ctx)
@@ -153,9 +165,11 @@ class TerraformRuntime(Runtime):
         s = self.session
         with s.state_lock:
             activity = s.activity
-            if activity is None:
-                s.record = s.ws.load()  # another process may have moved on
-            rec = s.record.model_copy(deep=True)
+            if activity is None and s.ws.changed():
+                s.record = s.ws.load()  # another process moved on
+            # A consistent view without a deep copy: the last apply (and the lock and
+            # binary facts) are replaced when they change, never edited; drift is edited.
+            rec = s.record.model_copy(update={"drift": s.record.drift.model_copy()})
         details = status_details(rec, s.spec)
         running = s.runner.running
         if running is not None:
@@ -246,6 +260,7 @@ class TerraformRuntime(Runtime):
         self.session.closed = True
         self._sequencer.preempt(stopping=True)
         self._drift.join(self.spec.stop_grace_period_seconds + 10)
+        self.session.log.close()
 
     # ================================================================ extras
     def redact(self, text: str) -> str:

@@ -103,19 +103,34 @@ class Workspace:
         self.record_path = runtime_dir / "terraform.json"
         self.holder_path = runtime_dir / "holder.json"
         self.lock_path = runtime_dir / "run.lock"
+        self._seen: tuple[int, int, int] | None = None
+        """(inode, size, mtime) of the record as last loaded or saved here."""
 
     # ------------------------------------------------------------ record
     def load(self) -> Record:
         try:
+            self._seen = _stamp(self.record_path)  # before the read: a later write shows
             return Record.model_validate_json(self.record_path.read_text())
-        except (OSError, ValueError):
+        except OSError:
+            self._seen = None
             return Record()
+        except ValueError:
+            return Record()
+
+    def changed(self) -> bool:
+        """The record file is not the one this workspace last loaded or saved: one stat, where
+        a load is a read and a validation (observe asks at every reconcile)."""
+        try:
+            return _stamp(self.record_path) != self._seen
+        except OSError:
+            return self._seen is not None
 
     def save(self, record: Record) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.record_path.with_name(self.record_path.name + ".tmp")
         tmp.write_text(record.model_dump_json(indent=1))
         tmp.replace(self.record_path)
+        self._seen = _stamp(self.record_path)
 
     # ------------------------------------------------------------ module
     def module_files(self, module: TerraformModule) -> dict[str, bytes]:
@@ -199,6 +214,12 @@ class Workspace:
     def unlock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """Which version of a file: every save replaces it (a new inode), so this is exact."""
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def checksum(files: dict[str, bytes]) -> str:
