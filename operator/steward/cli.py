@@ -52,7 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics_addr=args.metrics_addr,
         enforce_policy=True if args.enforce_policy else None,
         sandbox=True if args.sandbox else None,
+        terraform_service_account=args.terraform_service_account,
         workers={f: getattr(args, f"{f}_workers", None) for f in NAMES},
+        workers_per_namespace={f: getattr(args, f"{f}_workers_per_namespace", None) for f in NAMES},
     )
     if args.log_format == "json":
         from steward.k8s.logs import configure_json_logging
@@ -75,6 +77,54 @@ def cmd_run(args: argparse.Namespace) -> int:
         liveness_endpoint=config.liveness,
         memo=kopf.Memo(config=config),
     )
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    import logging
+
+    from steward import __version__
+    from steward.api.node import NodeAddress
+    from steward.engine.nodes import NodeSettings
+    from steward.k8s.agent import AgentOptions, parse_pairs, run_agent
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        labels = parse_pairs(args.label, "--label")
+        extended = parse_pairs(args.extended_resource, "--extended-resource")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    addresses = tuple(NodeAddress(type="InternalIP", address=a) for a in args.address or ())
+    settings = NodeSettings(
+        name=args.node,
+        addresses=(*addresses, NodeAddress(type="Hostname", address=args.node)),
+        max_services=args.max_services,
+        extended=extended,
+        reserved_cpu=args.reserved_cpu,
+        reserved_memory=args.reserved_memory,
+        version=__version__,
+        lease_duration=args.lease_duration,
+        renew_interval=args.renew_interval,
+        status_interval=args.status_interval,
+        report_interval=args.report_interval,
+    )
+    options = AgentOptions(
+        settings=settings,
+        lease_namespace=args.lease_namespace,
+        labels=tuple(labels.items()),
+        kubeconfig=args.kubeconfig,
+    )
+    return run_agent(options)
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from steward.k8s.nodes import format_rows, node_rows
+
+    print(format_rows(node_rows(args.kubeconfig, args.lease_namespace)))
     return 0
 
 
@@ -186,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--container-workers", type=int, help="threads for container reconciles (default 8)"
     )
     p.add_argument("--terraform-workers", type=int, help="threads for Terraform runs (default 2)")
+    for flavor in ("daemon", "container", "terraform"):
+        p.add_argument(
+            f"--{flavor}-workers-per-namespace",
+            type=int,
+            metavar="N",
+            help=f"most {flavor} workers one namespace holds at once (default: half the pool)",
+        )
     p.add_argument(
         "--metrics-port",
         type=int,
@@ -199,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run each daemon and Terraform command as its own uid, clean env, own cgroup",
     )
     p.add_argument(
+        "--terraform-service-account",
+        metavar="NAME",
+        default=None,
+        help="with --sandbox: the ServiceAccount in each namespace whose token Terraform's "
+        "kubernetes backend uses (default steward-terraform)",
+    )
+    p.add_argument(
         "--enforce-policy",
         action="store_true",
         help="check StewardPolicies before every start too (admission may be bypassed)",
@@ -206,6 +270,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("agent", help="register this host as a StewardNode and keep its Lease")
+    p.add_argument("--node", required=True, help="the StewardNode's name (e.g. the host name)")
+    p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
+    p.add_argument(
+        "--address",
+        action="append",
+        metavar="IP",
+        help="an address pods reach this host's services on (repeatable)",
+    )
+    p.add_argument("--label", action="append", metavar="KEY=VALUE", help="a label (repeatable)")
+    p.add_argument(
+        "--extended-resource",
+        action="append",
+        metavar="NAME=QUANTITY",
+        help="an extended resource, e.g. nvidia.com/gpu=2 (repeatable)",
+    )
+    p.add_argument("--max-services", type=int, default=110, help="services this host takes")
+    p.add_argument("--reserved-cpu", default="0", help="CPU held back for the host itself")
+    p.add_argument("--reserved-memory", default="0", help="memory held back for the host")
+    p.add_argument("--lease-namespace", default="kube-node-lease")
+    p.add_argument("--lease-duration", type=float, default=40.0, help="seconds (kubelet: 40)")
+    p.add_argument("--renew-interval", type=float, default=10.0, help="seconds (kubelet: 10)")
+    p.add_argument("--status-interval", type=float, default=10.0, help="seconds between checks")
+    p.add_argument(
+        "--report-interval",
+        type=float,
+        default=300.0,
+        help="seconds between status writes when nothing changed (kubelet: 300)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_agent)
+
+    p = sub.add_parser("nodes", help="list the registered hosts (StewardNodes) and their Leases")
+    p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
+    p.add_argument("--lease-namespace", default="kube-node-lease")
+    p.set_defaults(func=cmd_nodes)
 
     p = sub.add_parser("crd", help="print the ManagedService CRD generated from the models")
     p.add_argument("--write", metavar="FILE", help="write it to FILE instead of stdout")

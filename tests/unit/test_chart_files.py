@@ -41,6 +41,7 @@ def test_chart_crds_dir_holds_exactly_the_expected_crds() -> None:
     assert names == {
         "managedservices.steward.dev",
         "stewardpolicies.steward.dev",
+        "stewardnodes.steward.dev",
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }

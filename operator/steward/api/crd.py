@@ -1,4 +1,4 @@
-"""Generate the ManagedService and StewardPolicy CRDs (and the admission policy) from the pydantic models (the one source of truth).
+"""Generate the ManagedService, StewardPolicy and StewardNode CRDs (and the admission policy) from the pydantic models (the one source of truth).
 
 Pydantic's JSON schema is turned into a Kubernetes *structural* schema:
 ``$ref`` inlined, ``anyOf: [X, null]`` -> ``nullable``, no ``title``, no
@@ -16,6 +16,14 @@ import yaml
 
 from steward.api.flavors import FLAVORS, one_of
 from steward.api.manifest import API_GROUP, API_VERSION, KIND
+from steward.api.node import (
+    NODE_KIND,
+    NODE_PLURAL,
+    NODE_SHORT_NAMES,
+    NODE_SINGULAR,
+    StewardNodeSpec,
+    StewardNodeStatus,
+)
 from steward.api.policy import (
     DEFAULT_POLICY_SPEC,
     POLICY_KIND,
@@ -32,6 +40,7 @@ PLURAL = "managedservices"
 SINGULAR = "managedservice"
 SHORT_NAMES = ["msvc"]
 CATEGORIES = ["steward", "all"]
+_LABELS = {"app.kubernetes.io/name": "steward", "app.kubernetes.io/part-of": "steward"}
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {
@@ -162,38 +171,45 @@ def openapi_schema() -> dict[str, Any]:
     }
 
 
-def crd() -> dict[str, Any]:
-    """The CustomResourceDefinition object."""
+def _crd_object(
+    plural: str,
+    names: dict[str, Any],
+    scope: str,
+    version: dict[str, Any],
+) -> dict[str, Any]:
+    """One CustomResourceDefinition of the steward.dev group with a single served version."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{PLURAL}.{API_GROUP}",
-            "labels": {"app.kubernetes.io/name": "steward", "app.kubernetes.io/part-of": "steward"},
-        },
+        "metadata": {"name": f"{plural}.{API_GROUP}", "labels": dict(_LABELS)},
         "spec": {
             "group": API_GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
-                "categories": CATEGORIES,
-            },
-            "versions": [
-                {
-                    "name": API_VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": openapi_schema()},
-                }
-            ],
+            "scope": scope,
+            "names": names,
+            "versions": [{"name": API_VERSION, "served": True, "storage": True, **version}],
         },
     }
+
+
+def crd() -> dict[str, Any]:
+    """The CustomResourceDefinition object."""
+    return _crd_object(
+        PLURAL,
+        {
+            "kind": KIND,
+            "listKind": f"{KIND}List",
+            "plural": PLURAL,
+            "singular": SINGULAR,
+            "shortNames": SHORT_NAMES,
+            "categories": CATEGORIES,
+        },
+        "Namespaced",
+        {
+            "subresources": {"status": {}},
+            "additionalPrinterColumns": PRINTER_COLUMNS,
+            "schema": {"openAPIV3Schema": openapi_schema()},
+        },
+    )
 
 
 def crd_yaml() -> str:
@@ -236,35 +252,22 @@ def policy_openapi_schema() -> dict[str, Any]:
 
 def policy_crd() -> dict[str, Any]:
     """The StewardPolicy CustomResourceDefinition (cluster-scoped, no status)."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{POLICY_PLURAL}.{API_GROUP}",
-            "labels": {"app.kubernetes.io/name": "steward", "app.kubernetes.io/part-of": "steward"},
+    return _crd_object(
+        POLICY_PLURAL,
+        {
+            "kind": POLICY_KIND,
+            "listKind": f"{POLICY_KIND}List",
+            "plural": POLICY_PLURAL,
+            "singular": POLICY_SINGULAR,
+            "shortNames": POLICY_SHORT_NAMES,
+            "categories": ["steward"],
         },
-        "spec": {
-            "group": API_GROUP,
-            "scope": "Cluster",
-            "names": {
-                "kind": POLICY_KIND,
-                "listKind": f"{POLICY_KIND}List",
-                "plural": POLICY_PLURAL,
-                "singular": POLICY_SINGULAR,
-                "shortNames": POLICY_SHORT_NAMES,
-                "categories": ["steward"],
-            },
-            "versions": [
-                {
-                    "name": API_VERSION,
-                    "served": True,
-                    "storage": True,
-                    "additionalPrinterColumns": POLICY_PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": policy_openapi_schema()},
-                }
-            ],
+        "Cluster",
+        {
+            "additionalPrinterColumns": POLICY_PRINTER_COLUMNS,
+            "schema": {"openAPIV3Schema": policy_openapi_schema()},
         },
-    }
+    )
 
 
 def policy_crd_yaml() -> str:
@@ -272,10 +275,74 @@ def policy_crd_yaml() -> str:
     return header + yaml.safe_dump(policy_crd(), sort_keys=False, width=100)
 
 
+# --------------------------------------------------------------------------- StewardNode
+NODE_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Ready",
+        "type": "string",
+        "description": "the agent renews its Lease (Unknown: lost)",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Services", "type": "integer", "jsonPath": ".status.services"},
+    {"name": "Max", "type": "string", "jsonPath": ".status.allocatable.services"},
+    {"name": "CPU", "type": "string", "jsonPath": ".status.allocatable.cpu"},
+    {"name": "Memory", "type": "string", "jsonPath": ".status.allocatable.memory"},
+    {
+        "name": "Docker",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="DockerReady")].status',
+    },
+    {"name": "Unschedulable", "type": "boolean", "jsonPath": ".spec.unschedulable"},
+    {
+        "name": "Address",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.addresses[?(@.type=="InternalIP")].address',
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def node_crd() -> dict[str, Any]:
+    """The StewardNode CustomResourceDefinition (cluster-scoped, status written by agents)."""
+    schema = {
+        "type": "object",
+        "description": "A host that runs ManagedServices, registered by its `steward agent`.",
+        "properties": {
+            "apiVersion": {"type": "string", "description": "steward.dev/v1alpha1"},
+            "kind": {"type": "string", "description": NODE_KIND},
+            "metadata": {"type": "object"},
+            "spec": model_schema(StewardNodeSpec),
+            "status": model_schema(StewardNodeStatus),
+        },
+    }
+    return _crd_object(
+        NODE_PLURAL,
+        {
+            "kind": NODE_KIND,
+            "listKind": f"{NODE_KIND}List",
+            "plural": NODE_PLURAL,
+            "singular": NODE_SINGULAR,
+            "shortNames": NODE_SHORT_NAMES,
+            "categories": ["steward"],
+        },
+        "Cluster",
+        {
+            "subresources": {"status": {}},
+            "additionalPrinterColumns": NODE_PRINTER_COLUMNS,
+            "schema": {"openAPIV3Schema": schema},
+        },
+    )
+
+
+def node_crd_yaml() -> str:
+    header = "# Generated from the pydantic models by `steward crd`. Do not edit.\n"
+    return header + yaml.safe_dump(node_crd(), sort_keys=False, width=100)
+
+
 # --------------------------------------------------------------------------- admission
 ADMISSION_NAME = "steward-managedservices"
 DEFAULT_POLICY_NAME = "steward-default"
-_LABELS = {"app.kubernetes.io/name": "steward", "app.kubernetes.io/part-of": "steward"}
 
 
 def _selector_cel() -> str:

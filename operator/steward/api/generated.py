@@ -9,17 +9,25 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from steward.api.crd import admission_yaml, chart_admission_template, policy_crd_yaml
+from steward.api.crd import (
+    admission_yaml,
+    chart_admission_template,
+    node_crd_yaml,
+    policy_crd_yaml,
+)
 
 POLICY_CRD = "crds/stewardpolicies.steward.dev.yaml"
+NODE_CRD = "crds/stewardnodes.steward.dev.yaml"
 
 GENERATED: dict[str, Callable[[], str]] = {
     POLICY_CRD: policy_crd_yaml,
     "charts/steward/crds/stewardpolicies.steward.dev.yaml": policy_crd_yaml,
+    NODE_CRD: node_crd_yaml,
+    "charts/steward/crds/stewardnodes.steward.dev.yaml": node_crd_yaml,
     "deploy/admission-policy.yaml": admission_yaml,
     "charts/steward/templates/admission-policy.yaml": chart_admission_template,
 }
-"""Policy files (the ManagedService CRD and docs/reference.md are written by `steward crd`)."""
+"""Policy and node files (the ManagedService CRD and docs/reference.md are written by `steward crd`)."""
 
 
 def _reference() -> str:
