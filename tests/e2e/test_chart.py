@@ -44,6 +44,19 @@ SECRETS_WRITE_RULES: frozenset[Rule] = frozenset(
     {("", "secrets", v, None) for v in ("list", "create", "update", "delete")}
     | {("coordination.k8s.io", "leases", v, None) for v in ("get", "create", "update", "delete")}
 )
+# tenancy.enforcePolicy (default on): the served namespaces' labels, one by one ...
+NAMESPACE_RULES: frozenset[Rule] = frozenset({("", "namespaces", "get", None)})
+# ... and the cluster-scoped StewardPolicies, read-only (a ClusterRole in every mode).
+POLICY_RULES: frozenset[Rule] = frozenset(
+    {("steward.dev", "stewardpolicies", v, None) for v in ("get", "list", "watch")}
+)
+# tenancy.sandbox (default on): tokens of each namespace's Terraform ServiceAccount only.
+TOKEN_RULES: frozenset[Rule] = frozenset(
+    {("", "serviceaccounts/token", "create", "steward-terraform")}
+)
+TENANCY_OFF = ("--set", "tenancy.enforcePolicy=false", "--set", "tenancy.sandbox.enabled=false")
+# The capabilities the root operator keeps with the sandbox on (values.yaml).
+SANDBOX_CAPS = ["SETUID", "SETGID", "KILL", "CHOWN", "FOWNER", "DAC_OVERRIDE"]
 
 
 def peering_rules(resource: str, name: str) -> frozenset[Rule]:
@@ -123,6 +136,8 @@ def kopf_crds(kubectl: Runner, chart_crds: None) -> None:
         ["--set", "docker.mode=dind"],
         ["--set", "persistence.enabled=true", "--set", "metrics.service.enabled=true"],
         ["--set", "terraform.secretsWrite=false", "--set", "metrics.enabled=false"],
+        list(TENANCY_OFF),
+        ["--set", "watchNamespaces={a}", "--set", "tenancy.sandbox.enabled=false"],
     ],
     ids=[
         "defaults",
@@ -133,6 +148,8 @@ def kopf_crds(kubectl: Runner, chart_crds: None) -> None:
         "dind",
         "persistence",
         "minimal",
+        "tenancy-off",
+        "namespaced-no-sandbox",
     ],
 )
 def test_helm_lint_strict(helm: Runner, values: list[str]) -> None:
@@ -155,7 +172,9 @@ def test_defaults_render_cluster_wide_least_privilege(helm: Runner) -> None:
     ]
     role = one(docs, "ClusterRole")
     assert role["metadata"]["name"] == "sys-r-steward"
-    assert expand_rules(role["rules"]) == BASE_RULES | SECRETS_WRITE_RULES
+    assert expand_rules(role["rules"]) == (
+        BASE_RULES | SECRETS_WRITE_RULES | NAMESPACE_RULES | POLICY_RULES | TOKEN_RULES
+    )
     binding = one(docs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -191,19 +210,29 @@ def test_defaults_render_cluster_wide_least_privilege(helm: Runner) -> None:
         "--daemon-workers=8",
         "--container-workers=8",
         "--terraform-workers=2",
+        "--enforce-policy",
+        "--sandbox",
     ]
     env = env_of(op)
     assert env["STEWARD_TERRAFORM_BINARY"] == "auto"
     assert env["STEWARD_TERRAFORM_STATE_BACKEND"] == "local"
     assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert "DOCKER_HOST" not in env and "STEWARD_PEERING_PRIORITY" not in env
-    # non-root, read-only root filesystem; writable state dir and /tmp only
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert env["STEWARD_SANDBOX_UIDS"] == "1879048192-65536"
+    # The sandbox switches uids: root with the sandbox's capabilities only, no fsGroup (the
+    # kubelet then writes the ServiceAccount token 0600 root's); read-only root filesystem;
+    # writable state dir and /tmp only.
+    assert pod["securityContext"] == {
+        "runAsNonRoot": False,
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "supplementalGroups": [],
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     assert op["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
+        "capabilities": {"drop": ["ALL"], "add": SANDBOX_CAPS},
     }
     mounts = {m["mountPath"]: m["name"] for m in op["volumeMounts"]}
     assert mounts == {"/var/lib/steward": "state", "/tmp": "tmp"}
@@ -250,7 +279,14 @@ def test_chart_args_parse_with_the_real_cli(helm: Runner) -> None:
 def test_namespaced_mode_renders_a_role_per_namespace_and_nothing_cluster_wide(
     helm: Runner,
 ) -> None:
-    docs = render(helm, "--set", "watchNamespaces={a,b}", "--set", "terraform.secretsWrite=false")
+    docs = render(
+        helm,
+        "--set",
+        "watchNamespaces={a,b}",
+        "--set",
+        "terraform.secretsWrite=false",
+        *TENANCY_OFF,
+    )
     assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
     assert not find(docs, "KopfPeering") and not find(docs, "ClusterKopfPeering")
     for ns in ("a", "b"):
@@ -265,6 +301,95 @@ def test_namespaced_mode_renders_a_role_per_namespace_and_nothing_cluster_wide(
     args = container(one(docs, "Deployment"))["args"]
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=a", "--namespace=b"]
     assert not any(a.startswith("--peering") for a in args)
+    assert "--enforce-policy" not in args and "--sandbox" not in args
+
+
+def test_namespaced_mode_with_tenancy_defaults(helm: Runner) -> None:
+    """--enforce-policy in namespaced mode: namespace get in each Role (its own namespace
+    only) and the one cluster-scoped grant, read-only on the StewardPolicies."""
+    docs = render(helm, "--set", "watchNamespaces={a,b}", "--set", "terraform.secretsWrite=false")
+    for ns in ("a", "b"):
+        assert expand_rules(one(docs, "Role", ns)["rules"]) == (
+            BASE_RULES | NAMESPACE_RULES | TOKEN_RULES
+        )
+    role = one(docs, "ClusterRole")
+    assert role["metadata"]["name"] == "steward-system-r-steward-policies"
+    assert expand_rules(role["rules"]) == POLICY_RULES
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "steward-system-r-steward-policies",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "r-steward", "namespace": "steward-system"}
+    ]
+    args = container(one(docs, "Deployment"))["args"]
+    assert args[-2:] == ["--enforce-policy", "--sandbox"]
+
+
+def test_sandbox_off_keeps_the_unprivileged_pod(helm: Runner) -> None:
+    """tenancy.sandbox.enabled=false: uid 65532, no capability, no uid range; enforcePolicy
+    stays on by itself (and its RBAC with it)."""
+    docs = render(helm, "--set", "tenancy.sandbox.enabled=false")
+    deploy = one(docs, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    op = container(deploy)
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "supplementalGroups": [],
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert op["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert "--sandbox" not in op["args"] and "--enforce-policy" in op["args"]
+    assert "STEWARD_SANDBOX_UIDS" not in env_of(op)
+    rules = expand_rules(one(docs, "ClusterRole")["rules"])
+    assert rules == BASE_RULES | SECRETS_WRITE_RULES | NAMESPACE_RULES | POLICY_RULES
+    # ... and with enforcePolicy off too, the RBAC of before: no namespaces, no policies.
+    docs = render(helm, *TENANCY_OFF)
+    assert expand_rules(one(docs, "ClusterRole")["rules"]) == BASE_RULES | SECRETS_WRITE_RULES
+    op = container(one(docs, "Deployment"))
+    assert "--enforce-policy" not in op["args"] and "--sandbox" not in op["args"]
+
+
+def test_sandbox_uid_range_and_capabilities_values(helm: Runner) -> None:
+    """The uid range reaches the operator as STEWARD_SANDBOX_UIDS (its parser's format);
+    capabilities.add from securityContext and the sandbox's are merged, once each."""
+    from steward.k8s.config import OperatorConfig
+
+    docs = render(
+        helm,
+        "--set",
+        "tenancy.sandbox.uidRange.start=200000",
+        "--set",
+        "tenancy.sandbox.uidRange.count=1000",
+        "--set",
+        "securityContext.capabilities.add={NET_BIND_SERVICE,KILL}",
+        "--set",
+        "podSecurityContext.supplementalGroups={998}",
+    )
+    deploy = one(docs, "Deployment")
+    op = container(deploy)
+    env = env_of(op)
+    assert env["STEWARD_SANDBOX_UIDS"] == "200000-1000"
+    config = OperatorConfig.from_env({"STEWARD_SANDBOX_UIDS": env["STEWARD_SANDBOX_UIDS"]})
+    assert (config.sandbox_uid_start, config.sandbox_uid_count) == (200000, 1000)
+    assert op["securityContext"]["capabilities"]["add"] == [
+        "NET_BIND_SERVICE",
+        "KILL",
+        *(c for c in SANDBOX_CAPS if c != "KILL"),
+    ]
+    psc = deploy["spec"]["template"]["spec"]["securityContext"]
+    assert (psc["runAsUser"], psc["supplementalGroups"]) == (0, [998])
+    args = build_parser().parse_args(op["args"])
+    assert args.sandbox is True and args.enforce_policy is True
 
 
 @pytest.mark.parametrize("how", ["replicas", "enabled"])
@@ -281,10 +406,11 @@ def test_peering_mode_namespaced(helm: Runner, how: str) -> None:
         peering = one(docs, "KopfPeering", ns)
         assert (peering["apiVersion"], peering["metadata"]["name"]) == ("kopf.dev/v1", "r-steward")
         rules = expand_rules(one(docs, "Role", ns)["rules"])
-        assert rules == BASE_RULES | SECRETS_WRITE_RULES | peering_rules(
-            "kopfpeerings", "r-steward"
+        assert rules == BASE_RULES | SECRETS_WRITE_RULES | NAMESPACE_RULES | TOKEN_RULES | (
+            peering_rules("kopfpeerings", "r-steward")
         )
-    assert not find(docs, "ClusterKopfPeering") and not find(docs, "ClusterRole")
+    assert not find(docs, "ClusterKopfPeering")
+    assert expand_rules(one(docs, "ClusterRole")["rules"]) == POLICY_RULES
 
 
 def test_peering_mode_cluster_wide(helm: Runner) -> None:
@@ -292,8 +418,14 @@ def test_peering_mode_cluster_wide(helm: Runner) -> None:
     assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "steward-ha"
     assert not find(docs, "KopfPeering")
     rules = expand_rules(one(docs, "ClusterRole")["rules"])
-    assert rules == BASE_RULES | SECRETS_WRITE_RULES | peering_rules(
-        "clusterkopfpeerings", "steward-ha"
+    assert (
+        rules
+        == BASE_RULES
+        | SECRETS_WRITE_RULES
+        | NAMESPACE_RULES
+        | POLICY_RULES
+        | TOKEN_RULES
+        | (peering_rules("clusterkopfpeerings", "steward-ha"))
     )
     assert "--peering=steward-ha" in container(one(docs, "Deployment"))["args"]
 
@@ -309,7 +441,7 @@ def test_docker_socket_mode(helm: Runner) -> None:
     assert volume["hostPath"] == {"path": "/var/run/docker.sock", "type": "Socket"}
     assert {"name": "docker-socket", "mountPath": "/var/run/docker.sock"} in op["volumeMounts"]
     assert pod["securityContext"]["supplementalGroups"] == [998]
-    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is False  # the sandbox's root
     assert [c["name"] for c in pod["containers"]] == ["operator"]
 
 
@@ -382,7 +514,9 @@ def test_values_for_terraform_resources_scheduling_and_env(helm: Runner) -> None
     assert "prometheus.io/scrape" not in (
         deploy["spec"]["template"]["metadata"].get("annotations") or {}
     )
-    assert expand_rules(one(docs, "ClusterRole")["rules"]) == BASE_RULES
+    assert expand_rules(one(docs, "ClusterRole")["rules"]) == (
+        BASE_RULES | NAMESPACE_RULES | POLICY_RULES | TOKEN_RULES
+    )
 
 
 # ---------------------------------------------------------------- accepted by the real apiserver
@@ -409,6 +543,13 @@ DRY_RUN_MODES: dict[str, list[str]] = {
         "persistence.enabled=true",
         "--set",
         "metrics.service.enabled=true",
+    ],
+    "tenancy-off": list(TENANCY_OFF),
+    "namespaced-no-sandbox": [
+        "--set",
+        "watchNamespaces={{ns}}",
+        "--set",
+        "tenancy.sandbox.enabled=false",
     ],
 }
 
@@ -442,21 +583,46 @@ def test_rendered_chart_server_dry_run(
     assert kubectl("get", "deploy", "-n", namespace, "-o", "name").stdout.strip() == ""
 
 
-def test_defaults_pass_pod_security_restricted_and_docker_modes_say_why_not(
+def test_pod_security_baseline_with_the_sandbox_restricted_without(
     helm: Runner, kubectl: Runner, namespace: str
 ) -> None:
-    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted")
+    """The defaults (sandbox on: root + six capabilities) are PodSecurity `baseline`, and
+    `restricted` names exactly those two fields; with the sandbox off, `restricted`."""
 
-    def warnings(*values: str) -> str:
+    def warnings(level: str, *values: str) -> str:
+        kubectl(
+            "label",
+            "namespace",
+            namespace,
+            f"pod-security.kubernetes.io/warn={level}",
+            "--overwrite",
+        )
         manifest = helm("template", "psa", CHART, "--namespace", namespace, *values).stdout
         return kubectl("apply", "--dry-run=server", "-f", "-", input=manifest).stderr
 
-    assert "PodSecurity" not in warnings(), "the default operator pod must be `restricted`"
-    assert "PodSecurity" not in warnings("--set", "watchNamespaces={" + namespace + "}")
-    socket = warnings("--set", "docker.mode=socket")
+    assert "PodSecurity" not in warnings("baseline"), "the default pod must be `baseline`"
+    restricted = warnings("restricted")
+    assert (
+        'container "operator" must not include "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID" in securityContext.capabilities.add'
+        in restricted
+    ), restricted
+    assert "runAsNonRoot != true" in restricted and "runAsUser=0" in restricted, restricted
+    assert "PodSecurity" not in warnings("restricted", "--set", "tenancy.sandbox.enabled=false")
+    no_sandbox = (
+        "--set",
+        "tenancy.sandbox.enabled=false",
+        "--set",
+        "watchNamespaces={" + namespace + "}",
+    )
+    assert "PodSecurity" not in warnings("restricted", *no_sandbox)
+    socket = warnings(
+        "restricted", "--set", "docker.mode=socket", "--set", "tenancy.sandbox.enabled=false"
+    )
     assert 'volume "docker-socket" uses restricted volume type "hostPath"' in socket
     assert 'container "operator"' not in socket
-    dind = warnings("--set", "docker.mode=dind")
+    dind = warnings(
+        "restricted", "--set", "docker.mode=dind", "--set", "tenancy.sandbox.enabled=false"
+    )
     assert 'container "dind" must not set securityContext.privileged=true' in dind
     assert 'container "operator"' not in dind
 
@@ -491,7 +657,9 @@ def test_install_upgrade_uninstall(
         assert d1["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
         assert exists("serviceaccount", "rel-steward", "-n", ns)
         role = json.loads(kubectl("get", "clusterrole", cluster_name, "-o", "json").stdout)
-        assert expand_rules(role["rules"]) == BASE_RULES | SECRETS_WRITE_RULES
+        assert expand_rules(role["rules"]) == (
+            BASE_RULES | SECRETS_WRITE_RULES | NAMESPACE_RULES | POLICY_RULES | TOKEN_RULES
+        )
         assert exists("clusterrolebinding", cluster_name)
 
         # upgrade: a new image tag and namespaced mode -> the Deployment changes, the
@@ -518,7 +686,10 @@ def test_install_upgrade_uninstall(
         assert not exists("clusterrole", cluster_name)
         assert not exists("clusterrolebinding", cluster_name)
         role = json.loads(kubectl("get", "role", "rel-steward", "-n", ns, "-o", "json").stdout)
-        assert expand_rules(role["rules"]) == BASE_RULES | SECRETS_WRITE_RULES
+        assert expand_rules(role["rules"]) == (
+            BASE_RULES | SECRETS_WRITE_RULES | NAMESPACE_RULES | TOKEN_RULES
+        )
+        assert exists("clusterrole", f"{cluster_name}-policies")
         assert exists("rolebinding", "rel-steward", "-n", ns)
         history = json.loads(helm("history", release, "--namespace", ns, "-o", "json").stdout)
         assert [h["revision"] for h in history] == [1, 2]
@@ -543,6 +714,8 @@ def test_install_upgrade_uninstall(
         ("role", "rel-steward", "-n", ns),
         ("rolebinding", "rel-steward", "-n", ns),
         ("clusterrole", cluster_name),
+        ("clusterrole", f"{cluster_name}-policies"),
+        ("clusterrolebinding", f"{cluster_name}-policies"),
     ):
         assert not exists(*what), f"{what} left after helm uninstall"
     assert helm("list", "--namespace", ns, "-q").stdout.strip() == ""
@@ -562,6 +735,10 @@ BAD_VALUES = [
     ("metrics.port=70000", ["/metrics/port"]),
     ("operator.logFormat=xml", ["/operator/logFormat"]),
     ("peering.priority=high", ["/peering/priority"]),
+    ("tenancy.sandbox.uidRange.start=0", ["/tenancy/sandbox/uidRange/start"]),
+    ("tenancy.sandbox.uidRange.count=0", ["/tenancy/sandbox/uidRange/count"]),
+    ("tenancy.sandbox.capabilities={cap_sys_admin}", ["/tenancy/sandbox/capabilities/0"]),
+    ("tenancy.sandbox.enabled=yes", ["/tenancy/sandbox/enabled"]),
 ]
 
 
@@ -607,3 +784,43 @@ def test_template_guard_persistence_with_replicas(helm: Runner) -> None:
         "persistence.accessModes={ReadWriteMany}",
     )
     assert "kind: PersistentVolumeClaim" in ok.stdout
+
+
+def test_template_guard_sandbox_uid_range_below_2_31(helm: Runner) -> None:
+    out = helm(
+        "template",
+        "bad",
+        CHART,
+        "--set",
+        "tenancy.sandbox.uidRange.start=2147483000",
+        "--set",
+        "tenancy.sandbox.uidRange.count=1000",
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "tenancy.sandbox.uidRange: start + count must not pass 2147483648" in out.stderr
+    # the range is the sandbox's: with it off the values are not checked
+    helm(
+        "template",
+        "ok",
+        CHART,
+        "--set",
+        "tenancy.sandbox.enabled=false",
+        "--set",
+        "tenancy.sandbox.uidRange.start=2147483000",
+        "--set",
+        "tenancy.sandbox.uidRange.count=1000",
+    )
+
+
+def test_sandbox_names_the_terraform_service_account(helm: Runner) -> None:
+    """The operator mints tokens of this ServiceAccount only, and is told its name."""
+    docs = render(helm, "--set", "tenancy.sandbox.terraformServiceAccount=tf-runner")
+    env = env_of(container(one(docs, "Deployment")))
+    assert env["STEWARD_TERRAFORM_SERVICE_ACCOUNT"] == "tf-runner"
+    rules = expand_rules(one(docs, "ClusterRole")["rules"])
+    assert ("", "serviceaccounts/token", "create", "tf-runner") in rules
+    assert not {r for r in rules if r[1] == "serviceaccounts/token" and r[3] != "tf-runner"}
+    off = render(helm, "--set", "tenancy.sandbox.enabled=false")
+    assert "STEWARD_TERRAFORM_SERVICE_ACCOUNT" not in env_of(container(one(off, "Deployment")))
+    assert not {r for r in expand_rules(one(off, "ClusterRole")["rules"]) if "token" in r[1]}

@@ -400,6 +400,10 @@ def install_release(
         f"operator.stateDir={state_dir}",
         f"liveness.port={liveness_port}",
         f"metrics.port={metrics_port}",
+        # The operator runs here on the host, whose Python (under /root) a sandbox uid
+        # cannot execute; the sandbox needs no RBAC and is proven in the image by
+        # tests/e2e/node/test_helm_tenancy.py. --enforce-policy (and its RBAC) stays on.
+        "tenancy.sandbox.enabled=false",
         *values,
     ]
     helm(

@@ -41,7 +41,7 @@ RELAXED: dict[str, Any] = {
             {"key": "steward.dev/policy", "operator": "In", "values": [RELAXED_LABEL]}
         ]
     },
-    "daemon": {"allowBlocking": True, "allowSingleton": True},
+    "daemon": {"allowSingleton": True},
     "container": {
         "allowPrivileged": True,
         "allowedCapabilities": ["CAP_NET_ADMIN"],
@@ -243,7 +243,8 @@ CASES: tuple[Case, ...] = (
         "container-host-path",
     ),
     Case("r-no-limits", R, {"container": {"image": "busybox:1.36"}}, "require-limits"),
-    Case("r-blocking", R, daemon(blocking=True, singleton=True), None),
+    Case("r-singleton", R, daemon(singleton=True), None),
+    Case("r-blocking", R, daemon(blocking=True), "daemon-blocking"),  # no policy allows it
     Case("r-orphan", R, {**daemon(), "deletionPolicy": "Orphan"}, None),
     Case("r-tf-inline", R, tf(), None),
     Case("r-tf-own-ns", R, tf(backend=k8s_backend(namespace=OWN_NS, inClusterConfig=True)), None),

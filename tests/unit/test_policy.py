@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from steward.api.manifest import ManagedService
 from steward.api.policy import (
     RULE_IDS,
     RULES,
@@ -19,7 +20,16 @@ from steward.api.policy import (
     resource_flavors,
     rule,
 )
-from steward.engine.policy import CHECKS, check, evaluate, select, selector_matches
+from steward.engine.policy import (
+    CHECKS,
+    check,
+    evaluate,
+    operator_refusals,
+    outputs_secret_refusal,
+    owns_secret,
+    select,
+    selector_matches,
+)
 from tests.support.manifests import policy
 from tests.support.policy_cases import (
     CASES,
@@ -323,3 +333,68 @@ def test_rules_messages_are_cel_safe_and_ids_unique() -> None:
     assert len(set(RULE_IDS)) == len(RULES)
     for r in RULES:
         assert "'" not in r.message and r.path.startswith("spec")
+
+
+def test_no_policy_allows_blocking() -> None:
+    with pytest.raises(ValidationError):
+        StewardPolicySpec.model_validate({**EVERYWHERE, "daemon": {"allowBlocking": True}})
+    assert "allowBlocking" not in rule("daemon-blocking").cel
+
+
+@pytest.mark.parametrize(
+    ("spec", "refused"),
+    [
+        (daemon(), []),
+        (daemon(blocking=False), []),
+        (daemon(blocking=True), ["daemon-blocking"]),
+        (daemon(singleton=True), []),  # the policies' business (--enforce-policy, admission)
+        ({**daemon(), "deletionPolicy": "Orphan"}, []),
+        (box(), []),
+        (tf(), []),
+    ],
+)
+def test_operator_refusals_whatever_the_policies(spec: dict[str, Any], refused: list[str]) -> None:
+    found = operator_refusals(
+        ManagedService.parse(Case("x", STRICT_LABEL, spec, None).manifest(NS))
+    )
+    assert [m.split(":")[0] for m in found] == refused
+    for message in found:
+        assert message.endswith("(operator mode)") and "own process" in message
+
+
+UID = "0b7c6f5e-1111-2222-3333-444455556666"
+OURS = {"app.kubernetes.io/managed-by": "steward", "steward.dev/owner": UID}
+
+# (case, labels or None for no Secret, ownerReference uids, writable)
+SECRETS: list[tuple[str, dict[str, str] | None, list[str], bool]] = [
+    ("absent", None, [], True),
+    ("ours", OURS, [UID], True),
+    ("ours-before-owner-label", {"app.kubernetes.io/managed-by": "steward"}, [UID], True),
+    ("ours-among-owners", OURS, ["other", UID], True),
+    ("unlabelled", {}, [], False),
+    ("someone-elses", {"app": "db"}, [], False),
+    ("owner-ref-only", {}, [UID], False),
+    ("labels-only", OURS, [], False),
+    ("another-resource", {**OURS, "steward.dev/owner": "other"}, ["other"], False),
+    ("label-says-other", {**OURS, "steward.dev/owner": "other"}, [UID], False),
+    ("other-manager", {**OURS, "app.kubernetes.io/managed-by": "helm"}, [UID], False),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "labels", "owners", "writable"), SECRETS, ids=[s[0] for s in SECRETS]
+)
+def test_outputs_secret_only_when_steward_made_it_for_this_resource(
+    name: str, labels: dict[str, str] | None, owners: list[str], writable: bool
+) -> None:
+    refusal = outputs_secret_refusal("db-creds", labels, owners, UID)
+    assert (refusal is None) == writable
+    if labels is not None:
+        assert owns_secret(labels, owners, UID) == writable
+    if refusal is not None:
+        assert refusal.startswith("outputs-secret-not-owned: Secret db-creds exists")
+
+
+def test_a_resource_without_uid_owns_nothing() -> None:
+    assert not owns_secret(OURS, [""], "")
+    assert outputs_secret_refusal("s", {"app.kubernetes.io/managed-by": "steward"}, [""], "")

@@ -98,6 +98,32 @@ verb used by the operator (proven by tests/e2e/test_rbac.py):
   resources: ["leases"]
   verbs: ["get", "create", "update", "delete"]
 {{- end }}
+{{- if .Values.tenancy.sandbox.enabled }}
+# tenancy.sandbox: Terraform's kubernetes backend gets a short-lived token of the
+# namespace's own ServiceAccount (TokenRequest), never the operator's; only that name.
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  resourceNames: [{{ .Values.tenancy.sandbox.terraformServiceAccount | quote }}]
+  verbs: ["create"]
+{{- end }}
+{{- if .Values.tenancy.enforcePolicy }}
+# tenancy.enforcePolicy: the policy check reads each served namespace's labels
+# (the StewardPolicy namespaceSelector); one by one, never list or watch.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
+{{- end }}
+{{- end -}}
+
+{{/*
+tenancy.enforcePolicy: the operator reads the admin's StewardPolicies before
+every start. They are cluster-scoped, so this is a ClusterRole even with
+watchNamespaces; read-only, and they hold no secrets.
+*/}}
+{{- define "steward.policyRules" -}}
+- apiGroups: ["steward.dev"]
+  resources: ["stewardpolicies"]
+  verbs: ["get", "list", "watch"]
 {{- end -}}
 
 {{/*

@@ -4,7 +4,9 @@ Cluster-scoped and admin-owned. Whoever can create a ManagedService in a
 namespace gets no more power than a Pod there: everything that reaches past
 the service's own sandbox (privileged containers, host paths, host network,
 other namespaces' state, the operator's kubeconfig, orphaned workloads...) is
-denied unless a policy allows it.
+denied unless a policy allows it. A blocking daemon is denied whatever a policy
+says: it would run in the operator's own process (the engine refuses it too,
+policies or not; see :func:`steward.engine.policy.operator_refusals`).
 
 Precedence: **every** policy whose ``namespaceSelector`` selects a namespace
 applies, and a ManagedService there must satisfy all of them (the most
@@ -137,7 +139,6 @@ class DaemonPolicy(CamelModel):
         description="Allowed modules of `python.callable`: `pkg` allows `pkg:f` and `pkg.sub:f`. "
         "Unset: any callable.",
     )
-    allow_blocking: bool = Field(default=False, description="Allow `blocking: true`.")
     allow_singleton: bool = Field(default=False, description="Allow `singleton: true`.")
 
     @field_validator("commands")
@@ -337,6 +338,15 @@ class StewardPolicy(CamelModel):
         return cls.model_validate(data)
 
 
+# --------------------------------------------------------------------------- operator-mode refusals
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "steward"
+OWNER_LABEL = "steward.dev/owner"
+"""On a Secret Steward created for a ManagedService: that resource's uid (with an
+ownerReference to it). `writeOutputsToSecret` writes and deletes only such Secrets."""
+OUTPUTS_SECRET_RULE = "outputs-secret-not-owned"  # noqa: S105 - a rule id, not a secret
+
+
 # --------------------------------------------------------------------------- the quickstart default
 DEFAULT_POLICY_SPEC: dict[str, object] = {
     "namespaceSelector": {"matchExpressions": [{"key": POLICY_LABEL, "operator": "DoesNotExist"}]},
@@ -369,6 +379,11 @@ class PolicyRule:
         """The denial message, the same from CEL and from the engine."""
         return f"{self.id}: {self.message} (StewardPolicy {policy_name})"
 
+
+BLOCKING_MESSAGE = (
+    "blocking daemons never run under the operator: they would run in its own process"
+)
+"""Why `blocking: true` is refused in operator mode whatever the policies say."""
 
 P = "variables.p"
 S = "object.spec"
@@ -499,9 +514,9 @@ def _rules() -> tuple[PolicyRule, ...]:
         PolicyRule(
             "daemon-blocking",
             "spec.daemon.blocking",
-            "daemon.allowBlocking",
-            "blocking daemons are not allowed (daemon.allowBlocking)",
-            f"!{S}.?daemon.?blocking.orValue(false) || {P}.?daemon.?allowBlocking.orValue(false)",
+            "(nothing)",
+            BLOCKING_MESSAGE,
+            f"!{S}.?daemon.?blocking.orValue(false)",
         ),
         PolicyRule(
             "daemon-singleton",

@@ -53,6 +53,9 @@ VALUE_FROM_UNAVAILABLE: Final = "ValueFromUnavailable"
 VARS_FROM_MISSING: Final = "TerraformVarsFromMissing"
 VARS_FROM_UNAVAILABLE: Final = "TerraformVarsFromUnavailable"
 OUTPUTS_SECRET_FAILED: Final = "OutputsSecretFailed"  # noqa: S105 - a reason, not a secret
+OUTPUTS_SECRET_NOT_OWNED: Final = "OutputsSecretNotOwned"  # noqa: S105 - a reason, not a secret
+BACKEND_CREDENTIALS_MISSING: Final = "BackendCredentialsMissing"
+"""The outputs Secret exists and Steward did not create it for this resource: not written."""
 
 # Runtime diagnoses (what a run or a start ran into)
 SANDBOX_UNAVAILABLE: Final = "SandboxUnavailable"
@@ -86,6 +89,7 @@ WAITING_FOR_INPUT: Final = frozenset(
         VARS_FROM_UNAVAILABLE,
         DOCKER_UNAVAILABLE,
         PORT_UNAVAILABLE,
+        BACKEND_CREDENTIALS_MISSING,
     }
 )
 """Start failures caused by something outside the spec that may appear later (a Secret,

@@ -21,6 +21,10 @@ from steward.api.container import parse_quantity
 from steward.api.flavors import FLAVORS
 from steward.api.manifest import ManagedService
 from steward.api.policy import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    OUTPUTS_SECRET_RULE,
+    OWNER_LABEL,
     RULE_IDS,
     RULES,
     SENSITIVE_HOST_PATHS,
@@ -28,6 +32,7 @@ from steward.api.policy import (
     StewardPolicy,
     StewardPolicySpec,
     resource_flavors,
+    rule,
 )
 from steward.api.spec import DeletionPolicy
 
@@ -136,7 +141,7 @@ def _daemon_python(p: StewardPolicySpec, ms: ManagedService) -> list[str]:
 
 def _daemon_blocking(p: StewardPolicySpec, ms: ManagedService) -> list[str]:
     d = ms.spec.daemon
-    return ["spec.daemon.blocking"] if d and d.blocking and not p.daemon.allow_blocking else []
+    return ["spec.daemon.blocking"] if d and d.blocking else []  # no policy allows it
 
 
 def _daemon_singleton(p: StewardPolicySpec, ms: ManagedService) -> list[str]:
@@ -402,3 +407,42 @@ def check(
         manifest if isinstance(manifest, ManagedService | str) else dict(manifest)
     )
     return [v for p in select(policies, namespace_labels) for v in evaluate(p, ms)]
+
+
+# --------------------------------------------------------------------------- operator mode
+def operator_refusals(manifest: ManagedService) -> list[str]:
+    """What the operator refuses to start whatever the policies say (with or without
+    ``--enforce-policy``): a blocking daemon would run tenant code in its own process."""
+    if _daemon_blocking(StewardPolicySpec(namespace_selector=LabelSelector()), manifest):
+        r = rule("daemon-blocking")
+        return [f"{r.id}: {r.message} (operator mode)"]
+    return []
+
+
+def owns_secret(labels: Mapping[str, str], owner_uids: Iterable[str], uid: str) -> bool:
+    """Steward created this Secret for the resource ``uid``: labelled by Steward and with an
+    ownerReference to that uid (the owner label, which earlier versions did not set, must
+    name the same uid when present)."""
+    return (
+        bool(uid)
+        and labels.get(MANAGED_BY_LABEL) == MANAGED_BY
+        and labels.get(OWNER_LABEL, uid) == uid
+        and uid in set(owner_uids)
+    )
+
+
+def outputs_secret_refusal(
+    name: str, labels: Mapping[str, str] | None, owner_uids: Iterable[str], uid: str
+) -> str | None:
+    """Why the outputs Secret ``name`` must not be written (None: absent or Steward's own).
+
+    ``labels`` None means no such Secret. Anyone else's Secret, another ManagedService's
+    included, is never overwritten with the operator's credentials.
+    """
+    if labels is None or owns_secret(labels, owner_uids, uid):
+        return None
+    return (
+        f"{OUTPUTS_SECRET_RULE}: Secret {name} exists and Steward did not create it for "
+        "this ManagedService (writeOutputsToSecret writes only Secrets it owns; "
+        "choose another name)"
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from steward.engine.fairness import default_cap
 from steward.engine.store import default_state_dir
 
 DEFAULT_WORKERS = {"daemon": 8, "container": 8, "terraform": 2}
@@ -35,6 +36,8 @@ class OperatorConfig(BaseModel):
     metrics_port: int = 0
     metrics_addr: str = "0.0.0.0"
     workers: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_WORKERS))
+    workers_per_namespace: dict[str, int] = Field(default_factory=dict)
+    """Per flavor, how many of its workers one namespace may hold at once (unset: half)."""
     terraform_binary: str = ""
     """Install-wide default for spec.terraform.binary: auto | terraform | tofu | bundled."""
     terraform_state_backend: str = ""
@@ -46,10 +49,17 @@ class OperatorConfig(BaseModel):
     root or CAP_SETUID/SETGID/KILL and writable cgroups)."""
     sandbox_uid_start: int = 0x70000000
     sandbox_uid_count: int = 65536
+    terraform_service_account: str = "steward-terraform"
+    """In a sandbox, the ServiceAccount of each namespace whose token Terraform's kubernetes
+    backend uses (never the operator's own credentials)."""
     enforce_policy: bool = False
     """Check StewardPolicies in the operator too, before every start (fails closed)."""
     instance: str = Field(default_factory=socket.gethostname)
     """Reported as the Events' reportingInstance (the pod name in a cluster)."""
+
+    def namespace_cap(self, flavor: str) -> int:
+        """The most tasks one namespace runs at once in ``flavor``'s pools."""
+        return self.workers_per_namespace.get(flavor) or default_cap(self.workers[flavor])
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: Any) -> OperatorConfig:
@@ -60,6 +70,9 @@ class OperatorConfig(BaseModel):
             "peering_priority": env.get("STEWARD_PEERING_PRIORITY", ""),
             "terraform_binary": env.get("STEWARD_TERRAFORM_BINARY", ""),
             "terraform_state_backend": env.get("STEWARD_TERRAFORM_STATE_BACKEND", ""),
+            "terraform_service_account": env.get(
+                "STEWARD_TERRAFORM_SERVICE_ACCOUNT", "steward-terraform"
+            ),
             "watch_server_timeout": int(env.get("STEWARD_WATCH_SERVER_TIMEOUT", "270")),
             "watch_client_timeout": int(env.get("STEWARD_WATCH_CLIENT_TIMEOUT", "300")),
         }
@@ -86,5 +99,13 @@ class OperatorConfig(BaseModel):
         flag_workers = flags.pop("workers", None) or {}
         workers.update({k: v for k, v in flag_workers.items() if v})
         values["workers"] = workers
+        caps: dict[str, int] = {}
+        for flavor in workers:
+            n = env.get(f"STEWARD_{flavor.upper()}_WORKERS_PER_NAMESPACE")
+            if n:
+                caps[flavor] = int(n)
+        flag_caps = flags.pop("workers_per_namespace", None) or {}
+        caps.update({k: v for k, v in flag_caps.items() if v})
+        values["workers_per_namespace"] = caps
         values.update({k: v for k, v in flags.items() if v is not None})
         return cls(**values)

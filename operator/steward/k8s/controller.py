@@ -5,6 +5,12 @@ a kopf daemon task drives ``Service.areconcile`` (probes awaited on the one
 event loop; blocking runtime calls in a per-flavor thread pool), and the
 status the engine computed is written through the status subresource only
 when it changed.
+
+Each flavor has two fair pools (``engine/fairness.py``), each shared by every
+namespace but capped per namespace: the reconcile lane, and the stop lane for
+stops and destroys (the finalizer, adminState inactive, a spec change that
+replaces the workload), so a daemon that sits out its grace period or a long
+``terraform destroy`` never holds a worker another namespace's reconcile needs.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import collections
 import logging
 import random
 import threading
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,15 +37,17 @@ from steward.api.spec import DeletionPolicy
 from steward.api.state import ServiceState
 from steward.api.status import ManagedServiceStatus
 from steward.engine.driver import LoopSettings, ServiceLoop
+from steward.engine.fairness import FairPool, Lane, lane_for
 from steward.engine.service import Service
 from steward.k8s import metrics
 from steward.k8s.clients import Clients
 from steward.k8s.config import OperatorConfig
+from steward.k8s.credentials import ServiceAccountTokens
 from steward.k8s.events import EventRecorder, ObjectRef
 from steward.k8s.patches import merge_patch, significant
 from steward.k8s.policies import PolicySource
 from steward.k8s.resolver import ClusterResolver
-from steward.k8s.terraform import delete_state, sync_outputs_secret
+from steward.k8s.terraform import SecretNotOwned, delete_state, sync_outputs_secret
 from steward.runtimes.sandbox import Sandbox, UidAllocator
 
 log = logging.getLogger("steward.k8s")
@@ -101,24 +109,29 @@ class Controller:
         self.clients = clients
         self.config = config
         self.options = options or Options()
-        self.executors: dict[str, Executor] = {
-            flavor: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"steward-{flavor}")
+        self.pools: dict[tuple[Lane, str], FairPool] = {
+            (lane, flavor): FairPool(
+                n, config.namespace_cap(flavor), name=f"steward-{flavor}-{lane.value}"
+            )
             for flavor, n in config.workers.items()
+            for lane in Lane
         }
         self.tracked: dict[str, Tracked] = {}
         self.recorder = EventRecorder(clients.core, config.instance)
-        self.policies = PolicySource(clients) if config.enforce_policy else None
+        self.policies = PolicySource(clients, enforce=config.enforce_policy)
         self.uids = (
             UidAllocator(config.sandbox_uid_start, config.sandbox_uid_count, config.state_dir)
             if config.sandbox
             else None
         )
-        self._resume = asyncio.Semaphore(self.options.resume_concurrency)
+        self._resume: dict[str, asyncio.Semaphore] = {}
+        """Per namespace: one namespace's creations queued behind its cap hold only its own."""
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ helpers
-    def executor(self, flavor: str) -> Executor:
-        return self.executors[flavor]
+    def executor(self, flavor: str, namespace: str, lane: Lane = Lane.RECONCILE) -> Executor:
+        """Where one namespace's blocking calls for ``flavor`` run, in ``lane``."""
+        return self.pools[lane, flavor].for_namespace(namespace)
 
     def _manifest(self, body: kopf.Body) -> ManagedService:
         data = {
@@ -143,9 +156,16 @@ class Controller:
         resolver = ClusterResolver(self.clients, ms.metadata.namespace)
         policy = self.policies.for_namespace(ms.metadata.namespace) if self.policies else None
         sandbox = None
+        credentials = None
         if self.uids is not None:
             uid = self.uids.allocate(ms.key)
-            sandbox = Sandbox(uid=uid, gid=uid, state_root=self.config.state_dir)
+            require = self.policies.requires_limits(ms.metadata.namespace)
+            sandbox = Sandbox(
+                uid=uid, gid=uid, state_root=self.config.state_dir, require_limits=require
+            )
+            credentials = ServiceAccountTokens(
+                self.clients, ms.metadata.namespace, self.config.terraform_service_account
+            )
         return Service(
             ms,
             self.config.state_dir,
@@ -153,6 +173,7 @@ class Controller:
             events=sink,
             policy=policy,
             sandbox=sandbox,
+            credentials=credentials,
         )
 
     async def _patch_status(
@@ -224,24 +245,31 @@ class Controller:
                     message = format_validation_error("spec", exc)
                     await self._invalid(body, tracked, message, generation)
                     return INVALID_SLEEP
-            executor = self.executor(ms.spec.flavor)
-            loop.executor = executor
+            flavor, namespace = ms.spec.flavor, ms.metadata.namespace
+            executor = self.executor(flavor, namespace)
             running = asyncio.get_running_loop()
             if loop.service is None:
                 if resuming:  # after an operator restart: stagger, no stampede
                     await asyncio.sleep(random.uniform(0, self.options.resume_jitter_seconds))
-                async with self._resume:
+                resume = self._resume.setdefault(
+                    namespace, asyncio.Semaphore(self.options.resume_concurrency)
+                )
+                async with resume:
                     svc = await running.run_in_executor(executor, self._new_service, ms, tracked)
                 loop.service = tracked.service = svc
-            elif generation != tracked.generation:
-                await running.run_in_executor(executor, loop.service.update, ms)
+            elif generation != tracked.generation:  # may stop the old workload first
+                stops = self.executor(flavor, namespace, Lane.STOP)
+                await running.run_in_executor(stops, loop.service.update, ms)
+            lane = lane_for(ms.spec.admin_state, loop.service.status.state)
+            loop.executor = self.executor(flavor, namespace, lane)
             resuming = False
             tracked.generation, tracked.manifest = generation, ms
             return None
 
         async def publish(svc: Service, running_for: float | None) -> None:
-            await self._flush_events(body, tracked)
+            # Status first: what watchers wait for (a crash seen) is not held behind an Event.
             await self._patch_status(body, tracked, svc.status.to_dict())
+            await self._flush_events(body, tracked)
 
         async def count(svc: Service) -> None:
             metrics.RECONCILES.labels(svc.flavor).inc()
@@ -261,7 +289,7 @@ class Controller:
                 return
             try:
                 tracked.outputs_digest = await asyncio.get_running_loop().run_in_executor(
-                    self.executor(svc.flavor),
+                    self.executor(svc.flavor, svc.manifest.metadata.namespace),
                     sync_outputs_secret,
                     self.clients,
                     body,
@@ -272,6 +300,8 @@ class Controller:
                 tracked.events.append(
                     ("Warning", R.OUTPUTS_SECRET_FAILED, f"{exc.status}: {exc.reason}")
                 )
+            except SecretNotOwned as exc:
+                tracked.events.append(("Warning", R.OUTPUTS_SECRET_NOT_OWNED, str(exc)))
 
         def failed(svc: Service, exc: Exception) -> None:
             metrics.RECONCILE_ERRORS.labels(svc.flavor).inc()
@@ -318,12 +348,15 @@ class Controller:
         except ValidationError:
             return  # never started anything
         loop = asyncio.get_running_loop()
-        executor = self.executor(ms.spec.flavor)
+        executor = self.executor(ms.spec.flavor, ms.metadata.namespace, Lane.STOP)
         svc = tracked.service
         if svc is None:
             svc = await loop.run_in_executor(executor, self._new_service, ms, tracked)
         force = (body.meta.get("annotations") or {}).get(FORCE_DELETE_ANNOTATION) == "true"
-        if ms.spec.deletion_policy is DeletionPolicy.ORPHAN:
+        denied = await loop.run_in_executor(executor, self.policies.orphan_denied, ms)
+        if denied:
+            await self._event(body, "Warning", R.POLICY_DENIED, f"{denied}: stopping it instead")
+        if ms.spec.deletion_policy is DeletionPolicy.ORPHAN and not denied:
             await self._event(body, "Normal", R.ORPHANED, "deletionPolicy Orphan: left running")
             self.recorder.forget(_ref(body))
             await loop.run_in_executor(executor, self._forget, svc, False)
@@ -365,8 +398,8 @@ class Controller:
 
     def shutdown(self) -> None:
         """Operator exit: leave every workload running (the next operator adopts them)."""
-        for ex in self.executors.values():
-            ex.shutdown(wait=False, cancel_futures=True)
+        for pool in self.pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _ref(body: kopf.Body) -> ObjectRef:

@@ -1,10 +1,14 @@
-"""Tenants attack through `kubectl apply` only; the operator runs with --sandbox.
+"""Tenants attack through `kubectl apply` only, against the real operator process.
 
-Two tenant namespaces share one operator. Tenant B's daemon tries to read the
-operator's environment, its kubeconfig and /proc, tenant A's Secret from
-A's /proc/PID/environ and A's pid file; a fork bomb, a memory hog and a
-double-forking daemon follow. Each attack is contained with the reason in
-status, and tenant A's service stays Ready throughout.
+Two tenant namespaces share one operator. With --sandbox, tenant B's daemon tries
+to read the operator's environment, its kubeconfig and /proc, tenant A's Secret
+from A's /proc/PID/environ and A's pid file; a fork bomb, a memory hog and a
+double-forking daemon follow. With --enforce-policy (no admission policy
+installed: the operator is the last check), tenant B asks for a singleton, an
+Orphan, a blocking daemon, writes Terraform outputs over a Secret it does not own
+and floods its log. Each attack is refused (Ready=False PolicyDenied, one Event
+naming the rule) or contained, and tenant A's service stays Ready throughout.
+A blocking daemon is refused even by an operator without any policy.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import yaml
 
 from tests.support.kubectl import apply, get, wait_ready
 from tests.support.manifests import msvc
+from tests.support.namespaces import scratch_namespace
 from tests.support.operator import Operator
 from tests.support.waits import wait_for
+
+REPO = Path(__file__).resolve().parents[3]
 
 PY = "/usr/bin/python3"  # world-executable (the test venv's interpreter lives under /root)
 CANARY = "steward-operator-canary-4f1d"
@@ -213,3 +220,285 @@ def test_tenants_cannot_reach_the_operator_or_each_other(
         op.stop()
         kubectl("delete", "namespace", b, "--wait=false", check=False)
         shutil.rmtree(state, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- refusals
+def refused(kubectl: Any, ns: str, name: str, rule_id: str) -> dict[str, Any]:
+    """Wait for Stalled; Ready=False PolicyDenied naming the rule, and exactly one such Event."""
+
+    def stalled() -> dict[str, Any] | None:
+        conds = {c["type"]: c for c in status_of(kubectl, ns, name).get("conditions", [])}
+        return conds if conds.get("Stalled", {}).get("status") == "True" else None
+
+    conds = wait_for(stalled, timeout=90, what=f"{ns}/{name} Stalled")
+    ready = conds["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "PolicyDenied", ready
+    assert ready["message"].startswith(f"{rule_id}:"), ready
+    events = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    mine = [
+        e for e in events if e["involvedObject"]["name"] == name and e["reason"] == "PolicyDenied"
+    ]
+    assert len(mine) == 1 and mine[0]["type"] == "Warning", mine
+    assert f"{rule_id}:" in mine[0]["message"], mine[0]
+    st = status_of(kubectl, ns, name)
+    assert not st.get("runtime", {}).get("pid") and st.get("restarts", 0) == 0, st
+    return ready
+
+
+def test_blocking_is_refused_even_without_policies(
+    operator: Operator, kubectl: Any, namespace: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran-in-the-operator"
+    code = f"open({str(marker)!r}, 'w').write('x')"
+    apply(
+        kubectl,
+        namespace,
+        msvc("blocker", {"daemon": {"command": [PY, "-c", code], "blocking": True}}),
+    )
+    apply(
+        kubectl,
+        namespace,
+        msvc("neighbour", {"daemon": {"command": [PY, "-c", "import time; time.sleep(600)"]}}),
+    )
+    ready = refused(kubectl, namespace, "blocker", "daemon-blocking")
+    assert "operator mode" in ready["message"] and "own process" in ready["message"]
+    wait_ready(kubectl, namespace, "neighbour")
+    assert not marker.exists()
+
+
+TF_OUTPUTS = (
+    'output "url" { value = "http://127.0.0.1:9/out" }\n'
+    'output "token" {\n  value     = "tenant-b-output-token"\n  sensitive = true\n}\n'
+)
+FLOOD = (
+    "import sys\n"
+    "i = 0\n"
+    "while True:\n"
+    "    sys.stdout.write(f'{i:012d}' + 'x' * 87 + '\\n')\n"
+    "    i += 1\n"
+)
+FLOOD_MAX = 64 * 1024
+FLOOD_BACKUPS = 1
+
+
+def secret(kubectl: Any, ns: str, name: str) -> dict[str, Any] | None:
+    out = kubectl("get", "secret", name, "-n", ns, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+LATER = "steward-e2e-orphan-later-7c21"
+
+
+def marked(marker: str) -> list[psutil.Process]:
+    """Live processes whose argv carries ``marker`` (zombies are already dead)."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        if marker in (p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(p)
+    return found
+
+
+def size_of(path: Path) -> int:
+    """0 for a file renamed away between the listing and the stat (a rotation)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def text_of(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def tf_out(name: str) -> dict[str, Any]:
+    return {
+        "terraform": {
+            "module": {"inline": {"main.tf": TF_OUTPUTS}},
+            "writeOutputsToSecret": {"name": name},
+        }
+    }
+
+
+def test_policy_refusals_outputs_secrets_and_a_log_flood(
+    control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
+) -> None:
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds" / "stewardpolicies.steward.dev.yaml"))
+    kubectl(
+        "wait", "--for=condition=Established", "crd/stewardpolicies.steward.dev", "--timeout=60s"
+    )
+    with scratch_namespace(kubectl, f"{namespace[:40]}-b") as b:
+        a = namespace
+        label = f"e2e-tenants-{a[-20:]}"
+        for ns in (a, b):
+            kubectl("label", "namespace", ns, f"{label}=yes")
+        policy = {  # the secure defaults, plus outputs Secrets and a log ceiling
+            "apiVersion": "steward.dev/v1alpha1",
+            "kind": "StewardPolicy",
+            "metadata": {"name": f"{label}-tenants"},
+            "spec": {
+                "namespaceSelector": {"matchLabels": {label: "yes"}},
+                "terraform": {"allowOutputsSecret": True},
+                "maxLogBytes": 64 * 1024 * 1024,  # the defaults (10Mi x 4) fit
+            },
+        }
+        kubectl("apply", "-f", "-", input=yaml.safe_dump(policy))
+        op = Operator(
+            control_plane,
+            a,
+            tmp_path / "state",
+            tmp_path / "operator.log",
+            extra_args=("-n", b, "--enforce-policy"),
+        )
+        op.start()
+        try:
+            victim = {
+                "daemon": {"command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"]},
+                "endpoint": {"protocol": "tcp", "healthCheck": {"periodSeconds": 1}},
+            }
+            apply(kubectl, a, msvc("victim", victim))
+            since = next(
+                c["lastTransitionTime"]
+                for c in wait_ready(kubectl, a, "victim")["status"]["conditions"]
+                if c["type"] == "Ready"
+            )
+            sleeper = [PY, "-c", "import time; time.sleep(600)"]
+
+            # singleton and Orphan: denied by the policy's secure defaults; blocking: always
+            apply(kubectl, b, msvc("single", {"daemon": {"command": sleeper, "singleton": True}}))
+            apply(
+                kubectl,
+                b,
+                msvc("orphan", {"daemon": {"command": sleeper}, "deletionPolicy": "Orphan"}),
+            )
+            apply(kubectl, b, msvc("blocker", {"daemon": {"command": sleeper, "blocking": True}}))
+            refused(kubectl, b, "single", "daemon-singleton")
+            refused(kubectl, b, "orphan", "deletion-orphan")
+            refused(kubectl, b, "blocker", "daemon-blocking")
+
+            # Orphan set after the start (no admission here): the finalizer stops it anyway
+            later = [*sleeper, LATER]
+            apply(kubectl, b, msvc("later", {"daemon": {"command": later}}))
+            wait_ready(kubectl, b, "later")
+            kubectl(
+                "patch",
+                "msvc",
+                "later",
+                "-n",
+                b,
+                "--type=merge",
+                "-p",
+                json.dumps({"spec": {"deletionPolicy": "Orphan"}}),
+            )
+            wait_for(lambda: get(kubectl, b, "later")["status"].get("observedGeneration") == 2)
+            assert marked(LATER)
+            kubectl("delete", "msvc", "later", "-n", b, "--wait=true", "--timeout=60s")
+            assert not marked(LATER), "deletionPolicy Orphan was honoured against the policy"
+            events = json.loads(kubectl("get", "events", "-n", b, "-o", "json").stdout)["items"]
+            assert any(
+                e["involvedObject"]["name"] == "later"
+                and e["reason"] == "PolicyDenied"
+                and e["message"].startswith("deletion-orphan:")
+                and "stopping it instead" in e["message"]
+                for e in events
+            ), [e["message"] for e in events if e["involvedObject"]["name"] == "later"]
+
+            # outputs: a Secret Steward did not create for the resource is never written
+            kubectl(
+                "create", "secret", "generic", "db-creds", "-n", b, "--from-literal=password=keep"
+            )
+            apply(kubectl, b, msvc("legit", tf_out("legit-out")))
+            wait_ready(kubectl, b, "legit", timeout=180)
+            owned = wait_for(lambda: secret(kubectl, b, "legit-out"), timeout=60)
+            uid = get(kubectl, b, "legit")["metadata"]["uid"]
+            assert owned["metadata"]["labels"]["steward.dev/owner"] == uid
+            assert owned["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "steward"
+            assert [r["uid"] for r in owned["metadata"]["ownerReferences"]] == [uid]
+            assert set(owned["data"]) == {"url", "token"}
+            apply(kubectl, b, msvc("thief", tf_out("db-creds")))
+            apply(kubectl, b, msvc("hijack", tf_out("legit-out")))
+            ready = refused(kubectl, b, "thief", "outputs-secret-not-owned")
+            assert "db-creds" in ready["message"]
+            refused(kubectl, b, "hijack", "outputs-secret-not-owned")
+            creds = secret(kubectl, b, "db-creds")
+            assert creds is not None and set(creds["data"]) == {"password"}
+            assert "ownerReferences" not in creds["metadata"]
+            assert secret(kubectl, b, "legit-out") == owned, "another resource's Secret changed"
+
+            # a log flood: rotated by size as it grows, never above maxBytes per file
+            flood = {
+                "daemon": {
+                    "command": [PY, "-c", FLOOD],
+                    "log": {"maxBytes": FLOOD_MAX, "backups": FLOOD_BACKUPS},
+                }
+            }
+            apply(kubectl, b, msvc("flood", flood))
+            wait_ready(kubectl, b, "flood")
+            log = wait_for(
+                lambda: next(
+                    iter((tmp_path / "state").glob(f"services/{b}/flood/**/daemon.log")), None
+                )
+            )
+            largest, deadline = 0, time.monotonic() + 5
+            while time.monotonic() < deadline:
+                files = list(log.parent.glob("daemon.log*"))
+                sizes = [size_of(f) for f in files]
+                largest = max([largest, *sizes])
+                assert len(files) <= FLOOD_BACKUPS + 1, files
+                time.sleep(0.005)
+            counters = [
+                int(line[:12])
+                for f in log.parent.glob("daemon.log*")
+                for line in text_of(f).splitlines()
+                if len(line) == 99 and line[:12].isdigit()
+            ]
+            written = (max(counters) + 1) * 100  # every line is 100 bytes
+            print(f"\nFLOOD wrote {written} bytes; largest file seen {largest} of {FLOOD_MAX}")
+            assert largest <= FLOOD_MAX
+            assert written > 20 * FLOOD_MAX * (FLOOD_BACKUPS + 1), (
+                "the flood was too slow to prove it"
+            )
+            kubectl("delete", "msvc", "flood", "-n", b, "--wait=true", "--timeout=60s")
+
+            # deleting a resource deletes the Secret it owns, and nobody else's
+            kubectl(
+                "delete",
+                "msvc",
+                "legit",
+                "thief",
+                "-n",
+                b,
+                "--wait=true",
+                "--timeout=120s",
+                timeout=150,
+            )
+            assert secret(kubectl, b, "legit-out") is None
+            assert secret(kubectl, b, "db-creds") is not None
+
+            # tenant A's service stayed Ready throughout
+            ready_a = next(
+                c for c in status_of(kubectl, a, "victim")["conditions"] if c["type"] == "Ready"
+            )
+            assert ready_a["status"] == "True" and ready_a["lastTransitionTime"] == since
+        finally:
+            for ns in (a, b):
+                print(kubectl("get", "msvc", "-n", ns, "-o", "yaml", check=False).stdout[-3000:])
+            print(op.logs()[-3000:])
+            for ns in (a, b):
+                kubectl(
+                    "delete",
+                    "msvc",
+                    "--all",
+                    "-n",
+                    ns,
+                    "--wait=true",
+                    "--timeout=120s",
+                    check=False,
+                    timeout=150,
+                )
+            op.stop()
+            for p in marked(LATER):  # only if the test failed: what it started, by pid
+                p.kill()
+            kubectl("delete", "stewardpolicy", policy["metadata"]["name"], check=False)

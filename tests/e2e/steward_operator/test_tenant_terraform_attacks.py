@@ -21,8 +21,10 @@ import yaml
 from tests.support.kubectl import apply, get, wait_ready
 from tests.support.manifests import msvc
 from tests.support.operator import Operator
+from tests.support.paths import REPO
 from tests.support.waits import wait_for
 
+TERRAFORM_RBAC = REPO / "deploy" / "terraform-namespace-rbac.yaml"
 CANARY = "steward-operator-canary-7c2e"
 SECRET = "tenant-a-tf-secret-value-51d0"
 UIDS = f"{0x70F00000}-4096"  # the leak check watches this range (tests/conftest.py)
@@ -125,6 +127,108 @@ def test_a_module_cannot_read_another_tenants_state_or_the_operators_files(
             c for c in get(kubectl, a, "vault")["status"]["conditions"] if c["type"] == "Ready"
         )
         assert ready["status"] == "True"
+    finally:
+        print(op.logs()[-3000:])
+        for ns in (a, b):
+            kubectl(
+                "delete",
+                "msvc",
+                "--all",
+                "-n",
+                ns,
+                "--wait=true",
+                "--timeout=120s",
+                check=False,
+                timeout=150,
+            )
+        op.stop()
+        kubectl("delete", "namespace", b, "--wait=false", check=False)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+# ------------------------------------------------------- the kubernetes state backend
+PROBE_TF = """
+variable "kubeconfig" { type = string }
+variable "other" { type = string }
+resource "terraform_data" "probe" {
+  provisioner "local-exec" {
+    command = "/usr/bin/python3 -c \\"$SCRIPT\\" ${var.kubeconfig} ${var.other} > $HOME/probe.json"
+    environment = { SCRIPT = <<-EOT
+import json, ssl, sys, base64, tempfile, urllib.request, urllib.error
+cfg = json.load(open(sys.argv[1]))
+cluster, user = cfg["clusters"][0]["cluster"], cfg["users"][0]["user"]
+ca = tempfile.NamedTemporaryFile(delete=False)
+ca.write(base64.b64decode(cluster["certificate-authority-data"])); ca.close()
+tls = ssl.create_default_context(cafile=ca.name)
+def code(path):
+    req = urllib.request.Request(cluster["server"] + path)
+    req.add_header("Authorization", "Bearer " + user["token"])
+    try:
+        return urllib.request.urlopen(req, context=tls).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+print(json.dumps({"other": code("/api/v1/namespaces/" + sys.argv[2] + "/secrets"),
+                  "nodes": code("/api/v1/nodes")}))
+EOT
+    }
+  }
+}
+output "probed" { value = "yes" }
+"""
+
+
+PLAIN_TF = 'resource "terraform_data" "x" {}\noutput "ok" { value = "yes" }\n'
+
+
+def _grant_terraform(kubectl: Any, ns: str) -> None:
+    """What a namespace admin sets up, as docs/security.md says: the shipped Role."""
+    kubectl("apply", "-n", ns, "-f", str(TERRAFORM_RBAC))
+
+
+def test_the_kubernetes_backend_gets_the_namespaces_token_not_the_operators(
+    control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
+) -> None:
+    a, b = namespace, f"{namespace}-b"
+    kubectl("create", "namespace", b)
+    state = Path(tempfile.mkdtemp(prefix="steward-e2e-tf-backend-", dir="/tmp"))
+    op = Operator(
+        control_plane,
+        a,
+        state,
+        tmp_path / "operator.log",
+        extra_args=("-n", b, "--sandbox"),
+        extra_env=(("STEWARD_SANDBOX_UIDS", UIDS),),
+    )
+    op.start()
+    try:
+        _grant_terraform(kubectl, a)
+        kubeconfig = state / "services" / a / "probe" / "runtime" / "backend.kubeconfig"
+        spec = _tf(
+            PROBE_TF,
+            vars={"kubeconfig": str(kubeconfig), "other": b},
+            backend={"kubernetes": {}},
+        )
+        apply(kubectl, a, msvc("probe", spec))
+        wait_ready(kubectl, a, "probe", timeout=180)
+        # the state Secret is in A's namespace, written with A's ServiceAccount token
+        secrets = json.loads(kubectl("get", "secrets", "-n", a, "-o", "json").stdout)["items"]
+        assert any(s["metadata"]["name"].startswith("tfstate-default-") for s in secrets)
+        home = state / "services" / a / "probe" / "runtime" / "home"
+        probed = json.loads((home / "probe.json").read_text())
+        assert probed == {"other": 403, "nodes": 403}, probed  # the token reaches A only
+        assert kubeconfig.stat().st_mode & 0o077 == 0
+        assert kubeconfig.stat().st_uid >= 0x70F00000
+
+        # A namespace without that ServiceAccount: waiting for input, then served once made.
+        apply(kubectl, b, msvc("infra", _tf(PLAIN_TF, backend={"kubernetes": {}})))
+
+        def reason() -> str | None:
+            conds = get(kubectl, b, "infra").get("status", {}).get("conditions", [])
+            return next((c["reason"] for c in conds if c["type"] == "Ready"), None)
+
+        wait_for(lambda: reason() == "BackendCredentialsMissing", timeout=90)
+        _grant_terraform(kubectl, b)
+        wait_ready(kubectl, b, "infra", timeout=180)
     finally:
         print(op.logs()[-3000:])
         for ns in (a, b):

@@ -18,6 +18,7 @@ from steward.runtimes.base import RuntimeFailure
 from steward.runtimes.sandbox.fs import give, prepare
 from steward.runtimes.terraform.binary import Binary, find_binary
 from steward.runtimes.terraform.commands import Commands
+from steward.runtimes.terraform.credentials import write_backend_kubeconfig
 from steward.runtimes.terraform.inputs import backend_config, command_env, resolve_inputs
 from steward.runtimes.terraform.outputs import endpoint_uri, read_outputs
 from steward.runtimes.terraform.session import Session, now
@@ -49,6 +50,9 @@ class Applier:
             s.record.module_checksum = module_sum
         s.ws.write_generated(backend, inputs.tfvars)
         env = s.env = command_env(inputs, s.ws.data_dir, s.ctx.sandbox, self._sandbox_dirs())
+        k8s_backend = s.spec.backend.kubernetes
+        if s.ctx.sandbox is not None and k8s_backend is not None and not k8s_backend.config_path:
+            write_backend_kubeconfig(s.ctx)
         return binary, env, module_sum, backend
 
     def _sandbox_dirs(self) -> Path | None:
@@ -64,10 +68,10 @@ class Applier:
         give([s.ws.module_dir, s.ws.data_dir, s.ws.state_dir], sandbox)
         return home
 
-    def prepare_and_init(self) -> dict[str, str]:
+    def prepare_and_init(self, save: bool = True) -> dict[str, str]:
         """``prepare`` then ``init`` if needed; the command environment."""
         binary, env, module_sum, backend = self.prepare()
-        self.init_if_needed(binary, env, module_sum, backend)
+        self.init_if_needed(binary, env, module_sum, backend, save)
         return env
 
     def apply(self) -> None:
@@ -75,7 +79,7 @@ class Applier:
         s = self.s
         started = now()
         try:
-            env = self.prepare_and_init()
+            env = self.prepare_and_init(save=False)  # saved with ``applied`` just below
             with s.state_lock:
                 s.record.applied = True
                 s.record.stopped = False
@@ -133,9 +137,17 @@ class Applier:
             s.ws.save(rec)
 
     def init_if_needed(
-        self, binary: Binary, env: dict[str, str], module_sum: str, backend: dict[str, Any]
+        self,
+        binary: Binary,
+        env: dict[str, str],
+        module_sum: str,
+        backend: dict[str, Any],
+        save: bool = True,
     ) -> None:
-        """``init`` only when the module, the backend or the binary changed (or was never done)."""
+        """``init`` only when the module, the backend or the binary changed (or was never done).
+
+        ``save=False``: the caller writes the record next (one write instead of two; lost
+        in a crash, the record only costs one more init)."""
         s = self.s
         backend_hash = digest(backend)
         key = digest(
@@ -154,7 +166,8 @@ class Applier:
             rec.init_key = key
             rec.backend_hash = backend_hash
             rec.binary = binary.describe()
-            s.ws.save(rec)
+            if save:
+                s.ws.save(rec)
 
     def read_outputs(self) -> None:
         """Read the outputs anew (sensitive values are not kept across processes)."""

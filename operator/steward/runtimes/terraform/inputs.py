@@ -20,6 +20,7 @@ from steward.runtimes.base import RuntimeContext, RuntimeFailure
 from steward.runtimes.expand import expand, expand_json
 from steward.runtimes.sandbox import Sandbox
 from steward.runtimes.sandbox.env import clean_environment
+from steward.runtimes.terraform.credentials import kubeconfig_path
 from steward.runtimes.terraform.diag import Reason
 
 _DROPPED_PARENT_ENV = re.compile(r"^(TF_VAR_|TF_LOG|TF_CLI_ARGS|TF_DATA_DIR$|TF_WORKSPACE$)")
@@ -49,9 +50,13 @@ def backend_config(spec: TerraformSpec, ctx: RuntimeContext, state_dir: Path) ->
             if k.in_cluster_config is not None
             else bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not k.config_path
         )
+        if ctx.sandbox is not None and not k.config_path:
+            in_cluster = False  # never the operator's identity: the namespace's token
         conf["in_cluster_config"] = in_cluster
         if k.config_path:
             conf["config_path"] = k.config_path
+        elif ctx.sandbox is not None:
+            conf["config_path"] = str(kubeconfig_path(ctx))
         elif not in_cluster and os.environ.get("KUBECONFIG"):
             conf["config_path"] = os.environ["KUBECONFIG"].split(os.pathsep)[0]
         if k.config_context:
