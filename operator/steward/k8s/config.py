@@ -91,21 +91,25 @@ class OperatorConfig(BaseModel):
             values["sandbox_uid_start"], values["sandbox_uid_count"] = int(start), int(count)
         if env.get("HOSTNAME"):
             values["instance"] = env["HOSTNAME"]
-        workers = dict(DEFAULT_WORKERS)
-        for flavor in workers:
-            n = env.get(f"STEWARD_{flavor.upper()}_WORKERS")
-            if n:
-                workers[flavor] = int(n)
-        flag_workers = flags.pop("workers", None) or {}
-        workers.update({k: v for k, v in flag_workers.items() if v})
-        values["workers"] = workers
-        caps: dict[str, int] = {}
-        for flavor in workers:
-            n = env.get(f"STEWARD_{flavor.upper()}_WORKERS_PER_NAMESPACE")
-            if n:
-                caps[flavor] = int(n)
-        flag_caps = flags.pop("workers_per_namespace", None) or {}
-        caps.update({k: v for k, v in flag_caps.items() if v})
-        values["workers_per_namespace"] = caps
+        values["workers"] = {
+            **DEFAULT_WORKERS,
+            **_per_flavor(env, "WORKERS", flags.pop("workers", None)),
+        }
+        values["workers_per_namespace"] = _per_flavor(
+            env, "WORKERS_PER_NAMESPACE", flags.pop("workers_per_namespace", None)
+        )
         values.update({k: v for k, v in flags.items() if v is not None})
         return cls(**values)
+
+
+def _per_flavor(
+    env: Mapping[str, str], suffix: str, flags: Mapping[str, int | None] | None
+) -> dict[str, int]:
+    """``STEWARD_<FLAVOR>_<SUFFIX>`` for each flavor, overridden by the flags that are set."""
+    out = {
+        flavor: int(env[f"STEWARD_{flavor.upper()}_{suffix}"])
+        for flavor in DEFAULT_WORKERS
+        if env.get(f"STEWARD_{flavor.upper()}_{suffix}")
+    }
+    out.update({k: v for k, v in (flags or {}).items() if v})
+    return out

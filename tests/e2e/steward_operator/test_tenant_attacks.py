@@ -14,8 +14,6 @@ A blocking daemon is refused even by an operator without any policy.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from tests.support.kubectl import apply, get, wait_ready
 from tests.support.manifests import msvc
 from tests.support.namespaces import scratch_namespace
 from tests.support.operator import Operator
+from tests.support.tenants import tenant_operator
 from tests.support.waits import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
@@ -90,21 +89,18 @@ def status_of(kubectl: Any, ns: str, name: str) -> dict[str, Any]:
 def test_tenants_cannot_reach_the_operator_or_each_other(
     control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
 ) -> None:
-    a, b = namespace, f"{namespace}-b"
-    kubectl("create", "namespace", b)
-    # Its parents must be traversable by the sandbox uids (pytest's tmp root is 0700 root),
-    # as /var/lib/steward is in a real install.
-    state = Path(tempfile.mkdtemp(prefix="steward-e2e-sandbox-", dir="/tmp"))
-    op = Operator(
-        control_plane,
-        a,
-        state,
-        tmp_path / "operator.log",
-        extra_args=("-n", b, "--sandbox"),
-        extra_env=(("STEWARD_E2E_CANARY", CANARY), ("STEWARD_SANDBOX_UIDS", UIDS)),
-    )
-    op.start()
-    try:
+    a = namespace
+    with (
+        scratch_namespace(kubectl, f"{namespace[:40]}-b") as b,
+        tenant_operator(
+            control_plane,
+            kubectl,
+            (a, b),
+            tmp_path / "operator.log",
+            ("--sandbox",),
+            (("STEWARD_E2E_CANARY", CANARY), ("STEWARD_SANDBOX_UIDS", UIDS)),
+        ) as (op, state),
+    ):
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -199,27 +195,6 @@ def test_tenants_cannot_reach_the_operator_or_each_other(
             c for c in status_of(kubectl, a, "victim")["conditions"] if c["type"] == "Ready"
         )
         assert ready["status"] == "True"
-    finally:
-        for ns in (a, b):
-            print(kubectl("get", "msvc", "-n", ns, "-o", "yaml", check=False).stdout[-3000:])
-        print(op.logs()[-3000:])
-        for log in state.glob("services/*/*/runtime/*.log"):
-            print(log, log.read_text(errors="replace")[-2000:])
-        for ns in (a, b):
-            kubectl(
-                "delete",
-                "msvc",
-                "--all",
-                "-n",
-                ns,
-                "--wait=true",
-                "--timeout=90s",
-                check=False,
-                timeout=120,
-            )
-        op.stop()
-        kubectl("delete", "namespace", b, "--wait=false", check=False)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- refusals

@@ -11,8 +11,6 @@ Ready throughout.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,9 @@ import yaml
 
 from tests.support.kubectl import apply, get, wait_ready
 from tests.support.manifests import msvc
-from tests.support.operator import Operator
+from tests.support.namespaces import scratch_namespace
 from tests.support.paths import REPO
+from tests.support.tenants import tenant_operator
 from tests.support.waits import wait_for
 
 TERRAFORM_RBAC = REPO / "deploy" / "terraform-namespace-rbac.yaml"
@@ -64,20 +63,18 @@ def _tf(module: str, **extra: Any) -> dict[str, Any]:
 def test_a_module_cannot_read_another_tenants_state_or_the_operators_files(
     control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
 ) -> None:
-    a, b = namespace, f"{namespace}-b"
-    kubectl("create", "namespace", b)
-    # Parents traversable by the sandbox uids, as /var/lib/steward is in a real install.
-    state = Path(tempfile.mkdtemp(prefix="steward-e2e-tf-sandbox-", dir="/tmp"))
-    op = Operator(
-        control_plane,
-        a,
-        state,
-        tmp_path / "operator.log",
-        extra_args=("-n", b, "--sandbox"),
-        extra_env=(("STEWARD_E2E_CANARY", CANARY), ("STEWARD_SANDBOX_UIDS", UIDS)),
-    )
-    op.start()
-    try:
+    a = namespace
+    with (
+        scratch_namespace(kubectl, f"{namespace[:40]}-b") as b,
+        tenant_operator(
+            control_plane,
+            kubectl,
+            (a, b),
+            tmp_path / "operator.log",
+            ("--sandbox",),
+            (("STEWARD_E2E_CANARY", CANARY), ("STEWARD_SANDBOX_UIDS", UIDS)),
+        ) as (_, state),
+    ):
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -127,23 +124,6 @@ def test_a_module_cannot_read_another_tenants_state_or_the_operators_files(
             c for c in get(kubectl, a, "vault")["status"]["conditions"] if c["type"] == "Ready"
         )
         assert ready["status"] == "True"
-    finally:
-        print(op.logs()[-3000:])
-        for ns in (a, b):
-            kubectl(
-                "delete",
-                "msvc",
-                "--all",
-                "-n",
-                ns,
-                "--wait=true",
-                "--timeout=120s",
-                check=False,
-                timeout=150,
-            )
-        op.stop()
-        kubectl("delete", "namespace", b, "--wait=false", check=False)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 # ------------------------------------------------------- the kubernetes state backend
@@ -188,19 +168,18 @@ def _grant_terraform(kubectl: Any, ns: str) -> None:
 def test_the_kubernetes_backend_gets_the_namespaces_token_not_the_operators(
     control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
 ) -> None:
-    a, b = namespace, f"{namespace}-b"
-    kubectl("create", "namespace", b)
-    state = Path(tempfile.mkdtemp(prefix="steward-e2e-tf-backend-", dir="/tmp"))
-    op = Operator(
-        control_plane,
-        a,
-        state,
-        tmp_path / "operator.log",
-        extra_args=("-n", b, "--sandbox"),
-        extra_env=(("STEWARD_SANDBOX_UIDS", UIDS),),
-    )
-    op.start()
-    try:
+    a = namespace
+    with (
+        scratch_namespace(kubectl, f"{namespace[:40]}-b") as b,
+        tenant_operator(
+            control_plane,
+            kubectl,
+            (a, b),
+            tmp_path / "operator.log",
+            ("--sandbox",),
+            (("STEWARD_SANDBOX_UIDS", UIDS),),
+        ) as (_, state),
+    ):
         _grant_terraform(kubectl, a)
         kubeconfig = state / "services" / a / "probe" / "runtime" / "backend.kubeconfig"
         spec = _tf(
@@ -229,20 +208,3 @@ def test_the_kubernetes_backend_gets_the_namespaces_token_not_the_operators(
         wait_for(lambda: reason() == "BackendCredentialsMissing", timeout=90)
         _grant_terraform(kubectl, b)
         wait_ready(kubectl, b, "infra", timeout=180)
-    finally:
-        print(op.logs()[-3000:])
-        for ns in (a, b):
-            kubectl(
-                "delete",
-                "msvc",
-                "--all",
-                "-n",
-                ns,
-                "--wait=true",
-                "--timeout=120s",
-                check=False,
-                timeout=150,
-            )
-        op.stop()
-        kubectl("delete", "namespace", b, "--wait=false", check=False)
-        shutil.rmtree(state, ignore_errors=True)
