@@ -61,10 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         configure_json_logging(logging.DEBUG if args.verbose else logging.INFO)
     else:
-        logging.basicConfig(
-            level=logging.DEBUG if args.verbose else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        _text_logging(args.verbose)
     if not args.verbose:  # one INFO line per watch event is noise at 1,000 resources
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import steward.k8s.handlers  # noqa: F401 - registers the handlers
@@ -80,18 +77,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_agent(args: argparse.Namespace) -> int:
+def _text_logging(verbose: bool) -> None:
     import logging
 
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
     from steward import __version__
     from steward.api.node import NodeAddress
     from steward.engine.nodes import NodeSettings
     from steward.k8s.agent import AgentOptions, parse_pairs, run_agent
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _text_logging(args.verbose)
     try:
         labels = parse_pairs(args.label, "--label")
         extended = parse_pairs(args.extended_resource, "--extended-resource")

@@ -16,7 +16,6 @@ from typing import Literal
 
 from steward.api.container import parse_quantity
 from steward.api.node import (
-    DOCKER_READY,
     NODE_READY,
     RUNTIME_CONDITIONS,
     SERVICES,
@@ -164,8 +163,3 @@ def lease_expired(renew_time: datetime | None, duration_seconds: float, now: dat
     if renew_time is None:
         return True
     return now - renew_time > timedelta(seconds=duration_seconds)
-
-
-def docker_ready(status: StewardNodeStatus) -> bool:
-    cond = status.condition(DOCKER_READY)
-    return cond is not None and cond.status == "True"

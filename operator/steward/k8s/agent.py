@@ -24,6 +24,7 @@ import kubernetes
 from steward.api.manifest import API_GROUP, API_VERSION
 from steward.api.node import NODE_KIND, NODE_PLURAL, StewardNodeStatus
 from steward.engine.nodes import NodeSettings, node_status, report_due, stopped_status
+from steward.k8s.clients import load_configuration
 from steward.runtimes.host import HostFacts, gather
 
 log = logging.getLogger("steward.agent")
@@ -47,13 +48,7 @@ class AgentOptions:
 def _configuration(kubeconfig: str | None) -> kubernetes.client.Configuration:
     """A configuration of our own (not the process-wide default): one client per loop."""
     cfg = kubernetes.client.Configuration()
-    if kubeconfig is None:
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            return cfg
-        except kubernetes.config.ConfigException:
-            pass
-    kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
+    load_configuration(kubeconfig, into=cfg)
     return cfg
 
 

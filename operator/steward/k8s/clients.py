@@ -13,15 +13,23 @@ class Clients:
     custom: kubernetes.client.CustomObjectsApi
 
 
-def build_clients(kubeconfig: str | None = None) -> Clients:
-    """In-cluster when running in a pod and no kubeconfig is named, else the kubeconfig."""
+def load_configuration(
+    kubeconfig: str | None = None, into: kubernetes.client.Configuration | None = None
+) -> None:
+    """In-cluster when running in a pod and no kubeconfig is named, else the kubeconfig;
+    into ``into``, or the process-wide default configuration when None."""
     if kubeconfig is None:
         try:
-            kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+            kubernetes.config.load_incluster_config(client_configuration=into)  # type: ignore[no-untyped-call]
+            return
         except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-    else:
-        kubernetes.config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            pass
+    kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=into)  # type: ignore[no-untyped-call]
+
+
+def build_clients(kubeconfig: str | None = None) -> Clients:
+    """Clients over the process-wide configuration (``load_configuration``)."""
+    load_configuration(kubeconfig)
     api = kubernetes.client.ApiClient()
     return Clients(
         core=kubernetes.client.CoreV1Api(api), custom=kubernetes.client.CustomObjectsApi(api)

@@ -24,10 +24,13 @@ from steward.runtimes.sandbox.model import Sandbox
 HOME = "home"
 
 
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with a new file of mode 0600."""
+def write_private(path: Path, text: str, owner: Sandbox | None = None) -> None:
+    """Replace ``path`` atomically with a new file of mode 0600 (``owner``'s, when given,
+    before it appears: readable by that service from its first moment)."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if owner is not None:
+        os.fchown(fd, owner.uid, owner.gid)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     tmp.replace(path)

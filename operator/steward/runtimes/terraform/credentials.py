@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 
 from steward.api import reasons as R
 from steward.runtimes.base import RuntimeContext, RuntimeFailure
+from steward.runtimes.sandbox.fs import write_private
 
 KUBECONFIG_NAME = "backend.kubeconfig"
 
@@ -44,10 +44,5 @@ def write_backend_kubeconfig(ctx: RuntimeContext) -> Path:
         "current-context": "steward",
     }
     path = kubeconfig_path(ctx)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchown(fd, ctx.sandbox.uid, ctx.sandbox.gid)  # readable by the service before it is there
-    with os.fdopen(fd, "w") as fh:
-        json.dump(config, fh)  # JSON is YAML: client-go reads it as is
-    tmp.replace(path)
+    write_private(path, json.dumps(config), owner=ctx.sandbox)  # JSON is YAML to client-go
     return path
