@@ -25,7 +25,7 @@ from tests.support.kubectl import apply, get, wait_ready
 from tests.support.manifests import msvc
 from tests.support.namespaces import scratch_namespace
 from tests.support.operator import Operator
-from tests.support.tenants import tenant_operator
+from tests.support.tenants import sandboxed_tenants
 from tests.support.waits import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
@@ -33,7 +33,6 @@ REPO = Path(__file__).resolve().parents[3]
 PY = "/usr/bin/python3"  # world-executable (the test venv's interpreter lives under /root)
 CANARY = "steward-operator-canary-4f1d"
 SECRET = "tenant-a-secret-value-93ab"
-UIDS = f"{0x70F00000}-4096"  # the leak check watches this range (tests/conftest.py)
 
 SNOOP = r"""
 import json, os, sys, glob, time
@@ -90,17 +89,9 @@ def test_tenants_cannot_reach_the_operator_or_each_other(
     control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
 ) -> None:
     a = namespace
-    with (
-        scratch_namespace(kubectl, f"{namespace[:40]}-b") as b,
-        tenant_operator(
-            control_plane,
-            kubectl,
-            (a, b),
-            tmp_path / "operator.log",
-            ("--sandbox",),
-            (("STEWARD_E2E_CANARY", CANARY), ("STEWARD_SANDBOX_UIDS", UIDS)),
-        ) as (op, state),
-    ):
+    with sandboxed_tenants(
+        control_plane, kubectl, a, tmp_path / "operator.log", (("STEWARD_E2E_CANARY", CANARY),)
+    ) as (b, op, state):
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",

@@ -18,15 +18,13 @@ import yaml
 
 from tests.support.kubectl import apply, get, wait_ready
 from tests.support.manifests import msvc
-from tests.support.namespaces import scratch_namespace
 from tests.support.paths import REPO
-from tests.support.tenants import tenant_operator
+from tests.support.tenants import sandboxed_tenants
 from tests.support.waits import wait_for
 
 TERRAFORM_RBAC = REPO / "deploy" / "terraform-namespace-rbac.yaml"
 CANARY = "steward-operator-canary-7c2e"
 SECRET = "tenant-a-tf-secret-value-51d0"
-UIDS = f"{0x70F00000}-4096"  # the leak check watches this range (tests/conftest.py)
 
 VICTIM_TF = """
 variable "word" {
@@ -64,17 +62,9 @@ def test_a_module_cannot_read_another_tenants_state_or_the_operators_files(
     control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
 ) -> None:
     a = namespace
-    with (
-        scratch_namespace(kubectl, f"{namespace[:40]}-b") as b,
-        tenant_operator(
-            control_plane,
-            kubectl,
-            (a, b),
-            tmp_path / "operator.log",
-            ("--sandbox",),
-            (("STEWARD_E2E_CANARY", CANARY), ("STEWARD_SANDBOX_UIDS", UIDS)),
-        ) as (_, state),
-    ):
+    with sandboxed_tenants(
+        control_plane, kubectl, a, tmp_path / "operator.log", (("STEWARD_E2E_CANARY", CANARY),)
+    ) as (b, _, state):
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -169,17 +159,7 @@ def test_the_kubernetes_backend_gets_the_namespaces_token_not_the_operators(
     control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
 ) -> None:
     a = namespace
-    with (
-        scratch_namespace(kubectl, f"{namespace[:40]}-b") as b,
-        tenant_operator(
-            control_plane,
-            kubectl,
-            (a, b),
-            tmp_path / "operator.log",
-            ("--sandbox",),
-            (("STEWARD_SANDBOX_UIDS", UIDS),),
-        ) as (_, state),
-    ):
+    with sandboxed_tenants(control_plane, kubectl, a, tmp_path / "operator.log") as (b, _, state):
         _grant_terraform(kubectl, a)
         kubeconfig = state / "services" / a / "probe" / "runtime" / "backend.kubeconfig"
         spec = _tf(
