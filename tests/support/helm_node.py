@@ -81,6 +81,11 @@ def helm(session: NodeSession, *args: str, timeout: float = 200, check: bool = T
     return proc.stdout
 
 
+def uninstall(session: NodeSession, release: str, namespace: str) -> None:
+    """``helm uninstall --wait`` of a test's release; cleanup, so a failure is not fatal."""
+    helm(session, "uninstall", release, "-n", namespace, "--wait", "--timeout", "90s", check=False)
+
+
 def quickstart_lines() -> list[str]:
     """The first ```bash block of README.md's "On a cluster" section."""
     text = README.read_text()

@@ -256,9 +256,7 @@ def test_readme_quickstart_upgrade_liveness_uninstall(
         )
         kubectl("wait", "-n", ns, "--for=delete", "msvc/http-daemon", "--timeout=30s")
     finally:
-        hn.helm(
-            node_session, "uninstall", release, "-n", rns, "--wait", "--timeout", "90s", check=False
-        )
+        hn.uninstall(node_session, release, rns)
         hn.strip_finalizers(kubectl, ns)
         kubectl("delete", "managedservice", "--all", "-n", ns, "--wait=false", check=False)
         kubectl("delete", "secret", "demo-token", "-n", ns, "--ignore-not-found", check=False)
@@ -370,17 +368,7 @@ def test_container_flavor_socket_host_network(
             print(hn.diagnose(kubectl, rns, release, ns))
             raise
         finally:
-            hn.helm(
-                node_session,
-                "uninstall",
-                release,
-                "-n",
-                rns,
-                "--wait",
-                "--timeout",
-                "90s",
-                check=False,
-            )
+            hn.uninstall(node_session, release, rns)
             hn.remove_containers(ns)
             kubectl("delete", "namespace", rns, "--wait=false", check=False)
 
@@ -498,14 +486,4 @@ def test_watch_namespaces_pod_token_metrics_service(
             print(hn.diagnose(kubectl, rns, release, a))
             raise
         finally:
-            hn.helm(
-                node_session,
-                "uninstall",
-                release,
-                "-n",
-                rns,
-                "--wait",
-                "--timeout",
-                "90s",
-                check=False,
-            )
+            hn.uninstall(node_session, release, rns)

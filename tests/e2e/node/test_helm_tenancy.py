@@ -310,14 +310,4 @@ def test_chart_defaults_sandbox_two_tenants_and_admission(
             print(hn.diagnose(kubectl, rns, release, t1))
             raise
         finally:
-            hn.helm(
-                node_session,
-                "uninstall",
-                release,
-                "-n",
-                rns,
-                "--wait",
-                "--timeout",
-                "90s",
-                check=False,
-            )
+            hn.uninstall(node_session, release, rns)
