@@ -71,6 +71,13 @@ __all__ = ["STARTUP_PROBE_INTERVAL", "EventSink", "Service", "default_state_dir"
 PolicyCheck = Callable[[ManagedService], list[str]]
 """The admin's policy for this service: what it breaks (rule messages); empty: allowed."""
 
+UNWATCHED_RECHECK = 1.0
+"""How often a running workload without probes is observed when nothing would wake the
+loop at its end (a runtime without an exit watch, Docker's events stream down)."""
+WATCHED_RESYNC = 60.0
+"""...and when its end wakes the loop at once (a pidfd, Docker's events stream): a
+periodic look that costs nothing per second, as a controller's resync."""
+
 MIN_RUNNING_WITHOUT_PROBE = 0.3
 """start() of a service without endpoint waits this long so an instant crash is not 'active'."""
 
@@ -490,7 +497,7 @@ class Service:
         """The quiet step: fold the probe in; the rest of the status is already right."""
         check = self.prober.check
         if check is None:
-            return 1.0
+            return self._unprobed_delay()
         if result is not None:
             record_probe(self.status.health, check, result, utcnow())
         return self.prober.next_in(self.status.health)
@@ -590,7 +597,18 @@ class Service:
             return max(0.05, next_at - time.time())
         if check is not None and obs.running:
             return self.prober.next_in(self.status.health)
-        return 1.0
+        settled = obs.running and decision.state is ServiceState.ACTIVE
+        return self._unprobed_delay() if settled else UNWATCHED_RECHECK
+
+    def _unprobed_delay(self) -> float:
+        """When to look again at a running workload without probes: rarely when its end
+        wakes us, else every second."""
+        rt = self._runtime
+        try:
+            watched = rt is not None and rt.watches_exit()
+        except Exception:
+            watched = False
+        return WATCHED_RESYNC if watched else UNWATCHED_RECHECK
 
     # ------------------------------------------------------------ public verbs
     def start(self, timeout: float = 30) -> bool:

@@ -237,6 +237,12 @@ class Runtime(abc.ABC):
         cannot tell (the engine then learns of an end at its next reconcile)."""
         return None
 
+    def watches_exit(self) -> bool:
+        """Whether :meth:`exit_watch` would fire reliably for what runs now (a pidfd, a
+        connected events stream): the engine then looks at a running workload without
+        probes only rarely, since its end wakes the loop. Cheap; False when unsure."""
+        return False
+
     def inputs_digest(self) -> str:
         """A digest of inputs the runtime resolves itself (Terraform varsFrom); "" if none."""
         return ""

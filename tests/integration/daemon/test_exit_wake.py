@@ -252,3 +252,28 @@ def test_the_library_supervise_loop_is_woken_too(state_dir: Path, services: list
         stop.set()
         thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def test_a_watched_daemon_without_probes_rests_and_its_crash_still_wakes(
+    state_dir: Path, services: list[Service]
+) -> None:
+    """No endpoint: nothing to probe, and the pidfd tells of the end, so the loop does not
+    look every second (an idle fleet costs ~nothing) yet a crash is seen at once."""
+    body = {"daemon": {"command": [sys.executable, "-c", "import time; time.sleep(600)"]}}
+    svc = Service.from_manifest(manifest("idle", {**body, "restartPolicy": "Never"}), state_dir)
+    services.append(svc)
+
+    async def main() -> None:
+        async with Driven(svc) as d:
+            await d.until(lambda: svc.status.state is ServiceState.ACTIVE, 20)
+            await asyncio.sleep(0.2)
+            steps = d.steps
+            await asyncio.sleep(2.5)
+            assert d.steps == steps, "the loop looked again although only the exit can change"
+            assert d.loop.exits.armed
+            os.kill(svc.status.runtime["pid"], signal.SIGKILL)
+            took = await d.until(lambda: svc.status.state is not ServiceState.ACTIVE, SEEN_WITHIN)
+            print(f"unprobed SIGKILL -> state {svc.status.state.value} after {took:.3f} s")
+            assert svc.status.state is ServiceState.ERROR
+
+    run(main)

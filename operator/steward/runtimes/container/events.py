@@ -111,9 +111,9 @@ class DockerEvents:
                         filters={"type": "container", "label": [f"{LABEL_MANAGED}=true"]},
                     )
                     self._stream = stream
-                    self.connected.set()
                     if gap:
                         self._notify_all()  # an end may have happened while we were away
+                    self.connected.set()  # after: a watch made from now on waits for its end
                     delay = RETRY_FIRST
                     for event in stream:
                         since = max(since, int(event.get("time") or since))
@@ -129,6 +129,8 @@ class DockerEvents:
                 log.debug("docker events stream failed: %s", exc)
             if self._closed:
                 return
+            # Watchers rest long on this stream: wake them, they look for themselves.
+            self._notify_all()
             gap = True
             time.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)

@@ -238,6 +238,12 @@ class ContainerRuntime(Runtime):
             return None
         return engine_events(lambda: connect(timeout=None)).watch(cid)
 
+    def watches_exit(self) -> bool:
+        """Our live container, while the engine's events stream is connected."""
+        if self._live_id is None:
+            return False
+        return engine_events(lambda: connect(timeout=None)).connected.is_set()
+
     def logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:
         """stdout and stderr lines from the engine's json-file log, oldest first."""
         attrs = self._inspect()

@@ -286,6 +286,12 @@ class DaemonRuntime(Runtime):
             tracked = self._tracked
             return tracked.watch() if tracked is not None else None
 
+    def watches_exit(self) -> bool:
+        """Our child (``Popen``) or a pidfd of an adopted daemon: its end is seen at once."""
+        with self._track_lock:
+            tracked = self._tracked
+            return tracked is not None and tracked.watchable
+
     def close(self) -> None:
         self._untrack()
 

@@ -38,6 +38,11 @@ class Tracked:
             return self.proc.poll() is None
         return self.pidfd is not None and not fd_readable(self.pidfd)
 
+    @property
+    def watchable(self) -> bool:
+        """:meth:`watch` gives a pidfd (the kernel has pidfds, and we hold the process)."""
+        return hasattr(os, "pidfd_open") and (self.proc is not None or self.pidfd is not None)
+
     def watch(self) -> PidfdWatch | None:
         """A pidfd of its own for the caller (closing it leaves ours open)."""
         try:
