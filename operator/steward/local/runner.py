@@ -21,7 +21,7 @@ from steward.api.spec import DeletionPolicy
 from steward.api.state import AdminState
 from steward.engine.driver import LoopSettings, ServiceLoop
 from steward.engine.service import Service
-from steward.local.manifests import FileResolver, LoadResult, load
+from steward.local.manifests import FileResolver, LoadResult, changed, load
 from steward.local.table import Row, Table, endpoint_width, row_from
 
 RELOAD_INTERVAL = 1.0
@@ -72,7 +72,7 @@ class LocalRunner:
         self._loops: dict[str, ServiceLoop] = {}
         self._desired: dict[str, tuple[ManagedService, LoadResult]] = {}
         self._rows: dict[str, Row] = {}
-        self._files: dict[Path, float] = {}
+        self._watched: dict[str, int] = {}
         self._stop = asyncio.Event()
         self.exit_code = 0
 
@@ -114,7 +114,7 @@ class LocalRunner:
         """Bring the set of services in line with the files: add, update, remove."""
         for err in loaded.errors:
             self.problem(f"error: {err}")
-        self._files = loaded.files
+        self._watched = loaded.watched
         for key, (ms, source) in loaded.services.items():
             self.sources[key] = source
             svc = self.services.get(key)
@@ -215,12 +215,8 @@ class LocalRunner:
     async def _watch_files(self) -> None:
         while not self._stop.is_set():
             await asyncio.sleep(RELOAD_INTERVAL)
-            current = {p: p.stat().st_mtime for p in self._files if p.exists()}
-            loaded = None
-            if current != self._files or _new_files(self.paths, self._files):
-                loaded = await asyncio.to_thread(load, self.paths)
-            if loaded is not None:
-                self.apply(loaded)
+            if changed(self._watched):
+                self.apply(await asyncio.to_thread(load, self.paths))
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -244,8 +240,10 @@ class LocalRunner:
                 self.problem(f"timed out after {self.timeout}s")
                 self.exit_code = self.exit_code or 1
                 break
+            # Only --until-ready and --timeout need a look now and then; else just wait.
+            poll = 0.1 if self.until_ready or deadline is not None else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=0.1)
+                await asyncio.wait_for(self._stop.wait(), timeout=poll)
         watcher.cancel()
         for task in self._tasks.values():
             task.cancel()
@@ -271,12 +269,6 @@ class _NotReady:
 
 
 _NOT_READY = _NotReady()
-
-
-def _new_files(paths: list[Path], known: dict[Path, float]) -> bool:
-    from steward.local.manifests import discover
-
-    return any(p not in known for p in discover(paths))
 
 
 def run_local(
