@@ -57,7 +57,8 @@ def test_schema_is_structural() -> None:
         if any(
             k in node for k in ("properties", "items", "enum", "pattern", "minimum", "maxLength")
         ):
-            assert "type" in node, f"no type at {path}"
+            # x-kubernetes-int-or-string (a quantity) is typed by the extension, as in Kubernetes.
+            assert "type" in node or node.get("x-kubernetes-int-or-string"), f"no type at {path}"
 
 
 def test_every_field_is_described() -> None:

@@ -126,6 +126,7 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         "type" not in node
         and "enum" not in node
         and not node.get("x-kubernetes-preserve-unknown-fields")
+        and not node.get("x-kubernetes-int-or-string")  # a quantity: typed by the extension
     ):
         node["x-kubernetes-preserve-unknown-fields"] = True  # Any
     if "enum" in node and "type" not in node:

@@ -100,3 +100,43 @@ class StewardNodeStatus(CamelModel):
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
+
+
+class NodeMeta(CamelModel):
+    """The part of a StewardNode's metadata placement reads (the rest is dropped by ``parse``)."""
+
+    name: str = Field(min_length=1, max_length=253, description="The host's name.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels (nodeSelector).")
+
+
+class StewardNode(CamelModel):
+    """A StewardNode object as read from the cluster: what the controller places by."""
+
+    api_version: Literal["steward.dev/v1alpha1"] = Field(
+        default="steward.dev/v1alpha1", description="steward.dev/v1alpha1"
+    )
+    kind: Literal["StewardNode"] = Field(default="StewardNode", description=NODE_KIND)
+    metadata: NodeMeta = Field(description="Name and labels.")
+    spec: StewardNodeSpec = Field(default_factory=StewardNodeSpec, description="Admins' part.")
+    status: StewardNodeStatus = Field(
+        default_factory=StewardNodeStatus, description="The agent's part (empty until it reports)."
+    )
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @classmethod
+    def parse(cls, data: object) -> StewardNode:
+        """A dict from the API (unknown metadata ignored) or an instance."""
+        if isinstance(data, StewardNode):
+            return data
+        if isinstance(data, dict):
+            meta = data.get("metadata") or {}
+            data = {
+                **data,
+                "metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
+                "spec": data.get("spec") or {},
+                "status": data.get("status") or {},
+            }
+        return cls.model_validate(data)

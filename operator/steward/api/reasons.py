@@ -71,6 +71,10 @@ CONTAINER_ERROR: Final = "ContainerError"
 PAUSED: Final = "Paused"
 CONTAINER_DEAD: Final = "ContainerDead"
 
+# Placement (the Scheduled condition, as a Pod's PodScheduled)
+SCHEDULED: Final = "Scheduled"
+UNSCHEDULABLE: Final = "Unschedulable"
+
 # Events only
 STARTED: Final = "Started"
 EXITED: Final = "Exited"

@@ -11,6 +11,7 @@ from steward.api.container import ContainerSpec
 from steward.api.daemon import DaemonSpec
 from steward.api.endpoint import EndpointSpec
 from steward.api.flavors import FLAVORS, NAMES, by_name, one_of
+from steward.api.placement import Placement
 from steward.api.restart import BackoffSpec, RestartPolicy
 from steward.api.state import AdminState
 from steward.api.terraform import TerraformSpec
@@ -47,6 +48,11 @@ class ManagedServiceSpec(CamelModel):
     )
     endpoint: EndpointSpec | None = Field(
         default=None, description="Where the service listens and how it is probed."
+    )
+    placement: Placement | None = Field(
+        default=None,
+        description="Which StewardNodes may run the service (nodeName, nodeSelector, "
+        "tolerations) and what it needs there (resources.requests); unset: any host that fits.",
     )
     restart_policy: RestartPolicy = Field(
         default=RestartPolicy.ALWAYS, description="Always, OnFailure or Never."

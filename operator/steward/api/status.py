@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from steward.api.base import CamelModel
+from steward.api.base import CamelModel, cel
 from steward.api.endpoint import EndpointProtocol
 from steward.api.flavors import one_of
 from steward.api.state import ServiceStatus
@@ -67,6 +67,39 @@ class Condition(CamelModel):
     )
 
 
+class Binding(CamelModel):
+    """Which host runs the service: ``status.placement``, written by the controller alone.
+
+    It lives in status, not spec (where a Pod keeps its nodeName), because Steward never writes
+    spec (GitOps tools own it); a user pin is ``spec.placement.nodeName``. ``epoch`` is the
+    fencing token: every new binding (and every unbinding) raises it, so an agent that still
+    presents an older epoch is writing for a binding that is over and is refused.
+    """
+
+    model_config = cel(
+        (
+            "!has(oldSelf.epoch) || (has(self.epoch) && self.epoch >= oldSelf.epoch)",
+            "status.placement.epoch never decreases",
+        ),
+    )
+
+    node_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The StewardNode the service is bound to; unset: unbound (the epoch stays, "
+        "so the next binding still gets a higher one).",
+    )
+    epoch: int = Field(
+        default=0,
+        ge=0,
+        description="Fencing token: raised by every change of nodeName, kept otherwise; agents "
+        "present it with what they write.",
+    )
+    bound_at: datetime | None = Field(
+        default=None, description="When nodeName (and the epoch) last changed."
+    )
+
+
 class ManagedServiceStatus(ServiceStatus):
     """Operational status of a ManagedService."""
 
@@ -74,6 +107,9 @@ class ManagedServiceStatus(ServiceStatus):
         default=None, description="metadata.generation last acted upon."
     )
     flavor: str | None = Field(default=None, description=f"{one_of()}.")
+    placement: Binding | None = Field(
+        default=None, description="The host the controller bound the service to, and the epoch."
+    )
     endpoint: EndpointStatus = Field(default_factory=EndpointStatus, description="Endpoint.")
     health: HealthStatus = Field(default_factory=HealthStatus, description="Probe results.")
     restarts: int = Field(default=0, description="Restarts done by Steward.")
