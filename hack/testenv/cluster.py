@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import base64
-import collections
 import contextlib
 import dataclasses
 import fcntl
@@ -70,32 +68,12 @@ HERE = Path(__file__).resolve().parent
 if __package__:  # imported as hack.testenv.cluster (the repository root on sys.path)
     from hack.image import imagetar
     from hack.testenv import controlplane
-    from hack.testenv.controlplane import (
-        _LEAF_CNF,
-        ControlPlane,
-        ControlPlaneError,
-        ControlPlaneInfo,
-        _free_ports,
-        _openssl,
-        _Proc,
-        _tail,
-    )
 else:  # run as a script, or imported as `cluster` with hack/testenv on sys.path
     for _dir in (HERE, HERE.parent / "image"):
         if str(_dir) not in sys.path:
             sys.path.insert(0, str(_dir))
     import controlplane
     import imagetar
-    from controlplane import (
-        _LEAF_CNF,
-        ControlPlane,
-        ControlPlaneError,
-        ControlPlaneInfo,
-        _free_ports,
-        _openssl,
-        _Proc,
-        _tail,
-    )
 
 NODE_BUILD_SCRIPT = HERE / "build-node.sh"
 PACKAGES_SCRIPT = HERE / "node" / "ensure-packages.sh"
@@ -172,7 +150,7 @@ __all__ = [
 ]
 
 
-class NodeClusterError(ControlPlaneError):
+class NodeClusterError(controlplane.ControlPlaneError):
     """The node cluster (or a part of it) could not be built or started."""
 
 
@@ -181,39 +159,9 @@ def _log(msg: str) -> None:
 
 
 # -- building and finding the parts -------------------------------------------
-def _run_build_script(script: Path, *args: str) -> str:
-    """Run a build script, stream its stderr, return its last stdout line."""
-    tail: collections.deque[str] = collections.deque(maxlen=40)
-    try:
-        proc = subprocess.Popen(
-            ["bash", str(script), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    except OSError as exc:
-        raise NodeClusterError(f"cannot run {script}: {exc}") from exc
-    with proc:
-        assert proc.stderr is not None and proc.stdout is not None
-        for line in proc.stderr:
-            sys.stderr.write(line)
-            tail.append(line.rstrip("\n"))
-        out = proc.stdout.read()
-    if proc.returncode != 0:
-        raise NodeClusterError(f"{script} exited with {proc.returncode}:\n" + "\n".join(tail))
-    lines = out.strip().splitlines()
-    return lines[-1] if lines else ""
-
-
 def build_nodebin() -> Path:
     """Run build-node.sh (build or reuse, ~12 min cold) and return the bin dir."""
-    out = _run_build_script(NODE_BUILD_SCRIPT)
-    if not out:
-        raise NodeClusterError(f"{NODE_BUILD_SCRIPT} printed no bin directory")
-    bin_dir = Path(out)
-    check_node_bin_dir(bin_dir)
-    return bin_dir
+    return controlplane.build_bin_dir(NODE_BUILD_SCRIPT, check_node_bin_dir, NodeClusterError)
 
 
 def check_node_bin_dir(bin_dir: Path) -> None:
@@ -227,7 +175,7 @@ def check_node_bin_dir(bin_dir: Path) -> None:
 
 def ensure_packages() -> None:
     """Install containerd, runc, CNI plugins, conntrack from Debian (idempotent)."""
-    _run_build_script(PACKAGES_SCRIPT)
+    controlplane.run_build_script(PACKAGES_SCRIPT, error=NodeClusterError)
 
 
 def missing_host_tools() -> list[str]:
@@ -529,76 +477,7 @@ def _overlaps(net: ipaddress.IPv4Network) -> list[str]:
 
 
 # -- configuration files --------------------------------------------------------
-def _leaf_cert(
-    pki: Path, name: str, dn: str, eku: str, san: str, serial: int, days: int = 30
-) -> None:
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    (pki / f"{name}.cnf").write_text(_LEAF_CNF.format(dn=dn, eku=eku, san=san))
-    _openssl(
-        "req",
-        "-new",
-        *ec,
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.csr",
-        "-config",
-        f"{name}.cnf",
-        cwd=pki,
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-set_serial",
-        str(serial),
-        "-days",
-        str(days),
-        "-extfile",
-        f"{name}.cnf",
-        "-extensions",
-        "ext",
-        "-out",
-        f"{name}.crt",
-        cwd=pki,
-    )
-
-
-def _kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> Path:
-    def b64(p: Path) -> str:
-        return base64.b64encode(p.read_bytes()).decode()
-
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "steward-node",
-                "cluster": {"server": server, "certificate-authority-data": b64(ca)},
-            }
-        ],
-        "users": [
-            {
-                "name": user,
-                "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
-            }
-        ],
-        "contexts": [
-            {"name": "steward-node", "context": {"cluster": "steward-node", "user": user}}
-        ],
-        "current-context": "steward-node",
-    }
-    path.write_text(json.dumps(config, indent=2) + "\n")
-    path.chmod(0o600)
-    return path
-
-
-class _NodeControlPlane(ControlPlane):
+class _NodeControlPlane(controlplane.ControlPlane):
     """The control plane with the node's certificates added to its PKI."""
 
     node_name = NODE_NAME
@@ -623,9 +502,9 @@ class _NodeControlPlane(ControlPlane):
             ),
         }
         for serial, (name, (dn, eku, san)) in enumerate(certs.items(), start=20):
-            _leaf_cert(pki, name, dn, eku, san, serial)
+            controlplane.leaf_cert(pki, name, dn, eku, san, serial)
 
-    def _start_processes(self, t0: float, attempt: int) -> ControlPlaneInfo:
+    def _start_processes(self, t0: float, attempt: int) -> controlplane.ControlPlaneInfo:
         assert self.work_dir is not None
         pki = self.work_dir / "pki"  # known only once start() made the work dir
         self.extra_apiserver_args = [
@@ -642,7 +521,7 @@ class _NodeControlPlane(ControlPlane):
 class NodeClusterInfo:
     """A running single-node cluster."""
 
-    control_plane: ControlPlaneInfo
+    control_plane: controlplane.ControlPlaneInfo
     node_bin_dir: Path
     work_dir: Path
     node_name: str
@@ -743,7 +622,7 @@ class NodeCluster:
         self.info: NodeClusterInfo | None = None
         self.work_dir: Path | None = None
         self.cp: _NodeControlPlane | None = None
-        self._procs: dict[str, _Proc] = {}
+        self._procs: dict[str, controlplane._Proc] = {}
         self._lock_fh: Any = None
         self._started_any = False
         self._before: dict[str, Any] = {}
@@ -1149,7 +1028,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         except BaseException as exc:
             errors.append(exc)
 
-    def _start_control_plane(self) -> ControlPlaneInfo:
+    def _start_control_plane(self) -> controlplane.ControlPlaneInfo:
         assert self.work_dir is not None
         first_svc_ip = str(self.service_net.network_address + 1)
         cp = _NodeControlPlane(
@@ -1175,7 +1054,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         self._all_pids.update(cp.pids.values())
         return info
 
-    def _write_component_kubeconfigs(self, cp_info: ControlPlaneInfo) -> None:
+    def _write_component_kubeconfigs(self, cp_info: controlplane.ControlPlaneInfo) -> None:
         assert self.work_dir is not None
         pki = cp_info.work_dir / "pki"
         self._pki = pki
@@ -1183,13 +1062,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         k.mkdir()
         ca = pki / "ca.crt"
         self._kc = {
-            name: _kubeconfig(
+            name: controlplane.write_kubeconfig(
                 k / f"{name}.kubeconfig",
                 cp_info.server,
                 ca,
                 pki / f"{name}.crt",
                 pki / f"{name}.key",
                 user,
+                context="steward-node",
             )
             for name, user in (
                 ("controller-manager", "system:kube-controller-manager"),
@@ -1202,7 +1082,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     def _start_controllers(self) -> None:
         assert self.work_dir is not None
         pki, kc = self._pki, self._kc
-        cm_port, sched_port = _free_ports(2)
+        cm_port, sched_port = controlplane._free_ports(2)
         self._spawn(
             "kube-controller-manager",
             [
@@ -1245,7 +1125,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         pki = self._pki
         self._kubelet_root = self.work_dir / "kubelet"
         self._kubelet_root.mkdir()
-        port, healthz = _free_ports(2)
+        port, healthz = controlplane._free_ports(2)
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
@@ -1301,7 +1181,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         )
 
     def _start_kube_proxy(self) -> None:
-        healthz, metrics = _free_ports(2)
+        healthz, metrics = controlplane._free_ports(2)
         self._spawn(
             "kube-proxy",
             [
@@ -1326,29 +1206,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
         assert self.work_dir is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "CONTAINERD_"))}
-        proc = _Proc(name, argv, self.work_dir / f"{name}.log", env)
+        proc = controlplane._Proc(name, argv, self.work_dir / f"{name}.log", env)
         self._procs[name] = proc
         self._all_pids.add(proc.pid)
 
     def _wait(self, what: str, ready: Any, procs: Sequence[str] | None = None) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last: object = None
-        while True:
-            for name, proc in self._procs.items():
-                if (procs is None or name in procs) and proc.exited() is not None:
-                    raise NodeClusterError(
-                        f"{name} exited with {proc.exited()} while waiting for {what}; "
-                        f"{proc.log} ends with:\n{_tail(proc.log)}"
-                    )
-            try:
-                if ready():
-                    return
-            except Exception as exc:  # not ready yet
-                last = exc
-            if time.monotonic() > deadline:
-                logs = "\n".join(f"--- {n} ---\n{_tail(p.log, 15)}" for n, p in self._procs.items())
-                raise NodeClusterError(f"timed out waiting for {what} (last: {last!r})\n{logs}")
-            time.sleep(0.25)
+        controlplane.wait_until(
+            what,
+            ready,
+            [p for n, p in self._procs.items() if procs is None or n in procs],
+            self.start_timeout,
+            interval=0.25,
+            error=NodeClusterError,
+            log_lines=15,
+        )
 
     @staticmethod
     def _node_ready(server: str, ctx: ssl.SSLContext) -> bool:
@@ -1547,7 +1418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             images.append(ImageSpec(tag, archive=Path(archive)))
         cluster = NodeCluster(bin_dir, node_bin, images=images, keep_work_dir=args.keep)
         info = cluster.start()
-    except ControlPlaneError as exc:
+    except controlplane.ControlPlaneError as exc:
         print(f"node cluster failed: {exc}", file=sys.stderr)
         return 1
 

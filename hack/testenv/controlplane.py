@@ -71,7 +71,13 @@ __all__ = [
     "ControlPlane",
     "ControlPlaneError",
     "ControlPlaneInfo",
+    "build_bin_dir",
     "build_testbin",
+    "check_bin_dir",
+    "leaf_cert",
+    "run_build_script",
+    "wait_until",
+    "write_kubeconfig",
 ]
 
 
@@ -87,23 +93,25 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def build_testbin() -> Path:
-    """Run build-testbin.sh (build or reuse) and return the bin directory.
+def run_build_script(
+    script: Path, *args: str, error: type[ControlPlaneError] = ControlPlaneError
+) -> str:
+    """Run a build script, stream its stderr, return its last stdout line.
 
-    The build's progress is streamed to this process's stderr (and its tail is
-    kept for the error). A cold build takes minutes; a reuse milliseconds.
+    The script's progress goes to this process's stderr (and its tail is kept
+    for the ``error`` raised when it fails).
     """
     tail: collections.deque[str] = collections.deque(maxlen=40)
     try:
         proc = subprocess.Popen(
-            ["bash", str(BUILD_SCRIPT)],
+            ["bash", str(script), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
     except OSError as exc:
-        raise ControlPlaneError(f"cannot run {BUILD_SCRIPT}: {exc}") from exc
+        raise error(f"cannot run {script}: {exc}") from exc
     with proc:
         assert proc.stderr is not None and proc.stdout is not None
         for line in proc.stderr:  # stdout only gets the final line: no deadlock
@@ -111,15 +119,31 @@ def build_testbin() -> Path:
             tail.append(line.rstrip("\n"))
         out = proc.stdout.read()
     if proc.returncode != 0:
-        raise ControlPlaneError(
-            f"{BUILD_SCRIPT} exited with {proc.returncode}:\n" + "\n".join(tail)
-        )
+        raise error(f"{script} exited with {proc.returncode}:\n" + "\n".join(tail))
     lines = out.strip().splitlines()
-    if not lines:
-        raise ControlPlaneError(f"{BUILD_SCRIPT} printed no bin directory")
-    bin_dir = Path(lines[-1])
-    check_bin_dir(bin_dir)
+    return lines[-1] if lines else ""
+
+
+def build_bin_dir(
+    script: Path,
+    check: Callable[[Path], None],
+    error: type[ControlPlaneError] = ControlPlaneError,
+) -> Path:
+    """Run a build script that prints a bin directory; ``check`` it and return it."""
+    out = run_build_script(script, error=error)
+    if not out:
+        raise error(f"{script} printed no bin directory")
+    bin_dir = Path(out)
+    check(bin_dir)
     return bin_dir
+
+
+def build_testbin() -> Path:
+    """Run build-testbin.sh (build or reuse) and return the bin directory.
+
+    A cold build takes minutes; a reuse milliseconds.
+    """
+    return build_bin_dir(BUILD_SCRIPT, check_bin_dir)
 
 
 def check_bin_dir(bin_dir: Path) -> None:
@@ -226,6 +250,54 @@ authorityKeyIdentifier = keyid
 """
 
 
+# A fresh EC P-256 key, unencrypted (``openssl req`` arguments).
+_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+
+
+def leaf_cert(
+    pki: Path, name: str, dn: str, eku: str, san: str, serial: int, days: int = 30
+) -> None:
+    """``pki/<name>.{key,crt}``: a leaf certificate signed by ``pki/ca.*``.
+
+    ``dn`` is the subject (``openssl req`` config lines), ``eku`` the extended
+    key usage, ``san`` a ``subjectAltName = ...`` line or empty.
+    """
+    (pki / f"{name}.cnf").write_text(_LEAF_CNF.format(dn=dn, eku=eku, san=san))
+    _openssl(
+        "req",
+        "-new",
+        *_EC_KEY,
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-config",
+        f"{name}.cnf",
+        cwd=pki,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        str(serial),
+        "-days",
+        str(days),
+        "-extfile",
+        f"{name}.cnf",
+        "-extensions",
+        "ext",
+        "-out",
+        f"{name}.crt",
+        cwd=pki,
+    )
+
+
 def _generate_pki(pki: Path, extra_sans: Sequence[str] = ()) -> None:
     """CA, apiserver serving cert, admin client cert, service-account key.
 
@@ -236,13 +308,12 @@ def _generate_pki(pki: Path, extra_sans: Sequence[str] = ()) -> None:
     is RSA 2048 (RS256 tokens, the Kubernetes default).
     """
     pki.mkdir(mode=0o700)
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     (pki / "ca.cnf").write_text(_CA_CNF)
     _openssl(
         "req",
         "-x509",
         "-new",
-        *ec,
+        *_EC_KEY,
         "-keyout",
         "ca.key",
         "-out",
@@ -264,40 +335,7 @@ def _generate_pki(pki: Path, extra_sans: Sequence[str] = ()) -> None:
         "admin": (f"O = system:masters\nCN = {ADMIN_USER}", "clientAuth", ""),
     }
     for serial, (name, (dn, eku, san)) in enumerate(leaves.items(), start=2):
-        (pki / f"{name}.cnf").write_text(_LEAF_CNF.format(dn=dn, eku=eku, san=san))
-        _openssl(
-            "req",
-            "-new",
-            *ec,
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-config",
-            f"{name}.cnf",
-            cwd=pki,
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            str(serial),
-            "-days",
-            "30",
-            "-extfile",
-            f"{name}.cnf",
-            "-extensions",
-            "ext",
-            "-out",
-            f"{name}.crt",
-            cwd=pki,
-        )
+        leaf_cert(pki, name, dn, eku, san, serial)
     _openssl(
         "genpkey",
         "-algorithm",
@@ -583,82 +621,140 @@ class ControlPlane:
 
     def _wait_ready(self, info: ControlPlaneInfo) -> None:
         ctx = info.ssl_context()
-        deadline = time.monotonic() + self.start_timeout
-        last = "no answer yet"
-        while True:
-            for proc in self._procs:
-                rc = proc.exited()
-                if rc is not None:
-                    log = _tail(proc.log)
-                    msg = f"{proc.name} exited with {rc} during start-up; {proc.log} ends with:\n{log}"
-                    if "address already in use" in log:
-                        raise _PortInUse(msg)
-                    raise ControlPlaneError(msg)
-            try:
-                with urllib.request.urlopen(
-                    f"{info.server}/readyz", context=ctx, timeout=2
-                ) as resp:
-                    body = resp.read().decode(errors="replace").strip()
-                    if resp.status == 200 and body == "ok":
-                        return
-                    last = f"HTTP {resp.status}: {body[:200]}"
-            except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code}: {exc.read().decode(errors='replace')[-500:]}"
-            except (OSError, ssl.SSLError) as exc:
-                last = repr(exc)
-            if time.monotonic() > deadline:
-                logs = "\n".join(f"--- {p.name} ({p.log}) ---\n{_tail(p.log)}" for p in self._procs)
-                raise ControlPlaneError(
-                    f"kube-apiserver not ready after {self.start_timeout}s "
-                    f"(last /readyz: {last})\n{logs}"
-                )
-            time.sleep(0.1)
+        wait_until(
+            "kube-apiserver /readyz",
+            lambda: _readyz(info.server, ctx),
+            self._procs,
+            self.start_timeout,
+            port_retry=True,
+        )
 
 
 class _PortInUse(ControlPlaneError):
     pass
 
 
-def _write_kubeconfig(info: ControlPlaneInfo) -> None:
-    def b64(path: Path) -> str:
-        return base64.b64encode(path.read_bytes()).decode()
+class _NotReady(Exception):
+    pass
 
+
+def _readyz(server: str, ctx: ssl.SSLContext) -> bool:
+    """True when ``/readyz`` answers ``ok``; else raises why not."""
+    try:
+        with urllib.request.urlopen(f"{server}/readyz", context=ctx, timeout=2) as resp:
+            status, body = resp.status, resp.read().decode(errors="replace").strip()
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")[-500:]
+        raise _NotReady(f"HTTP {exc.code}: {body}") from None
+    if status == 200 and body == "ok":
+        return True
+    raise _NotReady(f"HTTP {status}: {body[:200]}")
+
+
+def wait_until(
+    what: str,
+    ready: Callable[[], object],
+    procs: Iterable[_Proc],
+    timeout: float,
+    *,
+    interval: float = 0.1,
+    error: type[ControlPlaneError] = ControlPlaneError,
+    log_lines: int = 40,
+    port_retry: bool = False,
+) -> None:
+    """Poll ``ready()`` every ``interval`` seconds until it returns true.
+
+    ``error`` is raised when one of ``procs`` exits meanwhile, or after
+    ``timeout`` seconds; the message ends with the tails of their logs. An
+    exception from ``ready()`` means "not yet" (the last one is reported).
+    With ``port_retry``, an exit with ``address already in use`` in its log
+    raises :class:`_PortInUse` instead, for the caller to try other ports.
+    """
+    procs = list(procs)
+    deadline = time.monotonic() + timeout
+    last: object = "no answer yet"
+    while True:
+        for proc in procs:
+            rc = proc.exited()
+            if rc is not None:
+                log = _tail(proc.log, log_lines)
+                msg = (
+                    f"{proc.name} exited with {rc} while waiting for {what}; "
+                    f"{proc.log} ends with:\n{log}"
+                )
+                if port_retry and "address already in use" in log:
+                    raise _PortInUse(msg)
+                raise error(msg)
+        try:
+            if ready():
+                return
+        except Exception as exc:  # not ready yet
+            last = exc
+        if time.monotonic() > deadline:
+            logs = "\n".join(
+                f"--- {p.name} ({p.log}) ---\n{_tail(p.log, log_lines)}" for p in procs
+            )
+            raise error(f"timed out after {timeout}s waiting for {what} (last: {last!r})\n{logs}")
+        time.sleep(interval)
+
+
+def write_kubeconfig(
+    path: Path,
+    server: str,
+    ca: Path,
+    cert: Path,
+    key: Path,
+    user: str,
+    *,
+    context: str = CONTEXT,
+    namespace: str | None = None,
+) -> Path:
+    """A kubeconfig (mode 0600) for ``user`` with the client certificate ``cert``/``key``.
+
+    ``context`` names the cluster and the context; ``namespace``, when given,
+    is the context's default namespace.
+    """
+
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    ctx: dict[str, str] = {"cluster": context, "user": user}
+    if namespace is not None:
+        ctx["namespace"] = namespace
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {
-                "name": CONTEXT,
-                "cluster": {
-                    "server": info.server,
-                    "certificate-authority-data": b64(info.ca_file),
-                },
+                "name": context,
+                "cluster": {"server": server, "certificate-authority-data": b64(ca)},
             }
         ],
         "users": [
             {
-                "name": ADMIN_USER,
-                "user": {
-                    "client-certificate-data": b64(info.client_cert),
-                    "client-key-data": b64(info.client_key),
-                },
+                "name": user,
+                "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
             }
         ],
-        "contexts": [
-            {
-                "name": CONTEXT,
-                "context": {
-                    "cluster": CONTEXT,
-                    "user": ADMIN_USER,
-                    "namespace": "default",
-                },
-            }
-        ],
-        "current-context": CONTEXT,
+        "contexts": [{"name": context, "context": ctx}],
+        "current-context": context,
     }
     # JSON is valid YAML; kubectl, helm and client libraries all read it.
-    info.kubeconfig.write_text(json.dumps(config, indent=2) + "\n")
-    info.kubeconfig.chmod(0o600)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def _write_kubeconfig(info: ControlPlaneInfo) -> None:
+    write_kubeconfig(
+        info.kubeconfig,
+        info.server,
+        info.ca_file,
+        info.client_cert,
+        info.client_key,
+        ADMIN_USER,
+        namespace="default",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
