@@ -114,3 +114,46 @@ def test_bad_env_rejected(env: dict) -> None:  # type: ignore[type-arg]
         ManagedService.parse(
             {"metadata": {"name": "x"}, "spec": {"daemon": {"command": ["x"], "env": [env]}}}
         )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"daemon": {"command": ["x"], "env": [{"name": "A\n", "value": "1"}]}},
+        {"daemon": {"command": ["x"], "stopSignal": "SIGTERM\n"}},
+        {"daemon": {"command": ["x"], "resources": {"memory": "1Gi\n"}}},
+        {"container": {"image": "busybox\n"}},
+        {"terraform": {"inline": {"main.tf\n": ""}}},
+    ],
+    ids=["env-name", "signal", "memory", "image", "inline-file"],
+)
+def test_a_trailing_newline_does_not_slip_past_a_pattern(spec: dict) -> None:  # type: ignore[type-arg]
+    """Python's ``$`` matches before a final newline; the patterns end in ``\\Z`` so the
+    library refuses what the API server's RE2 refuses."""
+    with pytest.raises(ValidationError):
+        ManagedService.model_validate(
+            {
+                "apiVersion": "steward.dev/v1alpha1",
+                "kind": "ManagedService",
+                "metadata": {"name": "a"},
+                "spec": spec,
+            }
+        )
+    with pytest.raises(ValidationError):
+        ManagedService.model_validate(
+            {
+                "apiVersion": "steward.dev/v1alpha1",
+                "kind": "ManagedService",
+                "metadata": {"name": "a\n"},
+                "spec": {"daemon": {"command": ["x"]}},
+            }
+        )
+
+
+def test_the_crd_carries_re2_patterns() -> None:
+    """``\\Z`` is Python's; RE2 (the API server, CEL) reads ``$``."""
+    from steward.api.crd import crd_yaml, policy_crd_yaml
+    from steward.api.generated import node_crd_yaml
+
+    for text in (crd_yaml(), policy_crd_yaml(), node_crd_yaml()):
+        assert "\\Z" not in text

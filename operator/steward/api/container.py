@@ -25,19 +25,19 @@ from pydantic import Field, field_validator, model_validator
 from steward.api.base import CamelModel, cel
 from steward.api.common import EnvVar, PythonCallable
 
-SIGNAL_PATTERN = r"^SIG[A-Z0-9]+$"
+SIGNAL_PATTERN = r"^SIG[A-Z0-9]+\Z"
 ABS_PATH_PATTERN = r"^/"
 # Docker's reference grammar (distribution/reference), without IPv6 hosts.
 _DOMAIN = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 IMAGE_PATTERN = (
     rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
-    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z"
 )
-USER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$"
-CAPABILITY_PATTERN = r"^(CAP_)?[A-Z][A-Z_]*$"
+USER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?\Z"
+CAPABILITY_PATTERN = r"^(CAP_)?[A-Z][A-Z_]*\Z"
 # Kubernetes resource.Quantity syntax.
-QUANTITY_PATTERN = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+QUANTITY_PATTERN = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?\Z"
 _SUFFIX = {
     "Ki": Decimal(2) ** 10,
     "Mi": Decimal(2) ** 20,

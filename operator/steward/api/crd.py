@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from steward.api.base import re2
 from steward.api.flavors import FLAVORS, one_of
 from steward.api.manifest import API_GROUP, API_VERSION, KIND
 from steward.api.node import (
@@ -106,6 +107,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node.get(bound), int | float) and not isinstance(node[bound], bool):
             node[limit] = node.pop(bound)  # JSON Schema 2020 -> OpenAPI 3.0 form
             node[bound] = True
+    if isinstance(node.get("pattern"), str):
+        node["pattern"] = re2(node["pattern"])
     if "const" in node:
         node["enum"] = [node.pop("const")]
         node.setdefault("type", "string")

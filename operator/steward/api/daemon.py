@@ -7,15 +7,15 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from steward.api.base import CamelModel, cel
+from steward.api.base import CamelModel, cel, re2
 from steward.api.common import EnvVar, PythonCallable
 from steward.api.container import parse_quantity
 
-SIGNAL_PATTERN = r"^SIG[A-Z0-9]+$"
+SIGNAL_PATTERN = r"^SIG[A-Z0-9]+\Z"
 MAX_LOG_BYTES = 1024**3
-MEMORY_PATTERN = r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+MEMORY_PATTERN = r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?\Z"
 """Bytes: plain, binary (Ki Mi Gi Ti) or decimal (k M G T) suffixes."""
-CPU_PATTERN = r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$"
+CPU_PATTERN = r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)\Z"
 """Cores (`1`, `0.5`) or millicores (`500m`)."""
 MIN_MEMORY = 4 * 1024 * 1024
 MAX_PIDS = 4194304
@@ -27,11 +27,11 @@ class DaemonResources(CamelModel):
 
     model_config = cel(
         (
-            "!has(self.memory) || self.memory.matches('" + MEMORY_PATTERN + "')",
+            "!has(self.memory) || self.memory.matches('" + re2(MEMORY_PATTERN) + "')",
             "memory: a quantity such as 256Mi, 1Gi or 500M",
         ),
         (
-            "!has(self.cpu) || self.cpu.matches('" + CPU_PATTERN.replace("\\", "\\\\") + "')",
+            "!has(self.cpu) || self.cpu.matches('" + re2(CPU_PATTERN).replace("\\", "\\\\") + "')",
             "cpu: cores (1, 0.5) or millicores (500m)",
         ),
     )

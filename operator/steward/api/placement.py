@@ -20,13 +20,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
-from steward.api.base import CamelModel, cel
+from steward.api.base import CamelModel, cel, re2
 from steward.api.container import QUANTITY_PATTERN, parse_quantity
 from steward.api.node import QUALIFIED_NAME, SERVICES
 
-NODE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-INTEGER_PATTERN = r"^[0-9]+$"
+NODE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z"
+INTEGER_PATTERN = r"^[0-9]+\Z"
 MAX_REQUESTS = 16
 MAX_QUANTITY = 64
 MAX_SELECTOR = 32
@@ -38,7 +38,7 @@ TolerationEffect = Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 def _cel_string(pattern: str) -> str:
     """A regex as a single-quoted CEL string literal (backslashes doubled)."""
-    return "'" + pattern.replace("\\", "\\\\") + "'"
+    return "'" + re2(pattern).replace("\\", "\\\\") + "'"
 
 
 class PlacementStrategy(StrEnum):
@@ -72,7 +72,7 @@ class Toleration(CamelModel):
     key: str = Field(
         default="",
         max_length=316,
-        pattern=rf"^$|{QUALIFIED_NAME}",
+        pattern=rf"^\Z|{QUALIFIED_NAME}",
         description="Taint key it matches; empty (with operator Exists) matches every key.",
     )
     operator: Literal["Exists", "Equal"] = Field(

@@ -72,8 +72,8 @@ SENSITIVE_HOST_PATHS: tuple[str, ...] = tuple(
 policy lists that exact path (a prefix never covers them)."""
 
 _LIST_MAX = 256
-_ABS_PATH = r"^(/|(/[^/]+)+)$"
-_FLAVOR = rf"^({'|'.join(NAMES)})$"
+_ABS_PATH = r"^(/|(/[^/]+)+)\Z"
+_FLAVOR = rf"^({'|'.join(NAMES)})\Z"
 
 
 def _clean_abs(path: str, what: str, allow_dir_slash: bool = False) -> str:

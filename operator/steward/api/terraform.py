@@ -18,10 +18,10 @@ from pydantic import Field, field_validator, model_validator
 from steward.api.base import CamelModel, cel
 from steward.api.common import EnvVar
 
-TF_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+TF_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_-]*\Z"
 """Terraform's identifier syntax (variables, outputs)."""
 
-INLINE_FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+INLINE_FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 INLINE_SUFFIXES = (
     ".tf",
     ".tf.json",
@@ -163,7 +163,7 @@ class TerraformVarsFrom(CamelModel):
     prefix: str = Field(
         default="",
         max_length=64,
-        pattern=r"^([A-Za-z_][A-Za-z0-9_-]*)?$",
+        pattern=r"^([A-Za-z_][A-Za-z0-9_-]*)?\Z",
         description="Prepended to each variable name taken from the object.",
     )
     optional: bool = Field(default=False, description="Tolerate a missing object or key.")
@@ -218,13 +218,13 @@ class KubernetesBackend(CamelModel):
     secret_suffix: str | None = Field(
         default=None,
         max_length=200,
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\Z",
         description="Suffix of the state Secret `tfstate-default-<suffix>` (default: namespace.name).",
     )
     namespace: str | None = Field(
         default=None,
         max_length=63,
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z",
         description="Namespace of the state Secret (default: the resource's namespace).",
     )
     in_cluster_config: bool | None = Field(
@@ -260,9 +260,9 @@ class HTTPBackend(CamelModel):
     unlock_address: str | None = Field(
         default=None, pattern=r"^https?://", max_length=2048, description="URL to unlock."
     )
-    lock_method: str = Field(default="LOCK", pattern=r"^[A-Z]+$", description="Lock HTTP method.")
+    lock_method: str = Field(default="LOCK", pattern=r"^[A-Z]+\Z", description="Lock HTTP method.")
     unlock_method: str = Field(
-        default="UNLOCK", pattern=r"^[A-Z]+$", description="Unlock HTTP method."
+        default="UNLOCK", pattern=r"^[A-Z]+\Z", description="Unlock HTTP method."
     )
     skip_cert_verification: bool = Field(
         default=False, description="Do not verify the server's TLS certificate."
