@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from steward.cli import build_parser
+from tests.support import paths
 from tests.support.chart import CHART, KOPF_CRDS, MS_CRD, container
 from tests.support.kubectl import Runner
 from tests.support.namespaces import scratch_namespace
@@ -138,6 +139,7 @@ def kopf_crds(kubectl: Runner, chart_crds: None) -> None:
         ["--set", "terraform.secretsWrite=false", "--set", "metrics.enabled=false"],
         list(TENANCY_OFF),
         ["--set", "watchNamespaces={a}", "--set", "tenancy.sandbox.enabled=false"],
+        ["--set", "agent.enabled=true"],
     ],
     ids=[
         "defaults",
@@ -150,6 +152,7 @@ def kopf_crds(kubectl: Runner, chart_crds: None) -> None:
         "minimal",
         "tenancy-off",
         "namespaced-no-sandbox",
+        "agent",
     ],
 )
 def test_helm_lint_strict(helm: Runner, values: list[str]) -> None:
@@ -551,6 +554,7 @@ DRY_RUN_MODES: dict[str, list[str]] = {
         "--set",
         "tenancy.sandbox.enabled=false",
     ],
+    "agent": ["--set", "agent.enabled=true"],
 }
 
 
@@ -739,6 +743,9 @@ BAD_VALUES = [
     ("tenancy.sandbox.uidRange.count=0", ["/tenancy/sandbox/uidRange/count"]),
     ("tenancy.sandbox.capabilities={cap_sys_admin}", ["/tenancy/sandbox/capabilities/0"]),
     ("tenancy.sandbox.enabled=yes", ["/tenancy/sandbox/enabled"]),
+    ("agent.address=nodeIP", ["/agent/address", "'podIP', 'hostIP', 'none'"]),
+    ("agent.leaseDurationSeconds=0", ["/agent/leaseDurationSeconds"]),
+    ("agent.leaseNamespace=Kube_Node_Lease", ["/agent/leaseNamespace"]),
 ]
 
 
@@ -824,3 +831,253 @@ def test_sandbox_names_the_terraform_service_account(helm: Runner) -> None:
     off = render(helm, "--set", "tenancy.sandbox.enabled=false")
     assert "STEWARD_TERRAFORM_SERVICE_ACCOUNT" not in env_of(container(one(off, "Deployment")))
     assert not {r for r in expand_rules(one(off, "ClusterRole")["rules"]) if "token" in r[1]}
+
+
+# ---------------------------------------------------------------- the agent DaemonSet (agent.*)
+AGENT_RBAC = paths.REPO / "deploy" / "agent-rbac.yaml"
+
+
+def agent_rbac_rules() -> dict[str, set[Rule]]:
+    """deploy/agent-rbac.yaml's rules by kind: the chart's agent gets exactly these."""
+    docs = [d for d in yaml.safe_load_all(AGENT_RBAC.read_text()) if d]
+    return {
+        d["kind"]: expand_rules(d["rules"]) for d in docs if d["kind"] in ("ClusterRole", "Role")
+    }
+
+
+def agent_docs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        d
+        for d in docs
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "agent"
+    ]
+
+
+def test_agent_is_off_by_default(helm: Runner) -> None:
+    docs = render(helm)
+    assert not find(docs, "DaemonSet") and not agent_docs(docs)
+    assert [d["metadata"]["name"] for d in find(docs, "ServiceAccount")] == ["r-steward"]
+
+
+def test_agent_daemonset_downward_api_and_least_privilege(helm: Runner) -> None:
+    """agent.enabled: a DaemonSet running `steward agent --node $(NODE_NAME)` with the name
+    from spec.nodeName, its own ServiceAccount, deploy/agent-rbac.yaml's rules exactly (no
+    wildcard), the operator's image and an unprivileged pod without probes."""
+    docs = render(helm, "--set", "agent.enabled=true", release="r", namespace="sys")
+    ds = one(docs, "DaemonSet", "sys")
+    assert ds["metadata"]["name"] == "r-steward-agent"
+    pod = ds["spec"]["template"]["spec"]
+    (agent,) = pod["containers"]
+    assert (agent["name"], agent["command"]) == ("agent", ["steward"])
+    assert agent["args"] == [
+        "agent",
+        "--node=$(NODE_NAME)",
+        "--address=$(POD_IP)",
+        "--lease-namespace=kube-node-lease",
+        "--lease-duration=40",
+        "--renew-interval=10",
+    ]
+    env = env_of(agent)
+    assert env["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    # The operator's image (one image holds both) and the real CLI's flags.
+    assert (agent["image"], agent["imagePullPolicy"]) == ("steward:0.1.0", "IfNotPresent")
+    args = build_parser().parse_args(agent["args"])
+    assert (args.command, args.node, args.address) == ("agent", "$(NODE_NAME)", ["$(POD_IP)"])
+    assert (args.lease_duration, args.renew_interval) == (40.0, 10.0)
+    assert args.lease_namespace == "kube-node-lease"
+    # No health endpoint, so no probes; unprivileged (PodSecurity restricted).
+    assert not {"livenessProbe", "readinessProbe", "startupProbe", "ports"} & set(agent)
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "supplementalGroups": [],
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert agent["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert not any("hostPath" in v for v in pod["volumes"])
+    assert not pod.get("hostNetwork") and "tolerations" not in pod
+    # Its own labels: the operator Deployment's selector never matches an agent pod.
+    deploy_selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    pod_labels = ds["spec"]["template"]["metadata"]["labels"]
+    assert ds["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert not deploy_selector.items() <= pod_labels.items(), (deploy_selector, pod_labels)
+
+    # Its own ServiceAccount, bound to exactly deploy/agent-rbac.yaml's rules.
+    assert pod["serviceAccountName"] == "r-steward-agent"
+    assert "r-steward-agent" in [d["metadata"]["name"] for d in find(docs, "ServiceAccount", "sys")]
+    shipped = agent_rbac_rules()
+    roles = {d["metadata"]["name"]: d for d in find(docs, "ClusterRole")}
+    assert expand_rules(roles["sys-r-steward-agent"]["rules"]) == shipped["ClusterRole"]
+    lease_role = one(docs, "Role", "kube-node-lease")
+    assert lease_role["metadata"]["name"] == "sys-r-steward-agent"
+    assert expand_rules(lease_role["rules"]) == shipped["Role"]
+    subject = [{"kind": "ServiceAccount", "name": "r-steward-agent", "namespace": "sys"}]
+    crb = next(
+        d
+        for d in find(docs, "ClusterRoleBinding")
+        if d["metadata"]["name"] == "sys-r-steward-agent"
+    )
+    assert crb["roleRef"]["name"] == "sys-r-steward-agent" and crb["subjects"] == subject
+    rb = one(docs, "RoleBinding", "kube-node-lease")
+    assert (rb["roleRef"]["kind"], rb["roleRef"]["name"]) == ("Role", "sys-r-steward-agent")
+    assert rb["subjects"] == subject
+    for role in agent_docs(docs):
+        for rule in role.get("rules", []):
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], (role["metadata"]["name"], rule)
+    # The operator's own RBAC is unchanged by the agent.
+    assert expand_rules(roles["sys-r-steward"]["rules"]) == (
+        BASE_RULES | SECRETS_WRITE_RULES | NAMESPACE_RULES | POLICY_RULES | TOKEN_RULES
+    )
+
+
+def test_agent_values(helm: Runner) -> None:
+    docs = render(
+        helm,
+        "--set",
+        "agent.enabled=true",
+        "--set",
+        "image.repository=registry.example/steward",
+        "--set",
+        "image.tag=9.9.9",
+        "--set",
+        "agent.image.tag=1.0.0",
+        "--set",
+        "agent.image.pullPolicy=Always",
+        "--set",
+        "agent.address=hostIP",
+        "--set",
+        "agent.leaseNamespace=steward-leases",
+        "--set",
+        "agent.leaseDurationSeconds=20",
+        "--set-json",
+        "agent.renewIntervalSeconds=2.5",
+        "--set",
+        "agent.labels.zone=a",
+        "--set",
+        "agent.verbose=true",
+        "--set",
+        "agent.extraArgs={--max-services=20,--extended-resource=nvidia.com/gpu=2}",
+        "--set-string",
+        "agent.nodeSelector.gpu=true",
+        "--set",
+        "agent.tolerations[0].operator=Exists",
+        "--set",
+        "agent.priorityClassName=system-node-critical",
+        "--set",
+        "agent.serviceAccount.name=host-agent",
+        "--set",
+        "agent.extraEnv[0].name=DOCKER_HOST",
+        "--set",
+        "agent.extraEnv[0].value=unix:///run/docker.sock",
+    )
+    ds = one(docs, "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    (agent,) = pod["containers"]
+    assert (agent["image"], agent["imagePullPolicy"]) == (
+        "registry.example/steward:1.0.0",
+        "Always",
+    )
+    args = build_parser().parse_args(agent["args"])
+    assert args.address == ["$(HOST_IP)"] and args.label == ["zone=a"] and args.verbose
+    assert (args.lease_namespace, args.lease_duration, args.renew_interval) == (
+        "steward-leases",
+        20.0,
+        2.5,
+    )
+    assert (args.max_services, args.extended_resource) == (20, ["nvidia.com/gpu=2"])
+    env = env_of(agent)
+    assert env["HOST_IP"] == {"fieldRef": {"fieldPath": "status.hostIP"}} and "POD_IP" not in env
+    assert env["DOCKER_HOST"] == "unix:///run/docker.sock"
+    assert pod["nodeSelector"] == {"gpu": "true"}
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert pod["serviceAccountName"] == "host-agent"
+    assert (
+        one(docs, "Role", "steward-leases")["metadata"]["name"] == "steward-system-r-steward-agent"
+    )
+    assert one(docs, "RoleBinding", "steward-leases")["subjects"][0]["name"] == "host-agent"
+    # address none: only the Hostname address (the node name)
+    none = container(
+        one(
+            render(helm, "--set", "agent.enabled=true", "--set", "agent.address=none"), "DaemonSet"
+        ),
+        "agent",
+    )
+    assert not any(a.startswith("--address") for a in none["args"])
+    assert set(env_of(none)) == {"NODE_NAME", "HOME"}
+
+
+def test_agent_without_rbac_or_service_account(helm: Runner) -> None:
+    docs = render(
+        helm,
+        "--set",
+        "agent.enabled=true",
+        "--set",
+        "rbac.create=false",
+        "--set",
+        "agent.serviceAccount.create=false",
+    )
+    assert find(docs, "DaemonSet")
+    assert not [d for d in agent_docs(docs) if d["kind"] != "DaemonSet"]
+    assert one(docs, "DaemonSet")["spec"]["template"]["spec"]["serviceAccountName"] == "default"
+
+
+def test_agent_guard_renew_before_the_lease_runs_out(helm: Runner) -> None:
+    out = helm(
+        "template",
+        "bad",
+        CHART,
+        "--set",
+        "agent.enabled=true",
+        "--set",
+        "agent.leaseDurationSeconds=10",
+        "--set",
+        "agent.renewIntervalSeconds=10",
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "agent.renewIntervalSeconds must be less than agent.leaseDurationSeconds" in out.stderr
+
+
+def test_agent_pod_is_pod_security_restricted(
+    helm: Runner, kubectl: Runner, namespace: str
+) -> None:
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted")
+    manifest = helm(
+        "template",
+        "psa",
+        CHART,
+        "--namespace",
+        namespace,
+        "--set",
+        "agent.enabled=true",
+        "--set",
+        "tenancy.sandbox.enabled=false",
+        "--show-only",
+        "templates/agent-daemonset.yaml",
+    ).stdout
+    out = kubectl("apply", "--dry-run=server", "-f", "-", input=manifest)
+    assert "PodSecurity" not in out.stderr, out.stderr
+    assert "daemonset.apps/psa-steward-agent created (server dry run)" in out.stdout, out.stdout
+
+
+def test_chart_version_and_crds_annotation_name_every_crd() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["version"] == "0.3.0"
+    # (`helm show crds` joins the files without a `---`: read them one by one)
+    names = {
+        d["metadata"]["name"]
+        for path in (CHART / "crds").glob("*.yaml")
+        for d in yaml.safe_load_all(path.read_text())
+        if d
+    }
+    assert "stewardnodes.steward.dev" in names
+    annotated = {n.strip() for n in chart["annotations"]["steward.dev/crds"].split(",")}
+    assert annotated == names

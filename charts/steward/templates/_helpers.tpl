@@ -139,3 +139,68 @@ and patches its own one (keep-alives in .status). Only with peering on.
   resourceNames: [{{ .name | quote }}]
   verbs: ["patch"]
 {{- end -}}
+
+{{/* ---------------------------------------------------------------- the agent DaemonSet */}}
+{{- define "steward.agentFullname" -}}
+{{- printf "%s-agent" (include "steward.fullname" . | trunc 57 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* Cluster-scoped (and kube-node-lease) names: unique per release namespace too. */}}
+{{- define "steward.agentClusterName" -}}
+{{- printf "%s-agent" (include "steward.clusterName" .) -}}
+{{- end -}}
+
+{{/*
+Its own app.kubernetes.io/name, so that the operator Deployment's selector
+(name + instance) never matches an agent pod.
+*/}}
+{{- define "steward.agentSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-agent" (include "steward.name" . | trunc 57 | trimSuffix "-") }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: agent
+{{- end -}}
+
+{{- define "steward.agentLabels" -}}
+helm.sh/chart: {{ include "steward.chart" . }}
+{{ include "steward.agentSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: steward
+{{- end -}}
+
+{{- define "steward.agentServiceAccountName" -}}
+{{- if .Values.agent.serviceAccount.create -}}
+{{- default (include "steward.agentFullname" .) .Values.agent.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.agent.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "steward.agentImage" -}}
+{{- $repo := default .Values.image.repository .Values.agent.image.repository -}}
+{{- $tag := default (default .Chart.AppVersion .Values.image.tag) .Values.agent.image.tag -}}
+{{- printf "%s:%s" $repo $tag -}}
+{{- end -}}
+
+{{/*
+The agent's RBAC, exactly deploy/agent-rbac.yaml's (tests/e2e/test_agent.py runs
+an agent with a token of it): its StewardNode and that node's status ...
+*/}}
+{{- define "steward.agentNodeRules" -}}
+# register: create the StewardNode, or take it over (patch its labels); get/list/watch
+# to read StewardNodes. spec stays the admin's: the agent never updates or deletes one.
+- apiGroups: ["steward.dev"]
+  resources: ["stewardnodes"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# status only through the status subresource
+- apiGroups: ["steward.dev"]
+  resources: ["stewardnodes/status"]
+  verbs: ["get", "patch", "update"]
+{{- end -}}
+
+{{/* ... and its Lease, in the lease namespace only (a Role there). */}}
+{{- define "steward.agentLeaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
+{{- end -}}
