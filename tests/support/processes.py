@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import uuid
 
 import psutil
@@ -48,10 +49,27 @@ def marked_processes() -> list[psutil.Process]:
     return out
 
 
+HUB_SETTLE = 6.0
+"""A state directory's log hub ends by itself a few seconds after its last pipe closes
+(runtimes/loghub.py IDLE_EXIT): the last tests' hubs get that long before they count."""
+
+
+def _is_hub(p: psutil.Process) -> bool:
+    try:
+        return any(part.endswith("loghub.py") for part in p.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
 def kill_leaked() -> list[str]:
     """Kill what marked_processes() finds; one line per process killed."""
     lines = []
-    for p in marked_processes():
+    found = marked_processes()
+    deadline = time.monotonic() + HUB_SETTLE
+    while any(_is_hub(p) for p in found) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        found = marked_processes()
+    for p in found:
         try:
             lines.append(f"  pid {p.pid}: {' '.join(p.cmdline())[:200]}")
             p.kill()

@@ -257,6 +257,7 @@ class Service:
             resolver=self.resolver,
             sandbox=self.sandbox,
             credentials=self.credentials,
+            log_hub_dir=self.store.log_hub_dir,
         )
 
     def _adopt(self) -> None:

@@ -61,6 +61,10 @@ class ServiceStore:
     def ports_dir(self) -> Path:
         return self.state_dir / "ports"
 
+    @property
+    def log_hub_dir(self) -> Path:
+        return self.state_dir / "loghub"
+
     def load_status(self, identity: ServiceIdentity) -> ManagedServiceStatus | None:
         try:
             text = (self.service_dir(identity) / STATUS).read_text()

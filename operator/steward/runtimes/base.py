@@ -102,6 +102,9 @@ class RuntimeContext:
     (library and local mode)."""
     credentials: CredentialSource | None = None
     """In a sandbox: the namespace's credentials for the kubernetes state backend."""
+    log_hub_dir: Path | None = None
+    """Where the state directory's one log writer listens (runtimes/loghub.py); None: each
+    daemon gets a writer process of its own."""
 
     def redact(self, text: str) -> str:
         """Replace every secret value in ``text`` with ``***``."""

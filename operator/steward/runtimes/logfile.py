@@ -1,7 +1,9 @@
 """A daemon's log file: size-based rotation and tail/follow.
 
-A daemon's stdout/stderr go through a pipe to a small writer process
-(``logrelay.py``) that rotates by size as the log grows (``start_relay``).
+A daemon's stdout/stderr go through a pipe to a writer that rotates by size as
+the log grows: the state directory's one log hub (``loghub.py``, ``hub_relay``),
+or, where that cannot be used, a writer process of its own (``logrelay.py``,
+``start_relay``).
 ``rotate_if_needed`` (copy-then-truncate, as logrotate's copytruncate) remains for
 logs written straight to the file (Terraform's, a blocking daemon's, and daemons
 launched by an earlier Steward).
@@ -9,14 +11,20 @@ launched by an earlier Steward).
 
 from __future__ import annotations
 
+import array
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from steward.runtimes.process import register_child
 
@@ -144,3 +152,120 @@ def start_relay(
         os.close(r)
     register_child(proc)
     return proc, w
+
+
+HUB_SCRIPT = Path(__file__).with_name("loghub.py")
+HUB_START_SECONDS = 3.0
+"""How long a launch waits for a hub it started to answer before using a relay of its own."""
+_HUB_LOCK = threading.Lock()
+_HUBS: list[subprocess.Popen[bytes]] = []
+"""Hubs this process started (reaped when they end)."""
+
+
+@dataclass(frozen=True)
+class HubStream:
+    """A daemon's pipe, held by the log hub ``pid`` under ``sid``."""
+
+    pid: int
+    sid: str
+
+
+def hub_relay(
+    hub_dir: Path, path: Path, max_bytes: int, backups: int, mode: int = 0o640
+) -> tuple[HubStream, int] | None:
+    """Hand a new pipe to ``hub_dir``'s log hub (starting it when none runs); returns the
+    stream and the write end for the daemon's stdout and stderr (the caller closes it once
+    passed on). None: no hub can be used here; the caller starts a relay of its own."""
+    r, w = os.pipe()
+    try:
+        request = {
+            "op": "add",
+            "path": str(path),
+            "maxBytes": max_bytes,
+            "backups": backups,
+            "mode": mode,
+        }
+        reply = _hub_request(hub_dir, request, fd=r, start=True)
+    finally:
+        os.close(r)
+    if reply is None or "id" not in reply:
+        os.close(w)
+        return None
+    return HubStream(int(reply["pid"]), str(reply["id"])), w
+
+
+def hub_close(hub_dir: Path, sid: str) -> bool:
+    """Have the hub write what the pipe holds and let it go (a writer left gets EPIPE).
+    False: no hub holds it (it ended with its last pipe, or was killed)."""
+    reply = _hub_request(hub_dir, {"op": "close", "id": sid}, start=False)
+    return bool(reply and reply.get("closed"))
+
+
+def _hub_request(
+    hub_dir: Path, request: dict[str, Any], fd: int | None = None, start: bool = False
+) -> dict[str, Any] | None:
+    try:
+        hub_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = hub_dir.stat()
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return None  # not ours alone: a socket there could be anyone's
+        dir_fd = os.open(hub_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        # /proc/self/fd/N/...: a socket address has 108 bytes, a state dir may be deeper.
+        address = f"/proc/self/fd/{dir_fd}/loghub.sock"
+        deadline = time.monotonic() + HUB_START_SECONDS
+        started = False
+        while True:
+            try:
+                return _exchange(address, request, fd)
+            except (OSError, ValueError):
+                if not start or time.monotonic() > deadline:
+                    return None
+            if not started:
+                started = _start_hub(hub_dir)
+                if not started:
+                    return None
+            time.sleep(0.005)
+    finally:
+        os.close(dir_fd)
+
+
+def _exchange(address: str, request: dict[str, Any], fd: int | None) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(HUB_START_SECONDS)
+        sock.connect(address)
+        payload = json.dumps(request).encode()
+        if fd is None:
+            sock.sendall(payload)
+        else:
+            sock.sendmsg(
+                [payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+            )
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ValueError("the log hub closed the connection")
+            data += chunk
+    reply: dict[str, Any] = json.loads(data)
+    return reply
+
+
+def _start_hub(hub_dir: Path) -> bool:
+    with _HUB_LOCK:
+        _HUBS[:] = [h for h in _HUBS if h.poll() is None]
+        try:
+            hub = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(HUB_SCRIPT), str(hub_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # outlives a Steward restart, as the daemons do
+                close_fds=True,
+            )
+        except OSError:
+            return False
+        _HUBS.append(hub)
+        return True

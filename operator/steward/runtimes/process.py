@@ -44,7 +44,9 @@ class ProcessRecord:
     """``{"version": 1|2, "dirs": {...}}`` when it runs in a cgroup of its own."""
     relay_pid: int = 0
     relay_create_time: float = 0.0
-    """The log writer reading its stdout/stderr (0: none)."""
+    """The log writer reading its stdout/stderr (0: none): a relay of its own, or the hub."""
+    relay_stream: str = ""
+    """The stream id when the state directory's log hub holds the pipe ("": a relay)."""
     cmdline: InitVar[list[str] | None] = None
     """The argv itself: only its hash is kept (as the record of an earlier Steward is read)."""
 

@@ -35,7 +35,10 @@ from steward.runtimes.daemon.tracked import Tracked, track
 from steward.runtimes.exits import ExitWatch, fd_readable, pidfd_open
 from steward.runtimes.expand import expand_all, expand_json
 from steward.runtimes.logfile import (
+    HubStream,
     follow_lines,
+    hub_close,
+    hub_relay,
     open_for_append,
     rotate_if_needed,
     start_relay,
@@ -187,14 +190,20 @@ class DaemonRuntime(Runtime):
         env[LAUNCH_ID_ENV] = token
         write_private(self.intent_file, f"{token} {self.ctx.spec_hash}")
         relay: subprocess.Popen[bytes] | None = None
+        hub: HubStream | None = None
         out: int = subprocess.DEVNULL
-        if not self.spec.silent:  # sandbox or not, the relay rotates as the log grows
-            relay, out = start_relay(
-                self.log_file,
-                self.spec.log.max_bytes,
-                self.spec.log.backups,
-                0o600 if sandbox is not None else 0o640,
+        if not self.spec.silent:  # sandbox or not, the writer rotates as the log grows
+            mode = 0o600 if sandbox is not None else 0o640
+            log = self.spec.log
+            held = (
+                hub_relay(self.ctx.log_hub_dir, self.log_file, log.max_bytes, log.backups, mode)
+                if self.ctx.log_hub_dir is not None
+                else None
             )
+            if held is not None:
+                hub, out = held
+            else:
+                relay, out = start_relay(self.log_file, log.max_bytes, log.backups, mode)
         popen_kwargs: dict[str, Any] = {
             "stdout": out,
             "stderr": subprocess.STDOUT,
@@ -229,6 +238,7 @@ class DaemonRuntime(Runtime):
             if out != subprocess.DEVNULL:
                 os.close(out)
         register_child(proc)
+        writer = relay.pid if relay is not None else hub.pid if hub is not None else 0
         record = ProcessRecord(
             pid=proc.pid,
             create_time=_create_time(proc.pid),
@@ -237,8 +247,9 @@ class DaemonRuntime(Runtime):
             started_at=time.time(),
             uid=sandbox.uid if sandbox is not None else None,
             cgroup=cgroup_info,
-            relay_pid=relay.pid if relay is not None else 0,
-            relay_create_time=_create_time(relay.pid) if relay is not None else 0.0,
+            relay_pid=writer,
+            relay_create_time=_create_time(writer) if writer else 0.0,
+            relay_stream=hub.sid if hub is not None else "",
         )
         record.save(self.pid_file)
         self.intent_file.unlink(missing_ok=True)
@@ -503,8 +514,13 @@ class DaemonRuntime(Runtime):
         return out
 
     def _end_relay(self, record: ProcessRecord, wait: float = RELAY_WAIT_SECONDS) -> None:
-        """The log writer drains and ends at EOF; one that does not is killed."""
+        """The log writer drains and ends at EOF; one that does not is killed. The hub
+        writes what the pipe holds and lets it go."""
         if not record.relay_pid:
+            return
+        if record.relay_stream:
+            if self.ctx.log_hub_dir is not None:
+                hub_close(self.ctx.log_hub_dir, record.relay_stream)
             return
         fd = pidfd_open(record.relay_pid)
         relay = live_process(
