@@ -19,7 +19,6 @@ such as writing Terraform outputs to a Secret). One step:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
@@ -39,6 +38,17 @@ sleep this long (the spec is invalid). Creates the Service when there is none ye
 OnError = Callable[[Service, Exception], None]
 
 MIN_SLEEP = 0.02
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    """A progress publish that failed is logged, not left as an unretrieved exception."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("progress publish failed: %s", task.exception())
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -69,12 +79,21 @@ class ServiceLoop:
         self.settings = settings
         self.hooks = list(hooks)
         self.on_error = on_error
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        self._stepping = False
+        self._woken_in_step = False
         self._checked_refs: float | None = None
         self.exits = ExitWaker(self.wake)
 
     def wake(self) -> None:
-        self._wake.set()
+        """Cut the sleep short; a wake during a step makes the next sleep a short one, so
+        a change that arrives while the step runs (a new spec) is not left for the next
+        resync (a minute, for a watched workload without probes)."""
+        if self._stepping:
+            self._woken_in_step = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def check_references_now(self) -> None:
         """The inputs may have changed (files reloaded): compare them at the next step."""
@@ -92,6 +111,13 @@ class ServiceLoop:
 
     async def step(self) -> float:
         """One pass; returns the seconds until the next one is useful."""
+        self._stepping = True
+        try:
+            return await self._step()
+        finally:
+            self._stepping = False
+
+    async def _step(self) -> float:
         if self.refresh is not None:
             pause = await self.refresh(self)
             if pause is not None:
@@ -119,12 +145,22 @@ class ServiceLoop:
         return delay
 
     async def sleep(self, delay: float) -> None:
-        self._wake.clear()
+        """One future and one timer: no task per sleep (a thousand loops sleep at once)."""
+        if self._woken_in_step:
+            self._woken_in_step = False
+            delay = MIN_SLEEP
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
         if self.service is not None:
-            # After the clear: an end during the step leaves the watch readable, so it wakes us.
+            # After the waiter: an end during the step leaves the watch readable, so it wakes us.
             self.exits.arm(self.service.exit_watch)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(delay, MIN_SLEEP))
+        timer = loop.call_later(max(delay, MIN_SLEEP), _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def _check_references(self, svc: Service) -> None:
         if not svc.has_references:
@@ -141,10 +177,25 @@ class ServiceLoop:
             )
 
     async def _reconcile_publishing(self, svc: Service) -> float:
-        task = asyncio.ensure_future(svc.areconcile(self.executor))
-        started = asyncio.get_running_loop().time()
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=self.settings.progress_interval)
-            if done:
-                return task.result()
-            await self.publish(svc, asyncio.get_running_loop().time() - started)
+        """The reconcile, awaited in place; a timer publishes progress only if it runs long
+        (a Terraform apply), so the usual millisecond step costs no task and no wait()."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        progress: list[asyncio.Task[None]] = []
+        timer: asyncio.TimerHandle | None = None
+
+        def tick() -> None:
+            nonlocal timer
+            if not progress or progress[-1].done():
+                task = asyncio.ensure_future(self.publish(svc, loop.time() - started))
+                task.add_done_callback(_retrieved)
+                progress.append(task)
+            timer = loop.call_later(self.settings.progress_interval, tick)
+
+        timer = loop.call_later(self.settings.progress_interval, tick)
+        try:
+            return await svc.areconcile(self.executor)
+        finally:
+            timer.cancel()
+            if progress and not progress[-1].done():
+                await asyncio.gather(progress[-1], return_exceptions=True)

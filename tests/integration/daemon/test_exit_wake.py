@@ -277,3 +277,46 @@ def test_a_watched_daemon_without_probes_rests_and_its_crash_still_wakes(
             assert svc.status.state is ServiceState.ERROR
 
     run(main)
+
+
+def test_a_wake_during_a_step_is_not_lost(state_dir: Path, services: list[Service]) -> None:
+    """A change that arrives while a step runs (a new spec's watch event) gets the next
+    step at once, not at the next resync a minute later."""
+    body = {"daemon": {"command": [sys.executable, "-c", "import time; time.sleep(600)"]}}
+    svc = Service.from_manifest(manifest("woken", body), state_dir)
+    services.append(svc)
+    steps: list[float] = []
+    wake_in_step = threading.Event()
+
+    async def main() -> None:
+        async def publish(s: Service, running_for: float | None) -> None:
+            if running_for is None:
+                steps.append(time.monotonic())
+                if wake_in_step.is_set():
+                    wake_in_step.clear()
+                    loop.wake()  # as the adapter does on a watch event, mid-step
+
+        loop = ServiceLoop(publish, service=svc)
+        task = asyncio.create_task(loop.run(lambda: True))
+        try:
+            t0 = time.monotonic()
+            while svc.status.state is not ServiceState.ACTIVE:
+                assert time.monotonic() - t0 < 20, svc.status
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)
+            resting = len(steps)
+            await asyncio.sleep(1.0)
+            assert len(steps) == resting  # resting: a watched daemon without probes
+            wake_in_step.set()
+            loop.wake()  # one step now; it is woken again while it runs
+            t0 = time.monotonic()
+            while len(steps) < resting + 2:
+                assert time.monotonic() - t0 < 2.0, "the wake during the step was lost"
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(1.0)
+            assert len(steps) == resting + 2  # and then it rests again
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    run(main)
