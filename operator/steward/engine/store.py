@@ -12,6 +12,7 @@ never leaves half a status for `steward status` or the next process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -50,6 +51,9 @@ class ServiceStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = Path(state_dir)
+        self._written: dict[Path, bytes] = {}
+        """Digest of what this store last wrote to each file: an unchanged one is not rewritten
+        (a launch saves several times, mostly the same engine and manifest)."""
 
     def service_dir(self, identity: ServiceIdentity) -> Path:
         return self.state_dir / "services" / identity.namespace / identity.name
@@ -92,23 +96,33 @@ class ServiceStore:
         status: ManagedServiceStatus,
         engine: EngineState,
     ) -> None:
-        """Persist all three atomically (each file on its own)."""
+        """Persist all three atomically (each file on its own); what is unchanged since this
+        store wrote it is left alone."""
         d = self.service_dir(identity)
-        d.mkdir(parents=True, exist_ok=True)
+        made = False
         for name, text in (
             (STATUS, status.model_dump_json(by_alias=True, exclude_none=True)),
             (ENGINE, engine.to_json()),
             (MANIFEST, json.dumps(manifest)),
         ):
+            path = d / name
+            digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+            if self._written.get(path) == digest:
+                continue
+            if not made:
+                d.mkdir(parents=True, exist_ok=True)
+                made = True
             tmp = d / f".{name}.tmp"
             tmp.write_text(text)
-            tmp.replace(d / name)
+            tmp.replace(path)
+            self._written[path] = digest
 
     def forget(self, identity: ServiceIdentity, remove_runtime: bool) -> None:
         """Drop what is known of the service; with ``remove_runtime`` its runtime files too."""
         d = self.service_dir(identity)
         for name in (STATUS, ENGINE, MANIFEST):
             (d / name).unlink(missing_ok=True)
+            self._written.pop(d / name, None)
         if remove_runtime:
             shutil.rmtree(d, ignore_errors=True)
 
