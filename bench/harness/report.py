@@ -192,15 +192,20 @@ def update_readme(meta: dict[str, Any], durations: dict[str, float]) -> None:
     dates = sorted({r.get("date", "") for r in results})
     lines = [
         TABLE_BEGIN,
-        f"Last full run: {dates[-1] if dates else '-'} (git {m.get('git_commit') or '?'}); "
+        "The latest full-run result of each scenario (`--only` runs update theirs); newest "
+        f"{dates[-1] if dates else '-'} (git {m.get('git_commit') or '?'}); "
         f"machine: {m['nproc']} x {m['cpu_model']}, {m['memory_gib']} GiB, "
         f"Linux {m['kernel']}, Python {m['python']}; load average at start "
         f"{', '.join(map(str, m['load_avg_at_start']))} (shared machine: other test runs).",
         "",
         render_markdown(table_rows(results)),
         "",
-        "Scenario durations (s): "
-        + ", ".join(f"{r['scenario']} {r.get('seconds', 0):.0f}" for r in results)
+        "Scenario durations (s) and when each ran: "
+        + ", ".join(
+            f"{r['scenario']} {r.get('seconds', 0):.0f} "
+            f"({str(r.get('date', '?'))[:10]}, git {(r.get('machine') or {}).get('git_commit', '?')})"
+            for r in results
+        )
         + (f"; whole run {durations['total']:.0f} s" if "total" in durations else ""),
         TABLE_END,
     ]
