@@ -123,14 +123,24 @@ def run_one(
 
 
 def summary_plot(results: list[ScenarioResult], quick: bool) -> None:
-    """value / limit per target: below 1 is met."""
+    """value / limit per target: below 1 is met. Every scenario's latest result file of
+    this mode, like the README block, so an ``--only`` run does not drop the others."""
+    import json
+
     from bench.harness import plots
 
+    latest = {r.key: r.to_dict() for r in results}
+    for path in sorted(report.results_dir(quick).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            continue
+        latest.setdefault(str(data.get("scenario", path.stem)), data)
     bars = [
-        (f"{r.key.upper()} {t.name}", t.value / t.limit, bool(t.met))
-        for r in results
-        for t in r.targets
-        if t.limit and t.value is not None
+        (f"{key.upper()} {t['name'].strip()}", t["value"] / t["limit"], bool(t.get("met")))
+        for key, r in sorted(latest.items())
+        for t in r.get("targets", [])
+        if t.get("limit") and t.get("value") is not None
     ]
     if not bars:
         return
