@@ -105,7 +105,7 @@ def run(bench: Bench) -> ScenarioResult:
         Target(
             "apply -> Ready overhead p50",
             data["overhead_p50"],
-            0.2,
+            0.06,
             steward=f"p50 {fmt(st['p50'])}",
             baseline=f"p50 {fmt(rw['p50'])}",
         ),

@@ -142,3 +142,20 @@ def test_port_available_sees_listeners() -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         assert not port_available(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("since_start", "period", "expected"),
+    [
+        (0.0, 10.0, 0.01),  # the first half second: most servers start listening here
+        (0.49, 10.0, 0.01),
+        (0.5, 10.0, 0.05),  # then the usual startup cadence
+        (30.0, 10.0, 0.05),
+        (0.0, 0.005, 0.005),  # never more often than the period asks
+        (5.0, 0.02, 0.02),
+    ],
+)
+def test_startup_probe_cadence(since_start: float, period: float, expected: float) -> None:
+    from steward.engine.probing import startup_interval
+
+    assert startup_interval(since_start, period) == expected

@@ -14,7 +14,18 @@ from steward.health.probes import ProbeResult, ProbeTarget, run_probe
 from steward.runtimes.base import Observation
 
 STARTUP_PROBE_INTERVAL = 0.05
-"""Until the first success, probe this often (bounded by periodSeconds)."""
+"""Until the first success, probe this often (bounded by periodSeconds)..."""
+FIRST_PROBE_INTERVAL = 0.01
+FIRST_PROBE_SECONDS = 0.5
+"""...and more often in the first half second of a run, when most servers start listening:
+a probe that finds the port closed costs a refused connect, and a start is seen Ready
+within 10 ms of the server answering instead of up to 50 ms."""
+
+
+def startup_interval(since_start: float, period: float) -> float:
+    """How long to wait between probes before the first success."""
+    interval = FIRST_PROBE_INTERVAL if since_start < FIRST_PROBE_SECONDS else STARTUP_PROBE_INTERVAL
+    return min(period, interval)
 
 
 class Prober:
@@ -64,7 +75,7 @@ class Prober:
         interval = (
             check.period_seconds
             if health.state is not HealthState.UNKNOWN
-            else min(check.period_seconds, STARTUP_PROBE_INTERVAL)
+            else startup_interval(now - self.run_started, check.period_seconds)
         )
         return now - self.last_probe >= interval
 
@@ -87,11 +98,16 @@ class Prober:
             and time.monotonic() - self.run_started > allowance
         )
 
+    def startup_delay(self) -> float:
+        """Until the next startup probe of the current run."""
+        period = self.check.period_seconds if self.check is not None else STARTUP_PROBE_INTERVAL
+        return startup_interval(time.monotonic() - self.run_started, period)
+
     def next_in(self, health: HealthStatus) -> float:
         """Seconds until the next probe is due, for a running service."""
         if self.check is None:
             return 1.0
         if health.state is HealthState.UNKNOWN:
-            return STARTUP_PROBE_INTERVAL
+            return self.startup_delay()
         period = self.check.period_seconds
         return max(0.05, period - (time.monotonic() - self.last_probe))

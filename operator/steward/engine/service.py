@@ -573,7 +573,7 @@ class Service:
                 self.status.restarts += 1
             self._engine.pending_update = False
             self._launch(decision.reason)
-            return STARTUP_PROBE_INTERVAL
+            return self.prober.startup_delay()
         if decision.action is Action.STOP:
             self._stop_runtime(force=False)
             reset_health(self.status.health)
@@ -647,7 +647,7 @@ class Service:
                         self.status.last_error = f"not ready after {timeout}s: {self.status.health.message or 'still starting'}"
                         self.save()
                     return False
-                time.sleep(min(STARTUP_PROBE_INTERVAL, remaining))
+                time.sleep(min(self.prober.startup_delay(), remaining))
 
     def stop(self, timeout: float = 30, force: bool = False) -> bool:
         """Stop and wait up to ``timeout`` s; True once nothing runs."""
