@@ -22,7 +22,7 @@ import yaml
 
 from steward.cli import build_parser
 from tests.support import paths
-from tests.support.chart import CHART, KOPF_CRDS, MS_CRD, container
+from tests.support.chart import CHART, KOPF_CRDS, MS_CRD, container, pod_spec
 from tests.support.kubectl import Runner
 from tests.support.namespaces import scratch_namespace
 
@@ -60,6 +60,24 @@ TENANCY_OFF = ("--set", "tenancy.enforcePolicy=false", "--set", "tenancy.sandbox
 SANDBOX_CAPS = ["SETUID", "SETGID", "KILL", "CHOWN", "FOWNER", "DAC_OVERRIDE"]
 
 
+def pod_security(uid: int, **extra: Any) -> dict[str, Any]:
+    """The pod securityContext the chart renders to run as UID (and group UID)."""
+    return {
+        "runAsNonRoot": uid != 0,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        **extra,
+        "supplementalGroups": [],
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security(*add: str) -> dict[str, Any]:
+    """A container securityContext: no escalation, a read-only root, no capability but ADD."""
+    caps: dict[str, Any] = {"drop": ["ALL"], **({"add": list(add)} if add else {})}
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": caps}
+
+
 def peering_rules(resource: str, name: str) -> frozenset[Rule]:
     return frozenset(
         {
@@ -91,6 +109,11 @@ def render(
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
+def sets(*values: str) -> list[str]:
+    """``--set VALUE`` for each of VALUES."""
+    return [arg for value in values for arg in ("--set", value)]
+
+
 def find(
     docs: list[dict[str, Any]], kind: str, namespace: str | None = None
 ) -> list[dict[str, Any]]:
@@ -109,6 +132,19 @@ def one(docs: list[dict[str, Any]], kind: str, namespace: str | None = None) -> 
 
 def env_of(c: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
+
+
+def assert_bound(docs: list[dict[str, Any]], role: str, account: str, namespace: str) -> None:
+    """The one ClusterRoleBinding grants ClusterRole ROLE to ServiceAccount NAMESPACE/ACCOUNT."""
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role,
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account, "namespace": namespace}
+    ]
 
 
 def kopf_crd_names(kubectl: Runner) -> set[str]:
@@ -178,15 +214,7 @@ def test_defaults_render_cluster_wide_least_privilege(helm: Runner) -> None:
     assert expand_rules(role["rules"]) == (
         BASE_RULES | SECRETS_WRITE_RULES | NAMESPACE_RULES | POLICY_RULES | TOKEN_RULES
     )
-    binding = one(docs, "ClusterRoleBinding")
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": "sys-r-steward",
-    }
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "r-steward", "namespace": "sys"}
-    ]
+    assert_bound(docs, "sys-r-steward", "r-steward", "sys")
     assert one(docs, "ServiceAccount")["metadata"] == {
         **one(docs, "ServiceAccount")["metadata"],
         "name": "r-steward",
@@ -225,18 +253,8 @@ def test_defaults_render_cluster_wide_least_privilege(helm: Runner) -> None:
     # The sandbox switches uids: root with the sandbox's capabilities only, no fsGroup (the
     # kubelet then writes the ServiceAccount token 0600 root's); read-only root filesystem;
     # writable state dir and /tmp only.
-    assert pod["securityContext"] == {
-        "runAsNonRoot": False,
-        "runAsUser": 0,
-        "runAsGroup": 0,
-        "supplementalGroups": [],
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    assert op["securityContext"] == {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"], "add": SANDBOX_CAPS},
-    }
+    assert pod["securityContext"] == pod_security(0)
+    assert op["securityContext"] == container_security(*SANDBOX_CAPS)
     mounts = {m["mountPath"]: m["name"] for m in op["volumeMounts"]}
     assert mounts == {"/var/lib/steward": "state", "/tmp": "tmp"}
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -257,14 +275,12 @@ def test_chart_args_parse_with_the_real_cli(helm: Runner) -> None:
     deploy = one(
         render(
             helm,
-            "--set",
-            "watchNamespaces={a,b}",
-            "--set",
-            "replicas=2",
-            "--set",
-            "operator.verbose=true",
-            "--set",
-            "operator.logFormat=text",
+            *sets(
+                "watchNamespaces={a,b}",
+                "replicas=2",
+                "operator.verbose=true",
+                "operator.logFormat=text",
+            ),
         ),
         "Deployment",
     )
@@ -318,15 +334,7 @@ def test_namespaced_mode_with_tenancy_defaults(helm: Runner) -> None:
     role = one(docs, "ClusterRole")
     assert role["metadata"]["name"] == "steward-system-r-steward-policies"
     assert expand_rules(role["rules"]) == POLICY_RULES
-    binding = one(docs, "ClusterRoleBinding")
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": "steward-system-r-steward-policies",
-    }
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "r-steward", "namespace": "steward-system"}
-    ]
+    assert_bound(docs, "steward-system-r-steward-policies", "r-steward", "steward-system")
     args = container(one(docs, "Deployment"))["args"]
     assert args[-2:] == ["--enforce-policy", "--sandbox"]
 
@@ -336,21 +344,10 @@ def test_sandbox_off_keeps_the_unprivileged_pod(helm: Runner) -> None:
     stays on by itself (and its RBAC with it)."""
     docs = render(helm, "--set", "tenancy.sandbox.enabled=false")
     deploy = one(docs, "Deployment")
-    pod = deploy["spec"]["template"]["spec"]
+    pod = pod_spec(deploy)
     op = container(deploy)
-    assert pod["securityContext"] == {
-        "runAsNonRoot": True,
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
-        "fsGroup": 65532,
-        "supplementalGroups": [],
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    assert op["securityContext"] == {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
+    assert pod["securityContext"] == pod_security(65532, fsGroup=65532)
+    assert op["securityContext"] == container_security()
     assert "--sandbox" not in op["args"] and "--enforce-policy" in op["args"]
     assert "STEWARD_SANDBOX_UIDS" not in env_of(op)
     rules = expand_rules(one(docs, "ClusterRole")["rules"])
@@ -369,14 +366,12 @@ def test_sandbox_uid_range_and_capabilities_values(helm: Runner) -> None:
 
     docs = render(
         helm,
-        "--set",
-        "tenancy.sandbox.uidRange.start=200000",
-        "--set",
-        "tenancy.sandbox.uidRange.count=1000",
-        "--set",
-        "securityContext.capabilities.add={NET_BIND_SERVICE,KILL}",
-        "--set",
-        "podSecurityContext.supplementalGroups={998}",
+        *sets(
+            "tenancy.sandbox.uidRange.start=200000",
+            "tenancy.sandbox.uidRange.count=1000",
+            "securityContext.capabilities.add={NET_BIND_SERVICE,KILL}",
+            "podSecurityContext.supplementalGroups={998}",
+        ),
     )
     deploy = one(docs, "Deployment")
     op = container(deploy)
@@ -389,7 +384,7 @@ def test_sandbox_uid_range_and_capabilities_values(helm: Runner) -> None:
         "KILL",
         *(c for c in SANDBOX_CAPS if c != "KILL"),
     ]
-    psc = deploy["spec"]["template"]["spec"]["securityContext"]
+    psc = pod_spec(deploy)["securityContext"]
     assert (psc["runAsUser"], psc["supplementalGroups"]) == (0, [998])
     args = build_parser().parse_args(op["args"])
     assert args.sandbox is True and args.enforce_policy is True
@@ -437,7 +432,7 @@ def test_docker_socket_mode(helm: Runner) -> None:
     docs = render(
         helm, "--set", "docker.mode=socket", "--set", "podSecurityContext.supplementalGroups={998}"
     )
-    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = pod_spec(one(docs, "Deployment"))
     op = container(one(docs, "Deployment"))
     assert env_of(op)["DOCKER_HOST"] == "unix:///var/run/docker.sock"
     volume = next(v for v in pod["volumes"] if v["name"] == "docker-socket")
@@ -451,7 +446,7 @@ def test_docker_socket_mode(helm: Runner) -> None:
 def test_docker_dind_mode_is_a_privileged_sidecar_only(helm: Runner) -> None:
     docs = render(helm, "--set", "docker.mode=dind", "--set", "docker.dind.socketGroup=4242")
     deploy = one(docs, "Deployment")
-    pod = deploy["spec"]["template"]["spec"]
+    pod = pod_spec(deploy)
     dind, op = container(deploy, "dind"), container(deploy)
     assert dind["image"] == "docker:dind"
     assert dind["securityContext"]["privileged"] is True
@@ -469,37 +464,25 @@ def test_docker_dind_mode_is_a_privileged_sidecar_only(helm: Runner) -> None:
 def test_values_for_terraform_resources_scheduling_and_env(helm: Runner) -> None:
     docs = render(
         helm,
-        "--set",
-        "terraform.binary=tofu",
-        "--set",
-        "terraform.stateBackend=kubernetes",
-        "--set",
-        "terraform.secretsWrite=false",
-        "--set",
-        "resources.limits.cpu=2",
-        "--set",
-        "nodeSelector.disk=ssd",
-        "--set",
-        "tolerations[0].key=dedicated",
-        "--set",
-        "tolerations[0].operator=Exists",
-        "--set",
-        "extraEnv[0].name=FOO",
-        "--set",
-        "extraEnv[0].value=bar",
-        "--set",
-        "image.repository=registry.example/steward",
-        "--set",
-        "image.tag=9.9.9",
-        "--set",
-        "image.pullPolicy=Always",
-        "--set",
-        "liveness.enabled=false",
-        "--set",
-        "metrics.enabled=false",
+        *sets(
+            "terraform.binary=tofu",
+            "terraform.stateBackend=kubernetes",
+            "terraform.secretsWrite=false",
+            "resources.limits.cpu=2",
+            "nodeSelector.disk=ssd",
+            "tolerations[0].key=dedicated",
+            "tolerations[0].operator=Exists",
+            "extraEnv[0].name=FOO",
+            "extraEnv[0].value=bar",
+            "image.repository=registry.example/steward",
+            "image.tag=9.9.9",
+            "image.pullPolicy=Always",
+            "liveness.enabled=false",
+            "metrics.enabled=false",
+        ),
     )
     deploy = one(docs, "Deployment")
-    pod = deploy["spec"]["template"]["spec"]
+    pod = pod_spec(deploy)
     op = container(deploy)
     env = env_of(op)
     assert (env["STEWARD_TERRAFORM_BINARY"], env["STEWARD_TERRAFORM_STATE_BACKEND"]) == (
@@ -674,12 +657,11 @@ def test_install_upgrade_uninstall(
             CHART,
             "--namespace",
             ns,
-            "--set",
-            "image.tag=0.1.1",
-            "--set",
-            f"watchNamespaces={{{ns}}}",
-            "--set",
-            "operator.logFormat=text",
+            *sets(
+                "image.tag=0.1.1",
+                f"watchNamespaces={{{ns}}}",
+                "operator.logFormat=text",
+            ),
             timeout=120,
         )
         d2 = deployment()
@@ -783,12 +765,11 @@ def test_template_guard_persistence_with_replicas(helm: Runner) -> None:
         "template",
         "ok",
         CHART,
-        "--set",
-        "persistence.enabled=true",
-        "--set",
-        "replicas=2",
-        "--set",
-        "persistence.accessModes={ReadWriteMany}",
+        *sets(
+            "persistence.enabled=true",
+            "replicas=2",
+            "persistence.accessModes={ReadWriteMany}",
+        ),
     )
     assert "kind: PersistentVolumeClaim" in ok.stdout
 
@@ -811,12 +792,11 @@ def test_template_guard_sandbox_uid_range_below_2_31(helm: Runner) -> None:
         "template",
         "ok",
         CHART,
-        "--set",
-        "tenancy.sandbox.enabled=false",
-        "--set",
-        "tenancy.sandbox.uidRange.start=2147483000",
-        "--set",
-        "tenancy.sandbox.uidRange.count=1000",
+        *sets(
+            "tenancy.sandbox.enabled=false",
+            "tenancy.sandbox.uidRange.start=2147483000",
+            "tenancy.sandbox.uidRange.count=1000",
+        ),
     )
 
 
@@ -866,7 +846,7 @@ def test_agent_daemonset_downward_api_and_least_privilege(helm: Runner) -> None:
     docs = render(helm, "--set", "agent.enabled=true", release="r", namespace="sys")
     ds = one(docs, "DaemonSet", "sys")
     assert ds["metadata"]["name"] == "r-steward-agent"
-    pod = ds["spec"]["template"]["spec"]
+    pod = pod_spec(ds)
     (agent,) = pod["containers"]
     assert (agent["name"], agent["command"]) == ("agent", ["steward"])
     assert agent["args"] == [
@@ -888,18 +868,8 @@ def test_agent_daemonset_downward_api_and_least_privilege(helm: Runner) -> None:
     assert args.lease_namespace == "kube-node-lease"
     # No health endpoint, so no probes; unprivileged (PodSecurity restricted).
     assert not {"livenessProbe", "readinessProbe", "startupProbe", "ports"} & set(agent)
-    assert pod["securityContext"] == {
-        "runAsNonRoot": True,
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
-        "supplementalGroups": [],
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    assert agent["securityContext"] == {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
+    assert pod["securityContext"] == pod_security(65532)
+    assert agent["securityContext"] == container_security()
     assert not any("hostPath" in v for v in pod["volumes"])
     assert not pod.get("hostNetwork") and "tolerations" not in pod
     # Its own labels: the operator Deployment's selector never matches an agent pod.
@@ -940,45 +910,33 @@ def test_agent_daemonset_downward_api_and_least_privilege(helm: Runner) -> None:
 def test_agent_values(helm: Runner) -> None:
     docs = render(
         helm,
-        "--set",
-        "agent.enabled=true",
-        "--set",
-        "image.repository=registry.example/steward",
-        "--set",
-        "image.tag=9.9.9",
-        "--set",
-        "agent.image.tag=1.0.0",
-        "--set",
-        "agent.image.pullPolicy=Always",
-        "--set",
-        "agent.address=hostIP",
-        "--set",
-        "agent.leaseNamespace=steward-leases",
-        "--set",
-        "agent.leaseDurationSeconds=20",
+        *sets(
+            "agent.enabled=true",
+            "image.repository=registry.example/steward",
+            "image.tag=9.9.9",
+            "agent.image.tag=1.0.0",
+            "agent.image.pullPolicy=Always",
+            "agent.address=hostIP",
+            "agent.leaseNamespace=steward-leases",
+            "agent.leaseDurationSeconds=20",
+        ),
         "--set-json",
         "agent.renewIntervalSeconds=2.5",
-        "--set",
-        "agent.labels.zone=a",
-        "--set",
-        "agent.verbose=true",
-        "--set",
-        "agent.extraArgs={--max-services=20,--extended-resource=nvidia.com/gpu=2}",
+        *sets(
+            "agent.labels.zone=a",
+            "agent.verbose=true",
+            "agent.extraArgs={--max-services=20,--extended-resource=nvidia.com/gpu=2}",
+            "agent.tolerations[0].operator=Exists",
+            "agent.priorityClassName=system-node-critical",
+            "agent.serviceAccount.name=host-agent",
+            "agent.extraEnv[0].name=DOCKER_HOST",
+            "agent.extraEnv[0].value=unix:///run/docker.sock",
+        ),
         "--set-string",
         "agent.nodeSelector.gpu=true",
-        "--set",
-        "agent.tolerations[0].operator=Exists",
-        "--set",
-        "agent.priorityClassName=system-node-critical",
-        "--set",
-        "agent.serviceAccount.name=host-agent",
-        "--set",
-        "agent.extraEnv[0].name=DOCKER_HOST",
-        "--set",
-        "agent.extraEnv[0].value=unix:///run/docker.sock",
     )
     ds = one(docs, "DaemonSet")
-    pod = ds["spec"]["template"]["spec"]
+    pod = pod_spec(ds)
     (agent,) = pod["containers"]
     assert (agent["image"], agent["imagePullPolicy"]) == (
         "registry.example/steward:1.0.0",
@@ -1017,16 +975,15 @@ def test_agent_values(helm: Runner) -> None:
 def test_agent_without_rbac_or_service_account(helm: Runner) -> None:
     docs = render(
         helm,
-        "--set",
-        "agent.enabled=true",
-        "--set",
-        "rbac.create=false",
-        "--set",
-        "agent.serviceAccount.create=false",
+        *sets(
+            "agent.enabled=true",
+            "rbac.create=false",
+            "agent.serviceAccount.create=false",
+        ),
     )
     assert find(docs, "DaemonSet")
     assert not [d for d in agent_docs(docs) if d["kind"] != "DaemonSet"]
-    assert one(docs, "DaemonSet")["spec"]["template"]["spec"]["serviceAccountName"] == "default"
+    assert pod_spec(one(docs, "DaemonSet"))["serviceAccountName"] == "default"
 
 
 def test_agent_guard_renew_before_the_lease_runs_out(helm: Runner) -> None:
@@ -1034,12 +991,11 @@ def test_agent_guard_renew_before_the_lease_runs_out(helm: Runner) -> None:
         "template",
         "bad",
         CHART,
-        "--set",
-        "agent.enabled=true",
-        "--set",
-        "agent.leaseDurationSeconds=10",
-        "--set",
-        "agent.renewIntervalSeconds=10",
+        *sets(
+            "agent.enabled=true",
+            "agent.leaseDurationSeconds=10",
+            "agent.renewIntervalSeconds=10",
+        ),
         check=False,
     )
     assert out.returncode != 0

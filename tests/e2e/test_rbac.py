@@ -580,15 +580,16 @@ def json_log_records(logs: str) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- the proof
+@pytest.fixture
+def release(flavor: Flavor, release_factory: Callable[[tuple[str, ...]], Release]) -> Release:
+    """The chart installed with the values of the test's FLAVOR."""
+    return release_factory(flavor.chart_values)
+
+
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_operator_lifecycle_with_only_the_charts_service_account(
-    flavor: Flavor,
-    release_factory: Callable[[tuple[str, ...]], Release],
-    kubectl: Runner,
-    namespace: str,
-    tmp_path: Path,
+    flavor: Flavor, release: Release, kubectl: Runner, namespace: str, tmp_path: Path
 ) -> None:
-    release = release_factory(flavor.chart_values)
     who = json.loads(as_operator(kubectl, release, "auth", "whoami", "-o", "json").stdout)
     assert who["status"]["userInfo"]["username"] == (
         f"system:serviceaccount:{release.system}:{SERVICE_ACCOUNT}"
@@ -718,12 +719,8 @@ def _denied_common(release: Release) -> list[tuple[str, ...]]:
 
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_the_same_identity_is_denied_what_it_must_not_need(
-    flavor: Flavor,
-    release_factory: Callable[[tuple[str, ...]], Release],
-    kubectl: Runner,
-    namespace: str,
+    flavor: Flavor, release: Release, kubectl: Runner, namespace: str
 ) -> None:
-    release = release_factory(flavor.chart_values)
     a, b = release.watched, release.outside
     # what it needs, it has (in A only)
     for args in (

@@ -12,8 +12,10 @@ Test modules import helpers from here (never from a conftest.py or another test 
 * ``operator``: ``Operator`` (a ``steward run`` process), ``start_steward()``.
 * ``manifests``: ``msvc()``/``manifest()``, ``policy()``, ``http_daemon_spec()``.
 * ``chart``, ``containers``, ``terraform``, ``sandbox``, ``gitops``, ``schemas``,
-  ``policy_cases``, ``app``: what one area's suites share.
-* ``data``: files under tests/data (Terraform modules).
+  ``policy_cases``, ``tenants``, ``helm_node``: what one area's suites share.
+* ``apps``: the apps python-mode services run (daemons import them, containers mount them).
+* ``data``: files under tests/data (Terraform modules; gitops/health-cases.yaml is read by
+  ``gitops.health_cases()``).
 
 The control plane harness is ``hack.testenv.controlplane`` (hack/ is a package).
 """

@@ -20,7 +20,7 @@ from tests.support import waits
 from tests.support.paths import REPO
 
 HACK = REPO / "hack" / "docker"
-APPS = REPO / "tests" / "integration" / "container" / "apps"
+APPS = REPO / "tests" / "support" / "apps"  # mounted at /apps
 SESSION = uuid.uuid4().hex[:10]
 NAMESPACE = f"ct-{SESSION}"
 TEST_LABEL = "steward.dev/test-session"
@@ -108,6 +108,17 @@ def make_runtime(
     return ContainerRuntime(parsed, context)
 
 
+def busybox_httpd(images: Images, **extra: Any) -> dict[str, Any]:
+    """A container spec: busybox's httpd serving /www on port 8080, under an init."""
+    return {
+        "image": images.busybox,
+        "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+        "containerPort": 8080,
+        "init": True,
+        **extra,
+    }
+
+
 def container_manifest(
     name: str, container: dict[str, Any], endpoint: dict[str, Any] | None = None, **spec: Any
 ) -> dict[str, Any]:
@@ -120,6 +131,15 @@ def container_manifest(
         "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": body,
     }
+
+
+def busybox_sh(
+    images: Images, prefix: str, script: str, container: dict[str, Any] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """A ManagedService named from PREFIX running ``sh -c SCRIPT`` in busybox; CONTAINER:
+    more container fields, SPEC: more fields of the spec."""
+    body = {"image": images.busybox, "command": ["sh", "-c", script], **(container or {})}
+    return container_manifest(unique_name(prefix), body, **spec)
 
 
 def session_containers(client: Any) -> list[Any]:

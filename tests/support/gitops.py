@@ -16,11 +16,13 @@ under CI (``CI=true``) that is a failure.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ import pytest
 import yaml
 
 from tests.support.env import in_ci
-from tests.support.paths import REPO
+from tests.support.paths import DATA, REPO
 
 HEALTH_LUA = REPO / "charts" / "steward" / "health" / "managedservice.lua"
 GITOPS_BUILD = REPO / "hack" / "gitops" / "build.sh"
@@ -105,23 +107,27 @@ def helm4_bin() -> Path:
     return _require(HELM4_BUILD, "STEWARD_HELM4_BIN", ("helm4",))
 
 
-def _run_json(argv: list[str], objects: Any) -> Any:
-    proc = subprocess.run(
-        argv,
-        input=json.dumps(objects),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def run_tool(argv: list[str], objects: Any) -> subprocess.CompletedProcess[str]:
+    """One of the tools on OBJECTS (JSON on stdin), whatever its exit."""
+    return subprocess.run(
+        argv, input=json.dumps(objects), capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def _run_json(argv: list[str], objects: Any) -> Any:
+    proc = run_tool(argv, objects)
     if proc.returncode != 0:
         raise AssertionError(f"{argv} exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return json.loads(proc.stdout)
 
 
+def argo_health_argv(bin_dir: Path, script: Path = HEALTH_LUA) -> list[str]:
+    return [str(bin_dir / "argo-health"), str(script)]
+
+
 def argo_health(bin_dir: Path, objects: Any, script: Path = HEALTH_LUA) -> Any:
     """Argo CD's verdict(s) ({status, message}) for one object or a list of them."""
-    return _run_json([str(bin_dir / "argo-health"), str(script)], objects)
+    return _run_json(argo_health_argv(bin_dir, script), objects)
 
 
 def kstatus(bin_dir: Path, objects: Any) -> Any:
@@ -159,4 +165,77 @@ def docs_flux_exprs() -> list[dict[str, str]]:
         flux_exprs(list(yaml.safe_load_all(b)))
         for b in blocks
         if "kind: Kustomization" in b and "healthCheckExprs" in b
+    ]
+
+
+# ------------------------------------------------ the hand-written cases (tests/data/gitops)
+
+HEALTH_CASES = DATA / "gitops" / "health-cases.yaml"
+GEN = 3  # the base object's generation and each condition's default observedGeneration
+TRANSITION = "2026-01-01T00:00:00Z"
+
+
+@dataclass(frozen=True)
+class HealthCase:
+    """One status the operator writes, and what each tool must make of it."""
+
+    name: str
+    obj: dict[str, Any]
+    argo: str  # Argo CD health status
+    kstatus: str  # kstatus status
+    argo_message: str = ""  # a regex the Argo CD message must match
+    # Flux with examples/flux-kustomization.yaml's healthCheckExprs; "error": the
+    # expressions cannot be evaluated yet, and Flux keeps waiting.
+    flux: str = ""
+
+
+def base_msvc() -> dict[str, Any]:
+    """The ManagedService every case starts from: an active HTTP daemon, no status."""
+    return {
+        "apiVersion": "steward.dev/v1alpha1",
+        "kind": "ManagedService",
+        "metadata": {
+            "name": "web",
+            "namespace": "team-a",
+            "generation": GEN,
+            "uid": "0b8f6c3e-0000-4000-8000-000000000001",
+            "resourceVersion": "42",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {
+            "adminState": "active",
+            "daemon": {"command": ["python3", "-m", "http.server", "$(PORT)"]},
+            "endpoint": {"protocol": "http", "healthCheck": {"http": {"path": "/"}}},
+            "restartPolicy": "Always",
+        },
+    }
+
+
+def case_object(change: dict[str, Any]) -> dict[str, Any]:
+    """The base object with a case's metadata and spec fields over its own, and its status;
+    each condition gets lastTransitionTime, an empty message and observedGeneration GEN
+    unless it says otherwise."""
+    obj = base_msvc()
+    for part in ("metadata", "spec"):
+        obj[part].update(change.get(part) or {})
+    if "status" in change:
+        obj["status"] = status = copy.deepcopy(change["status"])
+        if "conditions" in status:
+            defaults = {"message": "", "lastTransitionTime": TRANSITION, "observedGeneration": GEN}
+            status["conditions"] = [{**defaults, **c} for c in status["conditions"]]
+    return obj
+
+
+def health_cases() -> list[HealthCase]:
+    """The cases of tests/data/gitops/health-cases.yaml, in order."""
+    return [
+        HealthCase(
+            name=c["name"],
+            obj=case_object(c["object"]),
+            argo=c["argo"],
+            kstatus=c["kstatus"],
+            argo_message=c.get("argoMessage", ""),
+            flux=c.get("flux", ""),
+        )
+        for c in yaml.safe_load(HEALTH_CASES.read_text())
     ]

@@ -81,6 +81,24 @@ def helm(session: NodeSession, *args: str, timeout: float = 200, check: bool = T
     return proc.stdout
 
 
+def _sets(values: tuple[str, ...]) -> list[str]:
+    return [arg for value in values for arg in ("--set", value)]
+
+
+def install(session: NodeSession, release: str, namespace: str, *values: str) -> str:
+    """``helm install RELEASE charts/steward -n NAMESPACE --wait --timeout 150s`` with a
+    ``--set`` for each of ``values``."""
+    args = ["install", release, str(CHART), "-n", namespace, "--wait", "--timeout", "150s"]
+    return helm(session, *args, *_sets(values))
+
+
+def upgrade(session: NodeSession, release: str, namespace: str, *values: str) -> str:
+    """``helm upgrade RELEASE charts/steward -n NAMESPACE --reuse-values --wait --timeout
+    150s`` with a ``--set`` for each of ``values``."""
+    args = ["upgrade", release, str(CHART), "-n", namespace, "--reuse-values", "--wait"]
+    return helm(session, *args, "--timeout", "150s", *_sets(values))
+
+
 def uninstall(session: NodeSession, release: str, namespace: str) -> None:
     """``helm uninstall --wait`` of a test's release; cleanup, so a failure is not fatal."""
     helm(session, "uninstall", release, "-n", namespace, "--wait", "--timeout", "90s", check=False)

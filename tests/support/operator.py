@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.kubectl import Runner, delete_all_msvc
 from tests.support.paths import REPO
 from tests.support.processes import stop_process
 
@@ -58,6 +59,16 @@ class Operator:
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc)
+
+    def finish(self, kubectl: Runner) -> None:
+        """Delete every ManagedService of its namespace, then stop. Their finalizers need a
+        running operator: one that was stopped (or died) is started again first."""
+        try:
+            if self.proc is None or self.proc.poll() is not None:
+                self.start()
+            delete_all_msvc(kubectl, self.namespace)
+        finally:
+            self.stop()
 
     def logs(self) -> str:
         return read_log(self.log)

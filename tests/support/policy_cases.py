@@ -75,8 +75,17 @@ def daemon(**kw: Any) -> dict[str, Any]:
     return {"daemon": {"command": ["/usr/bin/python3", "-m", "http.server"], **DAEMON_LIMITS, **kw}}
 
 
+def python(callable_: str) -> dict[str, Any]:
+    return {"daemon": {"python": {"callable": callable_}, **DAEMON_LIMITS}}
+
+
 def box(**kw: Any) -> dict[str, Any]:
     return {"container": {"image": "busybox:1.36", "user": "1000", "resources": LIMITS, **kw}}
+
+
+def mount(host_path: str, at: str) -> dict[str, Any]:
+    """A container mounting HOST_PATH at AT."""
+    return box(volumes=[{"hostPath": host_path, "mountPath": at}])
 
 
 def tf(**kw: Any) -> dict[str, Any]:
@@ -113,45 +122,15 @@ S, R = STRICT_LABEL, RELAXED_LABEL
 CASES: tuple[Case, ...] = (
     # ------------------------------------------------------------ strict: daemon
     Case("d-allowed-prefix", S, daemon(), None),
-    Case("d-allowed-exact", S, {"daemon": {"command": ["/opt/app/run"], **DAEMON_LIMITS}}, None),
-    Case(
-        "d-relative",
-        S,
-        {"daemon": {"command": ["python3", "-V"], **DAEMON_LIMITS}},
-        "daemon-command",
-    ),
-    Case("d-outside", S, {"daemon": {"command": ["/tmp/evil"], **DAEMON_LIMITS}}, "daemon-command"),
-    Case(
-        "d-exact-only",
-        S,
-        {"daemon": {"command": ["/opt/app/run2"], **DAEMON_LIMITS}},
-        "daemon-command",
-    ),
-    Case(
-        "d-dotdot",
-        S,
-        {"daemon": {"command": ["/usr/bin/../../tmp/x"], **DAEMON_LIMITS}},
-        "daemon-command",
-    ),
-    Case("d-var", S, {"daemon": {"command": ["/usr/bin/$(X)"], **DAEMON_LIMITS}}, "daemon-command"),
-    Case(
-        "d-python-ok",
-        S,
-        {"daemon": {"python": {"callable": "steward.examples_app:serve"}, **DAEMON_LIMITS}},
-        None,
-    ),
-    Case(
-        "d-python-no",
-        S,
-        {"daemon": {"python": {"callable": "os:system"}, **DAEMON_LIMITS}},
-        "daemon-python-callable",
-    ),
-    Case(
-        "d-python-lookalike",
-        S,
-        {"daemon": {"python": {"callable": "steward.examples_apps:serve"}, **DAEMON_LIMITS}},
-        "daemon-python-callable",
-    ),
+    Case("d-allowed-exact", S, daemon(command=["/opt/app/run"]), None),
+    Case("d-relative", S, daemon(command=["python3", "-V"]), "daemon-command"),
+    Case("d-outside", S, daemon(command=["/tmp/evil"]), "daemon-command"),
+    Case("d-exact-only", S, daemon(command=["/opt/app/run2"]), "daemon-command"),
+    Case("d-dotdot", S, daemon(command=["/usr/bin/../../tmp/x"]), "daemon-command"),
+    Case("d-var", S, daemon(command=["/usr/bin/$(X)"]), "daemon-command"),
+    Case("d-python-ok", S, python("steward.examples_app:serve"), None),
+    Case("d-python-no", S, python("os:system"), "daemon-python-callable"),
+    Case("d-python-lookalike", S, python("steward.examples_apps:serve"), "daemon-python-callable"),
     Case("d-blocking", S, daemon(blocking=True), "daemon-blocking"),
     Case("d-singleton", S, daemon(singleton=True), "daemon-singleton"),
     Case("d-grace", S, daemon(stopGracePeriodSeconds=60), "max-stop-grace-period"),
@@ -176,18 +155,8 @@ CASES: tuple[Case, ...] = (
         {"container": {"image": "busybox:1.36", "resources": LIMITS}},
         "container-root-user",
     ),
-    Case(
-        "c-hostpath-root",
-        S,
-        box(volumes=[{"hostPath": "/", "mountPath": "/h"}]),
-        "container-host-path",
-    ),
-    Case(
-        "c-docker-sock",
-        S,
-        box(volumes=[{"hostPath": "/var/run/docker.sock", "mountPath": "/s"}]),
-        "container-host-path",
-    ),
+    Case("c-hostpath-root", S, mount("/", "/h"), "container-host-path"),
+    Case("c-docker-sock", S, mount("/var/run/docker.sock", "/s"), "container-host-path"),
     Case("c-memory", S, box(resources={"cpu": "500m", "memory": "256Mi"}), "max-memory"),
     Case("c-memory-unset", S, box(resources={"cpu": "500m"}), "max-memory"),
     Case("c-memory-equal", S, box(resources={"cpu": "1", "memory": "128Mi"}), None),
@@ -212,36 +181,11 @@ CASES: tuple[Case, ...] = (
         None,
     ),
     Case("r-cap-other", R, box(capAdd=["SYS_ADMIN"]), "container-capabilities"),
-    Case(
-        "r-var-run",
-        R,
-        box(volumes=[{"hostPath": "/var/run", "mountPath": "/r"}]),
-        "container-host-path",
-    ),
-    Case(
-        "r-hostpath-dotdot",
-        R,
-        box(volumes=[{"hostPath": "/srv/../etc", "mountPath": "/e"}]),
-        "container-host-path",
-    ),
-    Case(
-        "r-hostpath-slash",
-        R,
-        box(volumes=[{"hostPath": "/srv/", "mountPath": "/e"}]),
-        "container-host-path",
-    ),
-    Case(
-        "r-hostpath-outside",
-        R,
-        box(volumes=[{"hostPath": "/etc", "mountPath": "/e"}]),
-        "container-host-path",
-    ),
-    Case(
-        "r-hostpath-lookalike",
-        R,
-        box(volumes=[{"hostPath": "/srvx", "mountPath": "/e"}]),
-        "container-host-path",
-    ),
+    Case("r-var-run", R, mount("/var/run", "/r"), "container-host-path"),
+    Case("r-hostpath-dotdot", R, mount("/srv/../etc", "/e"), "container-host-path"),
+    Case("r-hostpath-slash", R, mount("/srv/", "/e"), "container-host-path"),
+    Case("r-hostpath-outside", R, mount("/etc", "/e"), "container-host-path"),
+    Case("r-hostpath-lookalike", R, mount("/srvx", "/e"), "container-host-path"),
     Case("r-no-limits", R, {"container": {"image": "busybox:1.36"}}, "require-limits"),
     Case("r-singleton", R, daemon(singleton=True), None),
     Case("r-blocking", R, daemon(blocking=True), "daemon-blocking"),  # no policy allows it

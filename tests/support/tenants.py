@@ -7,29 +7,35 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tests.support.kubectl import Runner, delete_all_msvc
 from tests.support.namespaces import scratch_namespace
 from tests.support.operator import Operator
 from tests.support.processes import TEST_UID_SIZE, TEST_UID_START
 
+# In the operator's environment (STEWARD_E2E_CANARY): no tenant may ever see it.
+CANARY = "steward-operator-canary-4f1d"
+
+
+class Tenants(NamedTuple):
+    a: str  # the test's own namespace
+    b: str  # the second tenant's
+    operator: Operator
+    state: Path  # the operator's state directory
+
 
 @contextlib.contextmanager
 def sandboxed_tenants(
-    control_plane: Any,
-    kubectl: Runner,
-    namespace: str,
-    log: Path,
-    env: tuple[tuple[str, str], ...] = (),
-) -> Iterator[tuple[str, Operator, Path]]:
+    control_plane: Any, kubectl: Runner, namespace: str, log: Path
+) -> Iterator[Tenants]:
     """A second tenant namespace beside ``namespace`` and `steward run --sandbox` serving
-    both; yields that namespace, the operator and its state directory. Sandbox uids come
-    from the range the suite's leak check watches. The state directory lies under /tmp: its
-    parents must be traversable by the sandbox uids (pytest's tmp root is 0700 root), as
-    /var/lib/steward is in a real install. Afterwards: what both namespaces and the operator
-    said, every ManagedService deleted (its finalizer needs the operator), the operator
-    stopped, the state and the second namespace removed."""
+    both, with CANARY in its environment; yields both namespaces, the operator and its state
+    directory. Sandbox uids come from the range the suite's leak check watches. The state
+    directory lies under /tmp: its parents must be traversable by the sandbox uids (pytest's
+    tmp root is 0700 root), as /var/lib/steward is in a real install. Afterwards: what both
+    namespaces and the operator said, every ManagedService deleted (its finalizer needs the
+    operator), the operator stopped, the state and the second namespace removed."""
     with scratch_namespace(kubectl, f"{namespace[:40]}-b") as b:
         state = Path(tempfile.mkdtemp(prefix="steward-e2e-tenants-", dir="/tmp"))
         uids = ("STEWARD_SANDBOX_UIDS", f"{TEST_UID_START}-{TEST_UID_SIZE}")
@@ -39,11 +45,11 @@ def sandboxed_tenants(
             state,
             log,
             extra_args=("-n", b, "--sandbox"),
-            extra_env=(uids, *env),
+            extra_env=(uids, ("STEWARD_E2E_CANARY", CANARY)),
         )
         op.start()
         try:
-            yield b, op, state
+            yield Tenants(namespace, b, op, state)
         finally:
             for ns in (namespace, b):
                 print(kubectl("get", "msvc", "-n", ns, "-o", "yaml", check=False).stdout[-3000:])

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from steward.runtimes.container.events import DockerEvents
 
 END = object()
@@ -56,6 +58,19 @@ class ScriptedEngine:
         self.events.put({"Type": "container", "Action": action, "Actor": {"ID": cid}, "time": 1})
 
 
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    return ScriptedEngine()
+
+
+@pytest.fixture
+def events(engine: ScriptedEngine) -> Iterator[DockerEvents]:
+    """DockerEvents on the scripted engine; closed after the test."""
+    events = DockerEvents(engine.connect)
+    yield events
+    events.close()
+
+
 def fired_flag(events: DockerEvents, cid: str) -> tuple[threading.Event, Any]:
     flag = threading.Event()
     watch = events.watch(cid)
@@ -63,60 +78,51 @@ def fired_flag(events: DockerEvents, cid: str) -> tuple[threading.Event, Any]:
     return flag, watch
 
 
-def test_die_reaches_only_that_containers_subscribers() -> None:
-    engine = ScriptedEngine()
-    events = DockerEvents(engine.connect)
-    try:
-        a1, wa1 = fired_flag(events, "a")
-        a2, _ = fired_flag(events, "a")
-        b, wb = fired_flag(events, "b")
-        assert events.connected.wait(5)
-        engine.send("die", "a")
-        assert a1.wait(5) and a2.wait(5)
-        assert not b.is_set() and not wb.ended() and wa1.ended()
-        assert events.subscribers == 1
-        wb.close()
-        assert events.subscribers == 0
-        assert engine.streams == 1
-        assert engine.filters[0]["label"] == ["steward.dev/managed=true"]
-    finally:
-        events.close()
+def test_die_reaches_only_that_containers_subscribers(
+    engine: ScriptedEngine, events: DockerEvents
+) -> None:
+    a1, wa1 = fired_flag(events, "a")
+    a2, _ = fired_flag(events, "a")
+    b, wb = fired_flag(events, "b")
+    assert events.connected.wait(5)
+    engine.send("die", "a")
+    assert a1.wait(5) and a2.wait(5)
+    assert not b.is_set() and not wb.ended() and wa1.ended()
+    assert events.subscribers == 1
+    wb.close()
+    assert events.subscribers == 0
+    assert engine.streams == 1
+    assert engine.filters[0]["label"] == ["steward.dev/managed=true"]
 
 
-def test_dead_before_subscribing_fires_at_once_until_started_again() -> None:
-    engine = ScriptedEngine()
-    events = DockerEvents(engine.connect)
-    try:
-        _, first = fired_flag(events, "x")  # starts the stream
-        assert events.connected.wait(5)
-        engine.send("die", "c")
-        engine.send("die", "x")
-        assert _wait(lambda: events.dead("c"))
-        late, _ = fired_flag(events, "c")
-        assert late.is_set()
-        engine.send("start", "c")  # `docker start` of the same container: alive again
-        assert _wait(lambda: not events.dead("c"))
-        again, _ = fired_flag(events, "c")
-        assert not again.is_set()
-        first.close()
-    finally:
-        events.close()
+def test_dead_before_subscribing_fires_at_once_until_started_again(
+    engine: ScriptedEngine, events: DockerEvents
+) -> None:
+    _, first = fired_flag(events, "x")  # starts the stream
+    assert events.connected.wait(5)
+    engine.send("die", "c")
+    engine.send("die", "x")
+    assert _wait(lambda: events.dead("c"))
+    late, _ = fired_flag(events, "c")
+    assert late.is_set()
+    engine.send("start", "c")  # `docker start` of the same container: alive again
+    assert _wait(lambda: not events.dead("c"))
+    again, _ = fired_flag(events, "c")
+    assert not again.is_set()
+    first.close()
 
 
-def test_a_broken_stream_reopens_and_tells_everyone() -> None:
-    engine = ScriptedEngine()
-    events = DockerEvents(engine.connect)
-    try:
-        flag, _ = fired_flag(events, "y")
-        assert events.connected.wait(5)
-        engine.events.put(END)  # the engine went away
-        assert flag.wait(5)  # told at the break: an end may go unseen while it is down
-        assert _wait(lambda: engine.streams == 2)  # and the stream reopens
-        later, _ = fired_flag(events, "z")
-        assert events.connected.wait(5)
-        assert not later.wait(0.2)  # a watch made after the reconnect waits for its own end
-    finally:
-        events.close()
+def test_a_broken_stream_reopens_and_tells_everyone(
+    engine: ScriptedEngine, events: DockerEvents
+) -> None:
+    flag, _ = fired_flag(events, "y")
+    assert events.connected.wait(5)
+    engine.events.put(END)  # the engine went away
+    assert flag.wait(5)  # told at the break: an end may go unseen while it is down
+    assert _wait(lambda: engine.streams == 2)  # and the stream reopens
+    later, _ = fired_flag(events, "z")
+    assert events.connected.wait(5)
+    assert not later.wait(0.2)  # a watch made after the reconnect waits for its own end
 
 
 def _wait(check: Any, timeout: float = 5) -> bool:

@@ -123,40 +123,16 @@ def test_a_reported_exit_wins_over_the_recorded_ending() -> None:
     """What the runtime reports is newer than what the engine remembered."""
     exit0 = Observation(ServiceState.INACTIVE, "done", exit_code=0, finished_at=datetime.now(UTC))
     stale = LastRun(RunEnd.START_FAILED, R.COMMAND_NOT_FOUND)
-    d = decide(
-        AdminState.ACTIVE,
-        exit0,
-        HealthState.UNKNOWN,
-        False,
-        RestartPolicy.ON_FAILURE,
-        True,
-        False,
-        stale,
-    )
+    policy = RestartPolicy.ON_FAILURE
+    d = decide(AdminState.ACTIVE, exit0, HealthState.UNKNOWN, False, policy, True, False, stale)
     assert (d.action, d.reason) == (Action.NONE, R.COMPLETED)
 
 
 def test_reconciling_follows_work() -> None:
     last = LastRun(RunEnd.FAILED, R.PROCESS_EXITED)
-    waiting = decide(
-        AdminState.ACTIVE,
-        NOTHING,
-        HealthState.UNKNOWN,
-        False,
-        RestartPolicy.ALWAYS,
-        False,
-        False,
-        last,
+    waiting, done = (
+        decide(AdminState.ACTIVE, NOTHING, HealthState.UNKNOWN, False, policy, False, False, last)
+        for policy in (RestartPolicy.ALWAYS, RestartPolicy.NEVER)
     )
     assert waiting.reconciling and not waiting.stalled
-    done = decide(
-        AdminState.ACTIVE,
-        NOTHING,
-        HealthState.UNKNOWN,
-        False,
-        RestartPolicy.NEVER,
-        False,
-        False,
-        last,
-    )
     assert not done.reconciling and done.stalled

@@ -111,28 +111,15 @@ def test_readme_quickstart_upgrade_liveness_uninstall(
             assert len(hn.processes_with_launch_id(launch)) == 1
 
         # --- helm upgrade with values that roll the pod (and a quicker liveness probe).
-        hn.helm(
+        hn.upgrade(
             node_session,
-            "upgrade",
             release,
-            str(hn.CHART),
-            "-n",
             rns,
-            "--reuse-values",
-            "--wait",
-            "--timeout",
-            "150s",
-            "--set",
             "operator.logFormat=text",
-            "--set",
             "liveness.periodSeconds=2",
-            "--set",
             "liveness.timeoutSeconds=1",
-            "--set",
             "liveness.failureThreshold=2",
-            "--set",
             "liveness.initialDelaySeconds=5",
-            "--set",
             "terminationGracePeriodSeconds=5",
         )
         t_up = time.monotonic()
@@ -302,20 +289,7 @@ def test_container_flavor_socket_host_network(
             )
 
             # helm upgrade rolls the pod: the new one adopts the running container.
-            hn.helm(
-                node_session,
-                "upgrade",
-                release,
-                str(hn.CHART),
-                "-n",
-                rns,
-                "--reuse-values",
-                "--wait",
-                "--timeout",
-                "150s",
-                "--set",
-                "operator.logFormat=text",
-            )
+            hn.upgrade(node_session, release, rns, "operator.logFormat=text")
             new = hn.operator_pod(kubectl, rns, release)
             assert new["metadata"]["uid"] != pod["metadata"]["uid"]
             logs = ""
@@ -335,20 +309,7 @@ def test_container_flavor_socket_host_network(
             print("upgrade: container adopted (same id, pid, start time)")
 
             # Without hostNetwork the endpoint (the node's 127.0.0.1) is out of the pod's reach.
-            hn.helm(
-                node_session,
-                "upgrade",
-                release,
-                str(hn.CHART),
-                "-n",
-                rns,
-                "--reuse-values",
-                "--wait",
-                "--timeout",
-                "150s",
-                "--set",
-                "hostNetwork=false",
-            )
+            hn.upgrade(node_session, release, rns, "hostNetwork=false")
             deadline = time.monotonic() + 90
             health: dict[str, Any] = {}
             while time.monotonic() < deadline:
@@ -387,19 +348,11 @@ def test_watch_namespaces_pod_token_metrics_service(
     doc = hn.examples("x")["http-daemon"][0]
     with hn.namespaces(kubectl, a, b, rns):
         try:
-            hn.helm(
+            hn.install(
                 node_session,
-                "install",
                 release,
-                str(hn.CHART),
-                "-n",
                 rns,
-                "--wait",
-                "--timeout",
-                "150s",
-                "--set",
                 f"watchNamespaces={{{a}}}",
-                "--set",
                 "metrics.service.enabled=true",
             )
             # Nothing cluster-wide: a Role in a only.

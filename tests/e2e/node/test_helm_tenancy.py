@@ -173,19 +173,7 @@ def test_chart_defaults_sandbox_two_tenants_and_admission(
     release = rns = f"steward-tenancy-{suffix}"
     with hn.namespaces(kubectl, t1, t2, rns):
         try:
-            hn.helm(
-                node_session,
-                "install",
-                release,
-                str(hn.CHART),
-                "-n",
-                rns,
-                "--wait",
-                "--timeout",
-                "150s",
-                "--set",
-                "operator.logFormat=text",
-            )
+            hn.install(node_session, release, rns, "operator.logFormat=text")
             pod = hn.operator_pod(kubectl, rns, release)
             pod_uid = pod["metadata"]["uid"]
             op = pod["spec"]["containers"][0]
@@ -279,19 +267,8 @@ def test_chart_defaults_sandbox_two_tenants_and_admission(
             # --- DAC_OVERRIDE is needed: without it the root operator cannot enter the
             # service's 0700 home, where the process starts (before its uid switch).
             fewer = [c for c in SANDBOX_CAPS if c != "DAC_OVERRIDE"]
-            hn.helm(
-                node_session,
-                "upgrade",
-                release,
-                str(hn.CHART),
-                "-n",
-                rns,
-                "--reuse-values",
-                "--wait",
-                "--timeout",
-                "150s",
-                "--set",
-                f"tenancy.sandbox.capabilities={{{','.join(fewer)}}}",
+            hn.upgrade(
+                node_session, release, rns, f"tenancy.sandbox.capabilities={{{','.join(fewer)}}}"
             )
             assert hn.operator_pod(kubectl, rns, release)["metadata"]["uid"] != pod_uid
             deadline = time.monotonic() + 90

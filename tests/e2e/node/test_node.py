@@ -24,6 +24,7 @@ import pytest
 from hack.testenv import cluster
 
 from tests.support.env import in_ci, unavailable
+from tests.support.helm_node import diagnose
 from tests.support.kubectl import Runner
 from tests.support.node import NodeSession
 
@@ -308,12 +309,9 @@ def test_chart_runs_the_operator_on_the_node(
     )
     try:
         if proc.returncode != 0:
-            pods = node_kubectl("get", "pods", "-n", ns, "-o", "wide", check=False).stdout
-            events = node_kubectl("get", "events", "-n", ns, check=False).stdout
-            logs = node_kubectl("logs", "-n", ns, f"deploy/{release}", "--tail=60", check=False)
             pytest.fail(
-                f"helm install failed: {proc.stdout}{proc.stderr}\n{pods}\n{events}\n"
-                f"--- operator logs ---\n{logs.stdout}{logs.stderr}",
+                f"helm install failed: {proc.stdout}{proc.stderr}\n"
+                + diagnose(node_kubectl, ns, release),
                 pytrace=False,
             )
         installed = time.monotonic() - t0
@@ -330,13 +328,9 @@ def test_chart_runs_the_operator_on_the_node(
             check=False,
         )
         if waited.returncode != 0:
-            msvc = node_kubectl(
-                "get", "-n", node_namespace, "managedservice/http-daemon", "-o", "yaml", check=False
-            ).stdout
-            logs = node_kubectl("logs", "-n", ns, f"deploy/{release}", "--tail=60", check=False)
             pytest.fail(
-                f"ManagedService not Ready: {waited.stderr}\n{msvc}\n"
-                f"--- operator logs ---\n{logs.stdout}{logs.stderr}",
+                f"ManagedService not Ready: {waited.stderr}\n"
+                + diagnose(node_kubectl, ns, release, node_namespace),
                 pytrace=False,
             )
         ready = time.monotonic() - t0

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from tests.support import containers
-from tests.support.kubectl import Runner, delete_all_msvc, install_crds, tool_runner
+from tests.support.kubectl import Runner, install_crds, tool_runner
 from tests.support.operator import Operator
-from tests.support.paths import MS_CRD_FILE
+from tests.support.paths import MS_CRD_FILE, POLICY_CRD_FILE
 from tests.support.ports import free_port
+from tests.support.tenants import Tenants, sandboxed_tenants
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +25,12 @@ def docker_images() -> containers.Images:
 @pytest.fixture(scope="session")
 def crd_installed(control_plane: Any) -> None:
     install_crds(tool_runner("kubectl", control_plane), MS_CRD_FILE)
+
+
+@pytest.fixture
+def policy_crd_installed(control_plane: Any) -> None:
+    """The StewardPolicy CRD, applied (again) for each test that enforces policies."""
+    install_crds(tool_runner("kubectl", control_plane), POLICY_CRD_FILE)
 
 
 @pytest.fixture
@@ -45,10 +52,17 @@ def operator(
     op.start()
     yield op
     try:
-        if op.proc is None or op.proc.poll() is not None:
-            op.start()
         # Let the finalizers stop what the tests started, then stop the operator.
-        delete_all_msvc(kubectl, namespace)
+        op.finish(kubectl)
     finally:
-        op.stop()
         print(op.logs()[-4000:])
+
+
+@pytest.fixture
+def sandboxed(
+    control_plane: Any, crd_installed: None, kubectl: Runner, namespace: str, tmp_path: Path
+) -> Iterator[Tenants]:
+    """Tenant A (the test's namespace) and a second one, B, served by one
+    `steward run --sandbox` (see ``sandboxed_tenants``)."""
+    with sandboxed_tenants(control_plane, kubectl, namespace, tmp_path / "operator.log") as t:
+        yield t

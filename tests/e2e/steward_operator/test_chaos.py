@@ -255,21 +255,11 @@ def run_and_check(operator: Any, kubectl: Any, namespace: str, cycles: int, imag
 
 
 def test_chaos_fast(operator, kubectl, namespace, docker_images) -> None:  # type: ignore[no-untyped-def]
-    run_and_check(
-        operator,
-        kubectl,
-        namespace,
-        int(os.environ.get("STEWARD_CHAOS_CYCLES", "100")),
-        docker_images.busybox,
-    )
+    cycles = int(os.environ.get("STEWARD_CHAOS_CYCLES", "100"))
+    run_and_check(operator, kubectl, namespace, cycles, docker_images.busybox)
 
 
 @pytest.mark.soak
 def test_chaos_soak(operator, kubectl, namespace, docker_images) -> None:  # type: ignore[no-untyped-def]
-    run_and_check(
-        operator,
-        kubectl,
-        namespace,
-        int(os.environ.get("STEWARD_CHAOS_SOAK_CYCLES", "600")),
-        docker_images.busybox,
-    )
+    cycles = int(os.environ.get("STEWARD_CHAOS_SOAK_CYCLES", "600"))
+    run_and_check(operator, kubectl, namespace, cycles, docker_images.busybox)

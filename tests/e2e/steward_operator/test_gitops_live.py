@@ -40,11 +40,11 @@ from tests.support.gitops import (
     gitops_bin,
     kstatus,
 )
-from tests.support.kubectl import Runner, apply, delete_all_msvc, get, tool_runner
+from tests.support.kubectl import Runner, apply, get, install_crds, tool_runner
 from tests.support.manifests import http_daemon_spec, msvc, policy
 from tests.support.namespaces import fresh_namespace, namespace_name
 from tests.support.operator import Operator
-from tests.support.paths import CRDS, MS_CRD_FILE
+from tests.support.paths import MS_CRD_FILE, POLICY_CRD_FILE
 from tests.support.waits import wait_for
 
 # The first test may build the tools when they are not cached (minutes on 2 busy cores).
@@ -284,10 +284,7 @@ def live(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Live]:
     kubectl = tool_runner("kubectl", control_plane)
-    kubectl("apply", "--server-side", "-f", str(CRDS / "stewardpolicies.steward.dev.yaml"))
-    kubectl(
-        "wait", "--for=condition=Established", "crd/stewardpolicies.steward.dev", "--timeout=60s"
-    )
+    install_crds(kubectl, POLICY_CRD_FILE)
     tmp = tmp_path_factory.mktemp("gitops-live")
     gate = tmp / "gate"
     with (
@@ -311,11 +308,8 @@ def live(
             yield Live(collect(kubectl, op, ns, unwatched, gate))
         finally:
             try:
-                if op.proc is None or op.proc.poll() is not None:
-                    op.start()
-                delete_all_msvc(kubectl, ns)
+                op.finish(kubectl)
             finally:
-                op.stop()
                 kubectl("delete", "stewardpolicy", allow["metadata"]["name"], check=False)
                 print(op.logs()[-3000:])
 

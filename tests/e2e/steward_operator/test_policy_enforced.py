@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.support.kubectl import apply, get, wait_ready
@@ -18,16 +19,11 @@ from tests.support.manifests import msvc
 from tests.support.operator import Operator
 from tests.support.waits import wait_for
 
-REPO = Path(__file__).resolve().parents[3]
 
-
+@pytest.mark.usefixtures("policy_crd_installed")
 def test_the_operator_refuses_what_the_policy_denies(
     control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
 ) -> None:
-    kubectl("apply", "--server-side", "-f", str(REPO / "crds" / "stewardpolicies.steward.dev.yaml"))
-    kubectl(
-        "wait", "--for=condition=Established", "crd/stewardpolicies.steward.dev", "--timeout=60s"
-    )
     kubectl("label", "namespace", namespace, f"e2e-policy={namespace}")
     policy = {
         "apiVersion": "steward.dev/v1alpha1",

@@ -19,19 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 import yaml
 
 from tests.support.kubectl import apply, get, wait_ready
 from tests.support.manifests import msvc
 from tests.support.namespaces import scratch_namespace
 from tests.support.operator import Operator
-from tests.support.tenants import sandboxed_tenants
+from tests.support.tenants import Tenants
 from tests.support.waits import wait_for
 
-REPO = Path(__file__).resolve().parents[3]
-
 PY = "/usr/bin/python3"  # world-executable (the test venv's interpreter lives under /root)
-CANARY = "steward-operator-canary-4f1d"
 SECRET = "tenant-a-secret-value-93ab"
 
 SNOOP = r"""
@@ -86,106 +84,95 @@ def status_of(kubectl: Any, ns: str, name: str) -> dict[str, Any]:
 
 
 def test_tenants_cannot_reach_the_operator_or_each_other(
-    control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
+    control_plane: Any, kubectl: Any, sandboxed: Tenants
 ) -> None:
-    a = namespace
-    with sandboxed_tenants(
-        control_plane, kubectl, a, tmp_path / "operator.log", (("STEWARD_E2E_CANARY", CANARY),)
-    ) as (b, op, state):
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "a-token"},
-            "stringData": {"token": SECRET},
-        }
-        kubectl("apply", "-n", a, "-f", "-", input=yaml.safe_dump(secret))
-        victim = {
-            "daemon": {
-                "command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"],
-                "env": [
-                    {
-                        "name": "TOKEN",
-                        "valueFrom": {"secretKeyRef": {"name": "a-token", "key": "token"}},
-                    }
-                ],
-            },
-            "endpoint": {"protocol": "tcp", "healthCheck": {"periodSeconds": 1}},
-        }
-        apply(kubectl, a, msvc("victim", victim))
-        wait_ready(kubectl, a, "victim")
-        op_pid = str(op.proc.pid if op.proc else 0)
-        kubeconfig = str(control_plane.env().get("KUBECONFIG", "/nonexistent"))
-        snoop = {"daemon": {"command": [PY, "-c", SNOOP, kubeconfig, op_pid, SECRET, str(state)]}}
-        apply(kubectl, b, msvc("snoop", snoop))
-        wait_ready(kubectl, b, "snoop")
+    a, b, op, state = sandboxed
+    kubectl("create", "secret", "generic", "a-token", "-n", a, f"--from-literal=token={SECRET}")
+    victim = {
+        "daemon": {
+            "command": [PY, "-m", "http.server", "$(PORT)", "--bind", "127.0.0.1"],
+            "env": [
+                {
+                    "name": "TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": "a-token", "key": "token"}},
+                }
+            ],
+        },
+        "endpoint": {"protocol": "tcp", "healthCheck": {"periodSeconds": 1}},
+    }
+    apply(kubectl, a, msvc("victim", victim))
+    wait_ready(kubectl, a, "victim")
+    op_pid = str(op.proc.pid if op.proc else 0)
+    kubeconfig = str(control_plane.env().get("KUBECONFIG", "/nonexistent"))
+    snoop = {"daemon": {"command": [PY, "-c", SNOOP, kubeconfig, op_pid, SECRET, str(state)]}}
+    apply(kubectl, b, msvc("snoop", snoop))
+    wait_ready(kubectl, b, "snoop")
 
-        home = next(state.glob(f"services/{b}/snoop/runtime/home"))
-        report = wait_for(lambda: (home / "report.json").exists() and home / "report.json")
-        seen = json.loads(Path(report).read_text())
-        print("\nSNOOP", seen)
-        assert seen["uid"] != 0 and seen["uid"] != status_of(kubectl, a, "victim").get("uid")
-        assert not seen["canary"] and not seen["kubeconfig_env"] and not seen["kubernetes_env"]
-        assert not seen["kubeconfig_file"] and not seen["operator_environ"]
-        assert not seen["secret_in_some_environ"], "tenant B read tenant A's environment"
-        assert not seen["secret_in_state_files"], "a Secret value is readable on disk"
-        assert not seen["state_listing"]
+    home = next(state.glob(f"services/{b}/snoop/runtime/home"))
+    report = wait_for(lambda: (home / "report.json").exists() and home / "report.json")
+    seen = json.loads(Path(report).read_text())
+    print("\nSNOOP", seen)
+    assert seen["uid"] != 0 and seen["uid"] != status_of(kubectl, a, "victim").get("uid")
+    assert not seen["canary"] and not seen["kubeconfig_env"] and not seen["kubernetes_env"]
+    assert not seen["kubeconfig_file"] and not seen["operator_environ"]
+    assert not seen["secret_in_some_environ"], "tenant B read tenant A's environment"
+    assert not seen["secret_in_state_files"], "a Secret value is readable on disk"
+    assert not seen["state_listing"]
 
-        # a fork bomb is held by its pids limit; a memory hog is OOMKilled
-        apply(
-            kubectl,
-            b,
-            msvc("bomb", {"daemon": {"command": [PY, "-c", FORK_BOMB], "resources": {"pids": 32}}}),
-        )
-        hog = {
-            "daemon": {"command": [PY, "-c", HOG], "resources": {"memory": "64Mi"}},
-            "restartPolicy": "Never",
-        }
-        apply(kubectl, b, msvc("hog", hog))
-        wait_for(
-            lambda: (
-                status_of(kubectl, b, "hog").get("lastError", "").find("OOM") >= 0
-                or any(
-                    c.get("reason") == "OOMKilled"
-                    for c in status_of(kubectl, b, "hog").get("conditions", [])
-                )
-            ),
-            timeout=60,
-        )
-        time.sleep(2)
-        bomb_uid = None
-        for p in psutil.process_iter(["uids", "cmdline"]):
-            if p.info["cmdline"] and FORK_BOMB[:20] in " ".join(p.info["cmdline"]):
-                bomb_uid = p.info["uids"].real
-        assert bomb_uid is not None
-        bomb_procs = [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == bomb_uid]
-        assert len(bomb_procs) <= 32, len(bomb_procs)
-
-        # a double-forked grandchild is gone once its service is deleted
-        apply(kubectl, b, msvc("forker", {"daemon": {"command": DOUBLE_FORK}}))
-        wait_ready(kubectl, b, "forker")
-        forker_uid = wait_for(
-            lambda: next(
-                (
-                    p.info["uids"].real
-                    for p in psutil.process_iter(["uids", "cmdline"])
-                    if p.info["cmdline"] == ["sleep", "600"] and p.info["uids"].real >= 0x70F00000
-                ),
-                None,
+    # a fork bomb is held by its pids limit; a memory hog is OOMKilled
+    apply(
+        kubectl,
+        b,
+        msvc("bomb", {"daemon": {"command": [PY, "-c", FORK_BOMB], "resources": {"pids": 32}}}),
+    )
+    hog = {
+        "daemon": {"command": [PY, "-c", HOG], "resources": {"memory": "64Mi"}},
+        "restartPolicy": "Never",
+    }
+    apply(kubectl, b, msvc("hog", hog))
+    wait_for(
+        lambda: (
+            status_of(kubectl, b, "hog").get("lastError", "").find("OOM") >= 0
+            or any(
+                c.get("reason") == "OOMKilled"
+                for c in status_of(kubectl, b, "hog").get("conditions", [])
             )
-        )
-        kubectl("delete", "msvc", "forker", "-n", b, "--wait=true", "--timeout=60s")
-        left = [  # a zombie is already dead: only its reaper has not collected it yet
-            p
-            for p in psutil.process_iter(["uids", "status"])
-            if p.info["uids"].real == forker_uid and p.info["status"] != psutil.STATUS_ZOMBIE
-        ]
-        assert not left, left
+        ),
+        timeout=60,
+    )
+    time.sleep(2)
+    bomb_uid = None
+    for p in psutil.process_iter(["uids", "cmdline"]):
+        if p.info["cmdline"] and FORK_BOMB[:20] in " ".join(p.info["cmdline"]):
+            bomb_uid = p.info["uids"].real
+    assert bomb_uid is not None
+    bomb_procs = [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == bomb_uid]
+    assert len(bomb_procs) <= 32, len(bomb_procs)
 
-        # the victim stayed Ready throughout
-        ready = next(
-            c for c in status_of(kubectl, a, "victim")["conditions"] if c["type"] == "Ready"
+    # a double-forked grandchild is gone once its service is deleted
+    apply(kubectl, b, msvc("forker", {"daemon": {"command": DOUBLE_FORK}}))
+    wait_ready(kubectl, b, "forker")
+    forker_uid = wait_for(
+        lambda: next(
+            (
+                p.info["uids"].real
+                for p in psutil.process_iter(["uids", "cmdline"])
+                if p.info["cmdline"] == ["sleep", "600"] and p.info["uids"].real >= 0x70F00000
+            ),
+            None,
         )
-        assert ready["status"] == "True"
+    )
+    kubectl("delete", "msvc", "forker", "-n", b, "--wait=true", "--timeout=60s")
+    left = [  # a zombie is already dead: only its reaper has not collected it yet
+        p
+        for p in psutil.process_iter(["uids", "status"])
+        if p.info["uids"].real == forker_uid and p.info["status"] != psutil.STATUS_ZOMBIE
+    ]
+    assert not left, left
+
+    # the victim stayed Ready throughout
+    ready = next(c for c in status_of(kubectl, a, "victim")["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
 
 
 # --------------------------------------------------------------------------- refusals
@@ -288,13 +275,10 @@ def tf_out(name: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.usefixtures("policy_crd_installed")
 def test_policy_refusals_outputs_secrets_and_a_log_flood(
     control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
 ) -> None:
-    kubectl("apply", "--server-side", "-f", str(REPO / "crds" / "stewardpolicies.steward.dev.yaml"))
-    kubectl(
-        "wait", "--for=condition=Established", "crd/stewardpolicies.steward.dev", "--timeout=60s"
-    )
     with scratch_namespace(kubectl, f"{namespace[:40]}-b") as b:
         a = namespace
         label = f"e2e-tenants-{a[-20:]}"

@@ -11,19 +11,15 @@ Ready throughout.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from tests.support.kubectl import apply, get, wait_ready
 from tests.support.manifests import msvc
 from tests.support.paths import REPO
-from tests.support.tenants import sandboxed_tenants
+from tests.support.tenants import CANARY, Tenants
 from tests.support.waits import wait_for
 
 TERRAFORM_RBAC = REPO / "deploy" / "terraform-namespace-rbac.yaml"
-CANARY = "steward-operator-canary-7c2e"
 SECRET = "tenant-a-tf-secret-value-51d0"
 
 VICTIM_TF = """
@@ -59,61 +55,48 @@ def _tf(module: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_a_module_cannot_read_another_tenants_state_or_the_operators_files(
-    control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
+    control_plane: Any, kubectl: Any, sandboxed: Tenants
 ) -> None:
-    a = namespace
-    with sandboxed_tenants(
-        control_plane, kubectl, a, tmp_path / "operator.log", (("STEWARD_E2E_CANARY", CANARY),)
-    ) as (b, _, state):
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "a-word"},
-            "stringData": {"word": SECRET},
-        }
-        kubectl("apply", "-n", a, "-f", "-", input=yaml.safe_dump(secret))
-        victim = _tf(
-            VICTIM_TF,
-            varsFrom=[{"secretRef": {"name": "a-word"}, "key": "word", "varName": "word"}],
-        )
-        apply(kubectl, a, msvc("vault", victim))
-        wait_ready(kubectl, a, "vault", timeout=180)
-        victim_state = (
-            state / "services" / a / "vault" / "runtime" / "tfstate" / "terraform.tfstate"
-        )
-        assert SECRET in victim_state.read_text(), "the victim's state should hold the value"
+    a, b, _, state = sandboxed
+    kubectl("create", "secret", "generic", "a-word", "-n", a, f"--from-literal=word={SECRET}")
+    victim = _tf(
+        VICTIM_TF,
+        varsFrom=[{"secretRef": {"name": "a-word"}, "key": "word", "varName": "word"}],
+    )
+    apply(kubectl, a, msvc("vault", victim))
+    wait_ready(kubectl, a, "vault", timeout=180)
+    victim_state = state / "services" / a / "vault" / "runtime" / "tfstate" / "terraform.tfstate"
+    assert SECRET in victim_state.read_text(), "the victim's state should hold the value"
 
-        kubeconfig = str(control_plane.env().get("KUBECONFIG", "/nonexistent"))
-        thief = _tf(THIEF_TF, vars={"victim_state": str(victim_state), "kubeconfig": kubeconfig})
-        apply(kubectl, b, msvc("thief", thief))
-        obj = wait_ready(kubectl, b, "thief", timeout=180)
+    kubeconfig = str(control_plane.env().get("KUBECONFIG", "/nonexistent"))
+    thief = _tf(THIEF_TF, vars={"victim_state": str(victim_state), "kubeconfig": kubeconfig})
+    apply(kubectl, b, msvc("thief", thief))
+    obj = wait_ready(kubectl, b, "thief", timeout=180)
 
-        home = state / "services" / b / "thief" / "runtime" / "home"
-        copies = {
-            f: (home / f).read_text() for f in ("uid.txt", "env.txt", "state.copy", "kube.copy")
-        }
-        print("\nTHIEF", {k: v[:200] for k, v in copies.items()})
-        uid = int(copies["uid.txt"])
-        assert uid >= 0x70F00000 and uid != victim_state.stat().st_uid
-        assert copies["state.copy"].strip() == "denied"
-        assert copies["kube.copy"].strip() == "denied"
-        assert CANARY not in copies["env.txt"] and "KUBERNETES_" not in copies["env.txt"]
-        assert "KUBECONFIG" not in copies["env.txt"]
+    home = state / "services" / b / "thief" / "runtime" / "home"
+    copies = {f: (home / f).read_text() for f in ("uid.txt", "env.txt", "state.copy", "kube.copy")}
+    print("\nTHIEF", {k: v[:200] for k, v in copies.items()})
+    uid = int(copies["uid.txt"])
+    assert uid >= 0x70F00000 and uid != victim_state.stat().st_uid
+    assert copies["state.copy"].strip() == "denied"
+    assert copies["kube.copy"].strip() == "denied"
+    assert CANARY not in copies["env.txt"] and "KUBERNETES_" not in copies["env.txt"]
+    assert "KUBECONFIG" not in copies["env.txt"]
 
-        # Nothing of A's leaks into B's status, Events or logs.
-        outputs = obj["status"].get("runtime", {}).get("outputs", {})
-        assert outputs.get("stolen") in (None, "denied"), outputs
-        assert SECRET not in json.dumps(obj)
-        events = kubectl("get", "events", "-n", b, "-o", "json").stdout
-        assert SECRET not in events
-        for log in (state / "services" / b / "thief").rglob("*.log"):
-            assert SECRET not in log.read_text(errors="replace"), log
+    # Nothing of A's leaks into B's status, Events or logs.
+    outputs = obj["status"].get("runtime", {}).get("outputs", {})
+    assert outputs.get("stolen") in (None, "denied"), outputs
+    assert SECRET not in json.dumps(obj)
+    events = kubectl("get", "events", "-n", b, "-o", "json").stdout
+    assert SECRET not in events
+    for log in (state / "services" / b / "thief").rglob("*.log"):
+        assert SECRET not in log.read_text(errors="replace"), log
 
-        wait_for(lambda: get(kubectl, a, "vault")["status"]["state"] == "active")
-        ready = next(
-            c for c in get(kubectl, a, "vault")["status"]["conditions"] if c["type"] == "Ready"
-        )
-        assert ready["status"] == "True"
+    wait_for(lambda: get(kubectl, a, "vault")["status"]["state"] == "active")
+    ready = next(
+        c for c in get(kubectl, a, "vault")["status"]["conditions"] if c["type"] == "Ready"
+    )
+    assert ready["status"] == "True"
 
 
 # ------------------------------------------------------- the kubernetes state backend
@@ -156,35 +139,34 @@ def _grant_terraform(kubectl: Any, ns: str) -> None:
 
 
 def test_the_kubernetes_backend_gets_the_namespaces_token_not_the_operators(
-    control_plane: Any, crd_installed: None, kubectl: Any, namespace: str, tmp_path: Path
+    kubectl: Any, sandboxed: Tenants
 ) -> None:
-    a = namespace
-    with sandboxed_tenants(control_plane, kubectl, a, tmp_path / "operator.log") as (b, _, state):
-        _grant_terraform(kubectl, a)
-        kubeconfig = state / "services" / a / "probe" / "runtime" / "backend.kubeconfig"
-        spec = _tf(
-            PROBE_TF,
-            vars={"kubeconfig": str(kubeconfig), "other": b},
-            backend={"kubernetes": {}},
-        )
-        apply(kubectl, a, msvc("probe", spec))
-        wait_ready(kubectl, a, "probe", timeout=180)
-        # the state Secret is in A's namespace, written with A's ServiceAccount token
-        secrets = json.loads(kubectl("get", "secrets", "-n", a, "-o", "json").stdout)["items"]
-        assert any(s["metadata"]["name"].startswith("tfstate-default-") for s in secrets)
-        home = state / "services" / a / "probe" / "runtime" / "home"
-        probed = json.loads((home / "probe.json").read_text())
-        assert probed == {"other": 403, "nodes": 403}, probed  # the token reaches A only
-        assert kubeconfig.stat().st_mode & 0o077 == 0
-        assert kubeconfig.stat().st_uid >= 0x70F00000
+    a, b, _, state = sandboxed
+    _grant_terraform(kubectl, a)
+    kubeconfig = state / "services" / a / "probe" / "runtime" / "backend.kubeconfig"
+    spec = _tf(
+        PROBE_TF,
+        vars={"kubeconfig": str(kubeconfig), "other": b},
+        backend={"kubernetes": {}},
+    )
+    apply(kubectl, a, msvc("probe", spec))
+    wait_ready(kubectl, a, "probe", timeout=180)
+    # the state Secret is in A's namespace, written with A's ServiceAccount token
+    secrets = json.loads(kubectl("get", "secrets", "-n", a, "-o", "json").stdout)["items"]
+    assert any(s["metadata"]["name"].startswith("tfstate-default-") for s in secrets)
+    home = state / "services" / a / "probe" / "runtime" / "home"
+    probed = json.loads((home / "probe.json").read_text())
+    assert probed == {"other": 403, "nodes": 403}, probed  # the token reaches A only
+    assert kubeconfig.stat().st_mode & 0o077 == 0
+    assert kubeconfig.stat().st_uid >= 0x70F00000
 
-        # A namespace without that ServiceAccount: waiting for input, then served once made.
-        apply(kubectl, b, msvc("infra", _tf(PLAIN_TF, backend={"kubernetes": {}})))
+    # A namespace without that ServiceAccount: waiting for input, then served once made.
+    apply(kubectl, b, msvc("infra", _tf(PLAIN_TF, backend={"kubernetes": {}})))
 
-        def reason() -> str | None:
-            conds = get(kubectl, b, "infra").get("status", {}).get("conditions", [])
-            return next((c["reason"] for c in conds if c["type"] == "Ready"), None)
+    def reason() -> str | None:
+        conds = get(kubectl, b, "infra").get("status", {}).get("conditions", [])
+        return next((c["reason"] for c in conds if c["type"] == "Ready"), None)
 
-        wait_for(lambda: reason() == "BackendCredentialsMissing", timeout=90)
-        _grant_terraform(kubectl, b)
-        wait_ready(kubectl, b, "infra", timeout=180)
+    wait_for(lambda: reason() == "BackendCredentialsMissing", timeout=90)
+    _grant_terraform(kubectl, b)
+    wait_ready(kubectl, b, "infra", timeout=180)

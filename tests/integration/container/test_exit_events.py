@@ -15,10 +15,17 @@ from typing import Any
 import pytest
 
 from steward import Service, ServiceState
-from steward.engine.driver import ServiceLoop
 from steward.runtimes.container.docker import connect
 from steward.runtimes.container.events import engine_events
-from tests.support.containers import Images, container_manifest, unique_name, wait_for
+from tests.support.containers import (
+    Images,
+    busybox_httpd,
+    busybox_sh,
+    container_manifest,
+    unique_name,
+    wait_for,
+)
+from tests.support.services import Driven
 
 pytestmark = pytest.mark.docker
 
@@ -28,13 +35,7 @@ SLOW = {"protocol": "http", "healthCheck": {"http": {"path": "/"}, "periodSecond
 
 
 def web(images: Images, name: str, **spec: Any) -> dict[str, Any]:
-    container = {
-        "image": images.busybox,
-        "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
-        "containerPort": 8080,
-        "init": True,
-    }
-    return container_manifest(name, container, SLOW, **spec)
+    return container_manifest(name, busybox_httpd(images), SLOW, **spec)
 
 
 def stream_threads() -> list[threading.Thread]:
@@ -75,11 +76,7 @@ def test_one_stream_tells_each_subscriber_of_its_own_container(
 def test_a_container_that_died_before_subscribing_fires_at_once(
     docker_images: Images, state_dir: Path, services: list[Service]
 ) -> None:
-    m = container_manifest(
-        unique_name("short"),
-        {"image": docker_images.busybox, "command": ["sh", "-c", "sleep 0.3; exit 3"]},
-        restartPolicy="Never",
-    )
+    m = busybox_sh(docker_images, "short", "sleep 0.3; exit 3", restartPolicy="Never")
     svc = Service.from_manifest(m, state_dir=state_dir)
     services.append(svc)
     svc.start(timeout=0)
@@ -101,33 +98,21 @@ def test_container_exit_wakes_the_loop(
     services.append(svc)
 
     async def main() -> None:
-        async def publish(svc: Service, running_for: float | None) -> None:
-            return None
-
-        loop = ServiceLoop(publish, service=svc)
-        task = asyncio.create_task(loop.run(lambda: True))
-        try:
-            t0 = time.monotonic()
-            while svc.status.state is not ServiceState.ACTIVE:
-                assert time.monotonic() - t0 < 30, svc.status
-                await asyncio.sleep(0.01)
+        async with Driven(svc) as d:  # on leaving: cancelled, and the watch unregistered
+            await d.until(lambda: svc.status.state is ServiceState.ACTIVE, 30)
             await asyncio.sleep(0.3)
-            assert loop.exits.armed
-            t0 = time.monotonic()
-            await asyncio.to_thread(
-                docker_client.api.kill, svc.status.runtime["containerId"], "SIGKILL"
+            assert d.loop.exits.armed
+            kill = asyncio.create_task(
+                asyncio.to_thread(
+                    docker_client.api.kill, svc.status.runtime["containerId"], "SIGKILL"
+                )
             )
-            while svc.status.state is ServiceState.ACTIVE:
-                assert time.monotonic() - t0 < SEEN_WITHIN, svc.status
-                await asyncio.sleep(0.002)
-            print(f"docker kill -> state {svc.status.state.value} {time.monotonic() - t0:.3f} s")
+            took = await d.until(lambda: svc.status.state is not ServiceState.ACTIVE, SEEN_WITHIN)
+            await kill
+            print(f"docker kill -> state {svc.status.state.value} {took:.3f} s")
             assert svc.status.state is ServiceState.ERROR
-            assert loop.exits.fired == 1
+            assert d.loop.exits.fired == 1
             await asyncio.sleep(0.3)
-            assert not loop.exits.armed  # nothing runs: nothing to watch
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        assert not loop.exits.armed
+            assert not d.loop.exits.armed  # nothing runs: nothing to watch
 
     asyncio.run(main())

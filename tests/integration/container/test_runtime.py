@@ -12,22 +12,12 @@ import requests
 from steward.api.state import ServiceState
 from steward.runtimes.base import Adoption
 from steward.runtimes.container import ContainerRuntime
-from tests.support.containers import APPS, TEST_LABEL, Images, unique_name, wait_for
+from tests.support.containers import APPS, TEST_LABEL, Images, busybox_httpd, unique_name, wait_for
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.docker
 
 Factory = Callable[..., ContainerRuntime]
-
-
-def httpd(images: Images, **extra: Any) -> dict[str, Any]:
-    return {
-        "image": images.busybox,
-        "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
-        "containerPort": 8080,
-        "init": True,
-        **extra,
-    }
 
 
 def get(port: int) -> requests.Response | None:
@@ -41,7 +31,7 @@ def test_publishes_endpoint_and_labels_container(
     docker_images: Images, runtimes: Factory, docker_client: Any
 ) -> None:
     port = free_port()
-    rt = runtimes(httpd(docker_images), port=port, env={"PORT": str(port)}, spec_hash="h1")
+    rt = runtimes(busybox_httpd(docker_images), port=port, env={"PORT": str(port)}, spec_hash="h1")
     assert rt.adopt() is Adoption.NOTHING
     assert rt.observe().state is ServiceState.INACTIVE
     rt.start()
@@ -73,7 +63,7 @@ def test_publishes_endpoint_and_labels_container(
 
 def test_start_twice_keeps_the_container(docker_images: Images, runtimes: Factory) -> None:
     port = free_port()
-    rt = runtimes(httpd(docker_images), port=port, spec_hash="h1")
+    rt = runtimes(busybox_httpd(docker_images), port=port, spec_hash="h1")
     rt.start()
     first = rt.observe().details["containerId"]
     rt.start()
@@ -85,16 +75,16 @@ def test_adoption_by_a_second_runtime(
 ) -> None:
     port = free_port()
     name = unique_name("adopt")
-    first = runtimes(httpd(docker_images), name=name, port=port, spec_hash="h1")
+    first = runtimes(busybox_httpd(docker_images), name=name, port=port, spec_hash="h1")
     first.start()
     cid = first.observe().details["containerId"]
 
-    second = runtimes(httpd(docker_images), name=name, port=port, spec_hash="h1")
+    second = runtimes(busybox_httpd(docker_images), name=name, port=port, spec_hash="h1")
     assert second.adopt() is Adoption.ADOPTED
     second.start()  # no second container
     assert second.observe().details["containerId"] == cid
     # Without a known port (a fresh state dir) it is still adopted; details say where it serves.
-    blind = runtimes(httpd(docker_images), name=name, spec_hash="h1")
+    blind = runtimes(busybox_httpd(docker_images), name=name, spec_hash="h1")
     assert blind.adopt() is Adoption.ADOPTED
     assert blind.observe().details["hostPort"] == port
     mine = docker_client.containers.list(
@@ -102,9 +92,9 @@ def test_adoption_by_a_second_runtime(
     )
     assert [c.id for c in mine] == [cid]
 
-    changed = runtimes(httpd(docker_images), name=name, port=port, spec_hash="h2")
+    changed = runtimes(busybox_httpd(docker_images), name=name, port=port, spec_hash="h2")
     assert changed.adopt() is Adoption.OUTDATED
-    moved = runtimes(httpd(docker_images), name=name, port=free_port(), spec_hash="h1")
+    moved = runtimes(busybox_httpd(docker_images), name=name, port=free_port(), spec_hash="h1")
     assert moved.adopt() is Adoption.OUTDATED
     changed.stop()
     changed.start()

@@ -14,6 +14,8 @@ from steward.api.status import HealthState
 from tests.support.containers import (
     APPS,
     Images,
+    busybox_httpd,
+    busybox_sh,
     container_manifest,
     session_containers,
     unique_name,
@@ -26,14 +28,7 @@ HTTP = {"protocol": "http", "healthCheck": {"http": {"path": "/"}, "periodSecond
 
 
 def web(images: Images, name: str, **container: Any) -> dict[str, Any]:
-    spec = {
-        "image": images.busybox,
-        "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
-        "containerPort": 8080,
-        "init": True,
-        **container,
-    }
-    return container_manifest(name, spec, HTTP)
+    return container_manifest(name, busybox_httpd(images, **container), HTTP)
 
 
 def containers_of(client: Any, svc: Service) -> list[Any]:
@@ -66,10 +61,10 @@ def test_http_service_healthy_through_published_port(
 def test_crash_is_restarted_with_backoff(
     docker_images: Images, state_dir: Path, services: list[Service]
 ) -> None:
-    cmd = ["sh", "-c", "echo up; sleep 0.4; exit 3"]
-    m = container_manifest(
-        unique_name("crash"),
-        {"image": docker_images.busybox, "command": cmd},
+    m = busybox_sh(
+        docker_images,
+        "crash",
+        "echo up; sleep 0.4; exit 3",
         restartPolicy="Always",
         backoff={"initialSeconds": 0.2, "maxSeconds": 0.4},
     )
@@ -150,11 +145,8 @@ def test_unchanged_spec_keeps_and_changed_spec_replaces(
 def test_stop_grace_then_kill_through_service(
     docker_images: Images, state_dir: Path, services: list[Service]
 ) -> None:
-    cmd = ["sh", "-c", "trap '' TERM; while :; do sleep 0.2; done"]
-    m = container_manifest(
-        unique_name("stubborn"),
-        {"image": docker_images.busybox, "command": cmd, "stopGracePeriodSeconds": 1},
-    )
+    script = "trap '' TERM; while :; do sleep 0.2; done"
+    m = busybox_sh(docker_images, "stubborn", script, {"stopGracePeriodSeconds": 1})
     svc = Service.from_manifest(m, state_dir=state_dir)
     services.append(svc)
     assert svc.start(timeout=20), svc.status.last_error

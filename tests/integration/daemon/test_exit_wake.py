@@ -28,6 +28,7 @@ from steward.runtimes.exits import fd_readable
 from steward.runtimes.process import ProcessRecord
 from tests.support.manifests import http_daemon_spec, manifest
 from tests.support.paths import REPO
+from tests.support.services import Driven
 
 SLOW_PERIOD = 30
 SEEN_WITHIN = 1.0
@@ -39,38 +40,6 @@ def slow_probed(name: str, **spec: Any) -> dict[str, Any]:
     body["endpoint"]["healthCheck"]["periodSeconds"] = SLOW_PERIOD
     body.update(spec)
     return manifest(name, body)
-
-
-class Driven:
-    """A ServiceLoop run on the test's event loop; counts its steps (publishes)."""
-
-    def __init__(self, svc: Service) -> None:
-        self.svc = svc
-        self.steps = 0
-        self.loop = ServiceLoop(self._publish, service=svc)
-        self.task: asyncio.Task[None] | None = None
-
-    async def _publish(self, svc: Service, running_for: float | None) -> None:
-        if running_for is None:
-            self.steps += 1
-
-    async def __aenter__(self) -> Driven:
-        self.task = asyncio.create_task(self.loop.run(lambda: True))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.task is not None
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-        assert not self.loop.exits.armed  # cancelled: the watch is unregistered and closed
-
-    async def until(self, check: Callable[[], bool], timeout: float) -> float:
-        """Seconds until ``check()`` holds (polled every 2 ms); fails after ``timeout``."""
-        t0 = time.monotonic()
-        while not check():
-            assert time.monotonic() - t0 < timeout, f"not within {timeout}s: {self.svc.status}"
-            await asyncio.sleep(0.002)
-        return time.monotonic() - t0
 
 
 def run(coro: Callable[[], Awaitable[None]]) -> None:

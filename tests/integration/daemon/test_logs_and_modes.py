@@ -15,21 +15,23 @@ from tests.support.waits import wait_fast as wait_for
 
 PY = sys.executable
 
+# Four bursts of 1000 lines (~88 KB each); after each, the file ARGV[1]<burst> appears.
+CHATTY = """
+import sys, time
+for burst in range(4):
+    for i in range(1000): print(f'line {burst}-{i:04d} ' + 'x'*80)
+    sys.stdout.flush(); open(sys.argv[1] + str(burst), 'w').close(); time.sleep(0.5)
+time.sleep(600)
+"""
+
 
 def test_log_rotation_keeps_backups(
     state_dir: Path, tmp_path: Path, services: list[Service]
 ) -> None:
     done = tmp_path / "done"
-    code = (
-        "import sys,time\n"
-        "for burst in range(4):\n"
-        "    for i in range(1000): print(f'line {burst}-{i:04d} ' + 'x'*80)\n"
-        "    sys.stdout.flush(); open(sys.argv[1] + str(burst), 'w').close(); time.sleep(0.5)\n"
-        "time.sleep(600)"
-    )
     spec = {
         "daemon": {
-            "command": [PY, "-u", "-c", code, str(done)],
+            "command": [PY, "-u", "-c", CHATTY, str(done)],
             "log": {"maxBytes": 65536, "backups": 2},
         }
     }
@@ -70,8 +72,8 @@ def test_python_callable_mode(state_dir: Path, services: list[Service]) -> None:
     spec = {
         "daemon": {
             "python": {
-                "callable": "tests.support.app:serve",
-                "kwargs": {"port": "$(PORT)", "greeting": "bonjour"},
+                "callable": "tests.support.apps.ctapp:serve",
+                "kwargs": {"port": "$(PORT)", "greeting": "bonjour", "host": "127.0.0.1"},
             }
         },
         "endpoint": {"protocol": "http"},
@@ -79,9 +81,9 @@ def test_python_callable_mode(state_dir: Path, services: list[Service]) -> None:
     svc = Service.from_manifest(manifest("pyapp", spec), state_dir=state_dir)
     services.append(svc)
     assert svc.start(timeout=20), svc.status.last_error
-    body = requests.get(svc.status.endpoint.uri, timeout=5).text  # type: ignore[arg-type]
-    assert body.startswith("bonjour from ")
-    assert int(body.rsplit(" ", 1)[1]) == svc.status.runtime["pid"]  # a fresh interpreter, not us
+    body = requests.get(svc.status.endpoint.uri, timeout=5).json()  # type: ignore[arg-type]
+    assert body["greeting"] == "bonjour"
+    assert body["pid"] == svc.status.runtime["pid"]  # a fresh interpreter, not us
     assert any("serving bonjour" in line for line in svc.get_logs())
 
 

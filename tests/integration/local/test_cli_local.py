@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -28,6 +29,24 @@ def steward(*args: str, state_dir: Path, timeout: float = 120) -> subprocess.Com
     )
 
 
+def until_ready(
+    path: Path, *args: str, state_dir: Path, seconds: int = 60, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``steward local PATH --until-ready --timeout SECONDS ARGS``, which must exit 0."""
+    res = steward(
+        "local",
+        str(path),
+        "--until-ready",
+        "--timeout",
+        str(seconds),
+        *args,
+        state_dir=state_dir,
+        timeout=timeout,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res
+
+
 def read_until(out: IO[str], lines: list[str], deadline: float, *words: str) -> None:
     """Read OUT into LINES until a line holds every one of WORDS; fail at DEADLINE."""
     while time.monotonic() < deadline:
@@ -38,8 +57,29 @@ def read_until(out: IO[str], lines: list[str], deadline: float, *words: str) -> 
     raise AssertionError("".join(lines))
 
 
+@contextlib.contextmanager
+def steward_local(path: Path, state_dir: Path) -> Iterator[subprocess.Popen[str]]:
+    """``steward local PATH`` in the background, its output on ``proc.stdout``; killed at
+    the end if it still runs."""
+    proc = subprocess.Popen(
+        [*STEWARD, "--state-dir", str(state_dir), "local", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def write_daemon(path: Path, name: str, command: str) -> None:
-    """A ManagedService file: daemon NAME running COMMAND (a YAML flow list)."""
+    """A ManagedService file (its directory made if need be): daemon NAME running COMMAND
+    (a YAML flow list)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         f"apiVersion: steward.dev/v1alpha1\nkind: ManagedService\nmetadata: {{name: {name}}}\n"
         f"spec: {{daemon: {{command: {command}}}}}\n"
@@ -56,15 +96,7 @@ def daemon_examples(tmp_path: Path) -> Path:
 
 
 def test_local_until_ready_then_stops(tmp_path: Path, state_dir: Path) -> None:
-    res = steward(
-        "local",
-        str(daemon_examples(tmp_path)),
-        "--until-ready",
-        "--timeout",
-        "60",
-        state_dir=state_dir,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
+    res = until_ready(daemon_examples(tmp_path), state_dir=state_dir)
     for name in ("http-daemon", "python-callable", "env-from-secret"):
         assert any(
             name in line and "Ready" in line and "active" in line and " healthy " in line
@@ -81,31 +113,14 @@ def test_local_until_ready_then_stops(tmp_path: Path, state_dir: Path) -> None:
 
 def test_local_leave_running_then_adopt(tmp_path: Path, state_dir: Path) -> None:
     ex = daemon_examples(tmp_path)
-    res = steward(
-        "local",
-        str(ex / "python-callable.yaml"),
-        "--until-ready",
-        "--timeout",
-        "60",
-        "--leave-running",
-        state_dir=state_dir,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
+    until_ready(ex / "python-callable.yaml", "--leave-running", state_dir=state_dir)
     item = json.loads(
         steward("status", "python-callable", "-o", "json", state_dir=state_dir).stdout
     )["items"][0]
     pid = item["status"]["runtime"]["pid"]
     assert psutil.pid_exists(pid)
     # A second run adopts the same process and, this time, stops it on exit.
-    res = steward(
-        "local",
-        str(ex / "python-callable.yaml"),
-        "--until-ready",
-        "--timeout",
-        "60",
-        state_dir=state_dir,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
+    until_ready(ex / "python-callable.yaml", state_dir=state_dir)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     logs = steward("logs", "python-callable", "--tail", "50", state_dir=state_dir)
     assert "listening on 127.0.0.1" in logs.stdout
@@ -134,17 +149,8 @@ def test_ctrl_c_stops_services_and_file_edits_are_picked_up(
     tmp_path: Path, state_dir: Path
 ) -> None:
     ex = tmp_path / "ex"
-    ex.mkdir()
     write_daemon(ex / "a.yaml", "sleeper", "[sleep, '600']")
-    proc = subprocess.Popen(
-        [*STEWARD, "--state-dir", str(state_dir), "local", str(ex)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env=os.environ,
-    )
-    try:
+    with steward_local(ex, state_dir) as proc:
         deadline = time.monotonic() + 30
         lines: list[str] = []
         assert proc.stdout is not None
@@ -155,10 +161,6 @@ def test_ctrl_c_stops_services_and_file_edits_are_picked_up(
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0
         assert "default/sleeper: stopping" in out and "default/second: stopping" in out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_every_example_in_local_mode(tmp_path: Path, state_dir: Path) -> None:
@@ -181,16 +183,7 @@ def test_every_example_in_local_mode(tmp_path: Path, state_dir: Path) -> None:
         client.images.get(images["STEWARD_TEST_BUSYBOX_IMAGE"]).tag("busybox", "1.36")
         created = True
     try:
-        res = steward(
-            "local",
-            str(REPO / "examples"),
-            "--until-ready",
-            "--timeout",
-            "120",
-            state_dir=state_dir,
-            timeout=240,
-        )
-        assert res.returncode == 0, res.stdout + res.stderr
+        res = until_ready(REPO / "examples", state_dir=state_dir, seconds=120, timeout=240)
         ready = {
             line.split()[0]
             for line in res.stdout.splitlines()
@@ -227,14 +220,7 @@ def test_a_changed_secret_in_the_files_replaces_the_daemon(tmp_path: Path, state
         )
 
     write("first-value")
-    proc = subprocess.Popen(
-        [*STEWARD, "--state-dir", str(state_dir), "local", str(ex)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-    )
-    try:
+    with steward_local(ex, state_dir) as proc:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (
             seen.exists() and seen.read_text().strip() == "first-value"
@@ -251,17 +237,12 @@ def test_a_changed_secret_in_the_files_replaces_the_daemon(tmp_path: Path, state
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, out
         assert "second-value" not in out and "first-value" not in out, "a Secret was printed"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_scripts_get_json_or_quiet_and_status_shows_reason_and_next_attempt(
     tmp_path: Path, state_dir: Path
 ) -> None:
     ex = tmp_path / "ex"
-    ex.mkdir()
     write_daemon(ex / "broken.yaml", "broken", "[steward-no-such-binary]")
     res = steward("local", str(ex), "--timeout", "2", "-o", "json", state_dir=state_dir)
     objs = [json.loads(line) for line in res.stdout.splitlines()]  # every line is JSON

@@ -1,4 +1,6 @@
-"""Callables the python-mode container tests run inside the image (mounted at /apps)."""
+"""Callables the python-mode tests run: inside the test image (this directory mounted at
+/apps, ``ctapp:serve``) and, for daemons, in a fresh interpreter on the host
+(``tests.support.apps.ctapp:serve``)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ import os
 import sys
 
 
-def serve(port: str, greeting: str = "hello") -> None:
-    """Answer ``greeting`` and the environment's MARK on every path, on all interfaces."""
+def serve(port: str, greeting: str = "hello", host: str = "0.0.0.0") -> None:
+    """Answer ``greeting``, the environment's MARK and the pid on every path, on ``host``
+    (all interfaces by default, as a container must)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -26,7 +29,7 @@ def serve(port: str, greeting: str = "hello") -> None:
             print(fmt % args, flush=True)
 
     print(f"serving {greeting} on {port} with python {sys.version_info[:2]}", flush=True)
-    http.server.ThreadingHTTPServer(("0.0.0.0", int(port)), Handler).serve_forever()
+    http.server.ThreadingHTTPServer((host, int(port)), Handler).serve_forever()
 
 
 def fail(code: int = 3) -> int:
