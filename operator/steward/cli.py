@@ -1,4 +1,5 @@
-"""The ``steward`` command line: run (operator), local (no cluster), status, logs, crd, version."""
+"""The ``steward`` command line: run (operator), controller and agent (many hosts), local (no
+cluster), status, logs, crd, version."""
 
 from __future__ import annotations
 
@@ -34,29 +35,32 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    import logging
-
-    import kopf
-
+def _operator_config(args: argparse.Namespace, node: str | None = None) -> Any:
+    """The OperatorConfig of `steward run` (and of an agent that serves), from its flags."""
     from steward.api.flavors import NAMES
     from steward.k8s.config import OperatorConfig
 
-    config = OperatorConfig.from_env(
+    return OperatorConfig.from_env(
         kubeconfig=args.kubeconfig,
         state_dir=Path(args.state_dir) if args.state_dir else None,
         namespaces=tuple(args.namespace or ()),
-        peering=args.peering,
+        peering=getattr(args, "peering", None),
         liveness=args.liveness,
-        metrics_port=args.metrics_port or None,
-        metrics_addr=args.metrics_addr,
-        enforce_policy=True if args.enforce_policy else None,
-        sandbox=True if args.sandbox else None,
-        terraform_service_account=args.terraform_service_account,
+        metrics_port=getattr(args, "metrics_port", 0) or None,
+        metrics_addr=getattr(args, "metrics_addr", None),
+        enforce_policy=True if getattr(args, "enforce_policy", False) else None,
+        sandbox=True if getattr(args, "sandbox", False) else None,
+        terraform_service_account=getattr(args, "terraform_service_account", None),
         workers={f: getattr(args, f"{f}_workers", None) for f in NAMES},
         workers_per_namespace={f: getattr(args, f"{f}_workers_per_namespace", None) for f in NAMES},
+        node=node,
     )
-    if args.log_format == "json":
+
+
+def _operator_logging(args: argparse.Namespace) -> None:
+    import logging
+
+    if getattr(args, "log_format", "text") == "json":
         from steward.k8s.logs import configure_json_logging
 
         configure_json_logging(logging.DEBUG if args.verbose else logging.INFO)
@@ -64,7 +68,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _text_logging(args.verbose)
     if not args.verbose:  # one INFO line per watch event is noise at 1,000 resources
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    import steward.k8s.handlers  # noqa: F401 - registers the handlers
+
+
+def _kopf_run(config: Any, registry: Any = None) -> None:
+    import kopf
 
     kopf.run(
         standalone=config.peering is None,
@@ -73,7 +80,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         namespaces=list(config.namespaces),
         liveness_endpoint=config.liveness,
         memo=kopf.Memo(config=config),
+        registry=registry,
     )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _operator_config(args)
+    _operator_logging(args)
+    import steward.k8s.handlers  # noqa: F401 - registers the handlers
+
+    _kopf_run(config)
+    return 0
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    config = _operator_config(args)
+    _operator_logging(args)
+    from steward.k8s.scheduler import REGISTRY
+
+    _kopf_run(config, registry=REGISTRY)
     return 0
 
 
@@ -90,9 +115,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from steward import __version__
     from steward.api.node import NodeAddress
     from steward.engine.nodes import NodeSettings
-    from steward.k8s.agent import AgentOptions, parse_pairs, run_agent
+    from steward.k8s.agent import Agent, AgentOptions, parse_pairs, run_agent
 
-    _text_logging(args.verbose)
+    if not args.serve:
+        _text_logging(args.verbose)
     try:
         labels = parse_pairs(args.label, "--label")
         extended = parse_pairs(args.extended_resource, "--extended-resource")
@@ -119,7 +145,23 @@ def cmd_agent(args: argparse.Namespace) -> int:
         labels=tuple(labels.items()),
         kubeconfig=args.kubeconfig,
     )
-    return run_agent(options)
+    if not args.serve:
+        return run_agent(options)
+    # Register and renew from threads; run what is bound to this host in the main thread,
+    # standalone (no kopf peering): each agent serves only its own node's services.
+    config = _operator_config(args, node=args.node)
+    _operator_logging(args)
+    import steward.k8s.handlers  # noqa: F401 - registers the handlers
+    from steward.k8s.serving import HeldEpochs
+
+    held = HeldEpochs(config.state_dir)
+    agent = Agent(options, services=lambda: len(held.all()))
+    agent.start()
+    try:
+        _kopf_run(config)
+    finally:
+        agent.close()
+    return 0
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
@@ -203,18 +245,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="steward", description=__doc__)
-    parser.add_argument(
-        "--state-dir",
-        help="local state directory (default: $STEWARD_STATE_DIR or ~/.local/state/steward)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("version", help="print the version")
-    p.set_defaults(func=cmd_version)
-
-    p = sub.add_parser("run", help="run the operator against a cluster")
+def _cluster_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     p.add_argument(
         "-n",
@@ -223,15 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch only this namespace (repeatable; default: all)",
     )
     p.add_argument(
-        "--peering",
-        metavar="NAME",
-        help="enable kopf peering (HA) under this name; default standalone",
-    )
-    p.add_argument(
         "--liveness",
         metavar="URL",
         help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
     )
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def _peering_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="enable kopf peering (HA) under this name; default standalone",
+    )
+
+
+def _workload_flags(p: argparse.ArgumentParser, verbose: bool = True) -> None:
+    """What running ManagedServices takes: workers, metrics, sandbox, policy."""
     p.add_argument("--daemon-workers", type=int, help="threads for daemon reconciles (default 8)")
     p.add_argument(
         "--container-workers", type=int, help="threads for container reconciles (default 8)"
@@ -268,9 +308,34 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check StewardPolicies before every start too (admission may be bypassed)",
     )
-    p.add_argument("--log-format", choices=["text", "json"], default="text")
-    p.add_argument("-v", "--verbose", action="store_true")
+    if not verbose:
+        p.add_argument("--log-format", choices=["text", "json"], default="text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steward", description=__doc__)
+    parser.add_argument(
+        "--state-dir",
+        help="local state directory (default: $STEWARD_STATE_DIR or ~/.local/state/steward)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+
+    p = sub.add_parser("run", help="run the operator against a cluster (one host: all of it)")
+    _cluster_flags(p)
+    _peering_flag(p)
+    _workload_flags(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "controller",
+        help="bind ManagedServices to StewardNodes (many hosts; agents run what is bound)",
+    )
+    _cluster_flags(p)
+    _peering_flag(p)
+    p.set_defaults(func=cmd_controller)
 
     p = sub.add_parser("agent", help="register this host as a StewardNode and keep its Lease")
     p.add_argument("--node", required=True, help="the StewardNode's name (e.g. the host name)")
@@ -301,6 +366,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=300.0,
         help="seconds between status writes when nothing changed (kubelet: 300)",
     )
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="also run the ManagedServices bound to this node (status.placement.nodeName), "
+        "as `steward run` runs them; the flags below apply then",
+    )
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="with --serve: watch only this namespace (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="with --serve: serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    _workload_flags(p, verbose=False)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_agent)
 

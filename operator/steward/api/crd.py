@@ -41,6 +41,9 @@ PLURAL = "managedservices"
 SINGULAR = "managedservice"
 SHORT_NAMES = ["msvc"]
 CATEGORIES = ["steward", "all"]
+NODE_NAME_FIELD = "status.placement.nodeName"
+"""A selectable field (Kubernetes 1.32+): an agent watches ``status.placement.nodeName=<node>``
+only, as kubelet watches ``spec.nodeName=<node>``."""
 _LABELS = {"app.kubernetes.io/name": "steward", "app.kubernetes.io/part-of": "steward"}
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
@@ -211,6 +214,7 @@ def crd() -> dict[str, Any]:
         {
             "subresources": {"status": {}},
             "additionalPrinterColumns": PRINTER_COLUMNS,
+            "selectableFields": [{"jsonPath": f".{NODE_NAME_FIELD}"}],
             "schema": {"openAPIV3Schema": openapi_schema()},
         },
     )

@@ -74,6 +74,12 @@ CONTAINER_DEAD: Final = "ContainerDead"
 # Placement (the Scheduled condition, as a Pod's PodScheduled)
 SCHEDULED: Final = "Scheduled"
 UNSCHEDULABLE: Final = "Unschedulable"
+RELEASE_PENDING: Final = "ReleasePending"
+"""Unbound, but the host it had has not stopped it yet: not bound anywhere else until it has."""
+FAILED_SCHEDULING: Final = "FailedScheduling"
+"""The Event of an unschedulable service (kube-scheduler's)."""
+RELEASED: Final = "Released"
+"""The Event of a host that stopped its copy because the binding ended."""
 
 # Events only
 STARTED: Final = "Started"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from steward.api.base import CamelModel, cel
 from steward.api.endpoint import EndpointProtocol
@@ -67,6 +67,13 @@ class Condition(CamelModel):
     )
 
 
+STALE_EPOCH_MESSAGE = (
+    "status.placement.reportedEpoch is not status.placement.epoch: this write is for a binding "
+    "that is over (a stale epoch)"
+)
+"""The API server's answer (422) to a status write from a host the service is no longer bound to."""
+
+
 class Binding(CamelModel):
     """Which host runs the service: ``status.placement``, written by the controller alone.
 
@@ -80,6 +87,19 @@ class Binding(CamelModel):
         (
             "!has(oldSelf.epoch) || (has(self.epoch) && self.epoch >= oldSelf.epoch)",
             "status.placement.epoch never decreases",
+        ),
+        (
+            "!has(self.reportedEpoch) || (has(self.epoch) && self.reportedEpoch == self.epoch)",
+            STALE_EPOCH_MESSAGE,
+        ),
+        (
+            "!has(self.releasedEpoch) || (has(self.epoch) && self.releasedEpoch <= self.epoch)",
+            "status.placement.releasedEpoch: only a binding that was made can be released",
+        ),
+        (
+            "!has(oldSelf.releasedEpoch) "
+            "|| (has(self.releasedEpoch) && self.releasedEpoch >= oldSelf.releasedEpoch)",
+            "status.placement.releasedEpoch never decreases",
         ),
     )
 
@@ -98,6 +118,30 @@ class Binding(CamelModel):
     bound_at: datetime | None = Field(
         default=None, description="When nodeName (and the epoch) last changed."
     )
+    reported_epoch: int | None = Field(
+        default=None,
+        ge=0,
+        description="The epoch of the binding the agent writing this status holds: every "
+        "agent write presents it, and the API server refuses a write whose reportedEpoch is "
+        "not `epoch` (the binding it was made for is over). Cleared by every new binding.",
+    )
+    released_epoch: int | None = Field(
+        default=None,
+        ge=0,
+        description="The host of this epoch (and of every earlier one) has stopped the "
+        "service: written by that host's agent once it stopped it. The controller binds a "
+        "service that had a host only once it was released, so no two hosts run it at once.",
+    )
+
+    @model_validator(mode="after")
+    def _fenced(self) -> Binding:
+        if self.reported_epoch is not None and self.reported_epoch != self.epoch:
+            raise ValueError(STALE_EPOCH_MESSAGE)
+        if self.released_epoch is not None and self.released_epoch > self.epoch:
+            raise ValueError(
+                "status.placement.releasedEpoch: only a binding that was made can be released"
+            )
+        return self
 
 
 class ManagedServiceStatus(ServiceStatus):

@@ -59,8 +59,15 @@ def _now() -> datetime:
 class Agent:
     """One host's registration; ``run()`` blocks until ``stop()``."""
 
-    def __init__(self, options: AgentOptions, facts: Callable[[], HostFacts] = gather) -> None:
+    def __init__(
+        self,
+        options: AgentOptions,
+        facts: Callable[[], HostFacts] = gather,
+        services: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.options = options
+        self.services = services
+        """How many ManagedServices this host holds now (``--serve``), for status.services."""
         self.settings = options.settings
         self.node = options.settings.name
         self.facts = facts
@@ -78,21 +85,36 @@ class Agent:
         self._node_uid = ""
         self._reported: StewardNodeStatus | None = None
         self._reported_at: float | None = None
+        self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
         self._stop.set()
 
     def run(self) -> None:
-        self.register()
-        renewer = threading.Thread(target=self._renew_loop, name="steward-lease", daemon=True)
-        renewer.start()
+        self.start()
         try:
-            self._status_loop()
+            self._stop.wait()
         finally:
-            self._stop.set()
-            renewer.join(timeout=self.lease_timeout[1] + 5)
-            self._say_goodbye()
+            self.close()
+
+    def start(self) -> None:
+        """Register, then renew and report from background threads (``close()`` ends them):
+        ``run()`` waits meanwhile, `steward agent --serve` runs its operator."""
+        self.register()
+        self._threads = [
+            threading.Thread(target=self._renew_loop, name="steward-lease", daemon=True),
+            threading.Thread(target=self._status_loop, name="steward-node-status", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        """Stop both loops and say goodbye (Ready=False, AgentStopped)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.lease_timeout[1] + 5)
+        self._say_goodbye()
 
     # ------------------------------------------------------------------ the StewardNode
     def register(self) -> None:
@@ -131,7 +153,12 @@ class Agent:
 
     def _report(self, force: bool = False) -> None:
         status = node_status(
-            self.facts(), self.settings, self._reported, _now(), started_at=self.started_at
+            self.facts(),
+            self.settings,
+            self._reported,
+            _now(),
+            services=self.services(),
+            started_at=self.started_at,
         )
         now = time.monotonic()
         if not force and not report_due(

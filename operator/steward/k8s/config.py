@@ -54,6 +54,9 @@ class OperatorConfig(BaseModel):
     backend uses (never the operator's own credentials)."""
     enforce_policy: bool = False
     """Check StewardPolicies in the operator too, before every start (fails closed)."""
+    node: str | None = None
+    """An agent's StewardNode: serve only the ManagedServices bound to it (a server-side field
+    selector on status.placement.nodeName). None: every one, placement ignored (`steward run`)."""
     instance: str = Field(default_factory=socket.gethostname)
     """Reported as the Events' reportingInstance (the pod name in a cluster)."""
 

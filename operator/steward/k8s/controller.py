@@ -179,9 +179,10 @@ class Controller:
     async def _patch_status(
         self, body: kopf.Body, tracked: Tracked, status: dict[str, Any]
     ) -> None:
+        status = self._outgoing(body, status)
         if significant(status) == significant(tracked.written):
             return
-        patch = merge_patch(tracked.written, status)
+        patch = self._presented(body, merge_patch(tracked.written, status))
         ns, name = str(body.meta.get("namespace")), str(body.meta["name"])
 
         def send() -> None:
@@ -219,8 +220,26 @@ class Controller:
 
         await asyncio.get_running_loop().run_in_executor(None, send)
 
+    # ------------------------------------------------------------ what an agent adds (k8s/serving.py)
+    def serves(self, body: kopf.Body) -> bool:
+        """Whether this process runs the resource: every one here, an agent's own there."""
+        return True
+
+    def _holds(self, key: str, body: kopf.Body) -> bool:
+        """Whether the resource's loop may go on (an agent: while its binding lasts)."""
+        return True
+
+    def _outgoing(self, body: kopf.Body, status: dict[str, Any]) -> dict[str, Any]:
+        """The status to write, from the engine's."""
+        return status
+
+    def _presented(self, body: kopf.Body, patch: dict[str, Any]) -> dict[str, Any]:
+        """The status patch as sent (an agent presents its epoch with every write)."""
+        return patch
+
     # ------------------------------------------------------------ handlers' entry points
-    def wake(self, key: str) -> None:
+    def wake(self, key: str, gone: kopf.Body | None = None) -> None:
+        """A watch event of ``key``; ``gone``: the body of a DELETED one."""
         tracked = self.tracked.get(key)
         if tracked is not None and tracked.loop is not None:
             tracked.loop.wake()
@@ -319,7 +338,13 @@ class Controller:
             on_error=failed,
         )
         tracked.loop = loop
-        await loop.run(lambda: not stopped.is_set() and not body.meta.get("deletionTimestamp"))
+        await loop.run(
+            lambda: (
+                not stopped.is_set()
+                and not body.meta.get("deletionTimestamp")
+                and self._holds(key, body)
+            )
+        )
 
     async def _invalid(
         self, body: kopf.Body, tracked: Tracked, message: str, generation: int | None

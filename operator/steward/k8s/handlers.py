@@ -16,6 +16,7 @@ from steward.k8s import metrics
 from steward.k8s.clients import build_clients
 from steward.k8s.config import OperatorConfig
 from steward.k8s.controller import Controller
+from steward.k8s.serving import controller_for, resume
 from steward.k8s.settings import apply_settings
 
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -31,8 +32,9 @@ def controller(memo: kopf.Memo) -> Controller:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: OperatorConfig = getattr(memo, "config", None) or OperatorConfig.from_env()
     apply_settings(settings, config)
-    ctl = Controller(build_clients(config.kubeconfig), config)
+    ctl = controller_for(build_clients(config.kubeconfig), config)
     memo.controller = ctl
+    await resume(ctl)
     if config.metrics_port:
         metrics.serve(config.metrics_port, config.metrics_addr, ctl.states)
 
@@ -45,11 +47,18 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(*RESOURCE)
-async def changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    controller(memo).wake(f"{body.meta.get('namespace')}/{body.meta['name']}")
+async def changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    key = f"{body.meta.get('namespace')}/{body.meta['name']}"
+    controller(memo).wake(key, gone=body if type == "DELETED" else None)
 
 
-@kopf.daemon(*RESOURCE, cancellation_timeout=1.0)
+def serves(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+    """The daemon's filter: an agent drives only what is bound to its host (the live body)."""
+    ctl: Controller | None = getattr(memo, "controller", None)
+    return ctl is None or ctl.serves(body)
+
+
+@kopf.daemon(*RESOURCE, cancellation_timeout=1.0, when=serves)
 async def drive(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
     await controller(memo).drive(body, stopped)
 

@@ -6,6 +6,8 @@ import random
 
 import kopf
 
+from steward.api.crd import NODE_NAME_FIELD, PLURAL
+from steward.api.manifest import API_GROUP
 from steward.k8s.config import OperatorConfig
 
 PREFIX = "steward.dev"
@@ -34,6 +36,9 @@ def apply_settings(settings: kopf.OperatorSettings, config: OperatorConfig) -> N
     # cluster-wide list/watch of namespaces and CRDs, so a Role per watched
     # namespace is all the RBAC the operator needs (charts/steward).
     settings.scanning.disabled = True
+    if config.node:  # an agent: the API server sends only what is bound to this host
+        selector = f"{NODE_NAME_FIELD}={config.node}"
+        settings.watching.field_selectors[API_GROUP, PLURAL] = selector
     # Peering (--peering): kopf pauses every peer sharing the top priority, so
     # replicas of one Deployment each need their own ("random", the chart's default).
     priority = config.peering_priority

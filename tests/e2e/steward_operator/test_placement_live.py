@@ -1,0 +1,487 @@
+"""Placement live: `steward controller` binds, two `steward agent --serve` run what is bound.
+
+Real processes against the real apiserver: one controller and two agents (each with its own
+state directory, on this host), registered as StewardNodes. A sampler looks at both agents'
+child processes every 100 ms (by a marker each service's environment carries) for the whole
+module, and no sample may ever see two copies of one service.
+
+* four daemons spread 2/2; each runs as a child of the agent of its node (the PID in status),
+  and the other agent never started it;
+* a nodeSelector that matches nothing: Scheduled=False, Unschedulable, kube-scheduler's
+  message, one aggregated FailedScheduling Event; labelling a host binds it at once;
+* a pin (spec.placement.nodeName) lands on its host even where spreading would not;
+* rebinding (unbound with the epoch raised, as the controller does it, the old host cordoned):
+  the old agent stops its copy and releases the epoch, only then is it bound to the other host
+  and started there; the old epoch's status write is refused by the apiserver (422).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import psutil
+import pytest
+
+from steward.api.status import STALE_EPOCH_MESSAGE, Binding
+from steward.engine.placement import unbinding
+from steward.k8s.scheduler import placement_patch
+from tests.support.kubectl import install_crds, tool_runner
+from tests.support.manifests import http_daemon_spec, msvc
+from tests.support.namespaces import fresh_namespace
+from tests.support.operator import read_log, start_steward
+from tests.support.paths import CRDS, MS_CRD_FILE
+from tests.support.processes import stop_process
+from tests.support.waits import wait_for
+
+GROUP, VERSION, PLURAL = "steward.dev", "v1alpha1", "managedservices"
+NODE_CRD = CRDS / "stewardnodes.steward.dev.yaml"
+FAST = ["--renew-interval", "0.5", "--lease-duration", "3", "--status-interval", "0.5"]
+MARK = "E2E_PLACEMENT_SERVICE"
+"""Each service's daemon carries its name in this variable: how the sampler tells them apart."""
+
+
+@dataclass
+class Sampler:
+    """Every 100 ms: which agent's children run which service (marker, pid)."""
+
+    agents: dict[str, int]
+    samples: list[dict[str, list[tuple[str, int]]]] = field(default_factory=list)
+    seen: set[tuple[str, str, int]] = field(default_factory=set)
+    """(node, service, pid) ever seen."""
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> dict[str, list[tuple[str, int]]]:
+        found: dict[str, list[tuple[str, int]]] = {}
+        for node, pid in self.agents.items():
+            try:
+                children = psutil.Process(pid).children()
+            except psutil.NoSuchProcess:
+                continue
+            for child in children:
+                try:
+                    if child.status() == psutil.STATUS_ZOMBIE:
+                        continue
+                    name = child.environ().get(MARK)
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+                if name:
+                    found.setdefault(name, []).append((node, child.pid))
+                    self.seen.add((node, name, child.pid))
+        return found
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self.sample())
+            self._stop.wait(0.1)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="copies-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def max_copies(self, service: str | None = None) -> int:
+        return max(
+            (len(v) for s in self.samples for k, v in s.items() if service in (None, k)),
+            default=0,
+        )
+
+    def nodes_of(self, service: str) -> set[str]:
+        return {node for node, name, _ in self.seen if name == service}
+
+    def wait_seen(self, service: str, pid: int) -> None:
+        """Until a sample has seen ``pid`` (a sample takes a while: it reads environments)."""
+        wait_for(
+            lambda: any(n == service and p == pid for _, n, p in self.seen),
+            timeout=10,
+            step=0.05,
+            what=f"the sampler to see {service} (pid {pid})",
+        )
+
+
+@dataclass
+class Hosts:
+    namespace: str
+    run: str
+    nodes: tuple[str, str]
+    agents: dict[str, subprocess.Popen[bytes]]
+    controller: subprocess.Popen[bytes]
+    logs: dict[str, Path]
+    custom: Any
+    core: Any
+    sampler: Sampler
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+
+    def apply(self, name: str, placement: dict[str, Any] | None = None) -> None:
+        spec = http_daemon_spec()
+        spec["daemon"]["env"] = [{"name": MARK, "value": name}]
+        spec["placement"] = {"nodeSelector": {"e2e-run": self.run}, **(placement or {})}
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, msvc(name, spec)
+        )
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
+    def gone(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except kubernetes.client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    def ready(self, name: str) -> dict[str, Any] | None:
+        obj = self.get(name)
+        return obj if condition(obj, "Ready").get("status") == "True" else None
+
+    def events(self, name: str, reason: str) -> list[Any]:
+        items = self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+        return [e for e in items if e.reason == reason]
+
+    def node(self, name: str, change: dict[str, Any]) -> None:
+        self.custom.patch_cluster_custom_object(GROUP, VERSION, "stewardnodes", name, change)
+
+    def pid_of(self, name: str) -> int:
+        return int(self.get(name)["status"]["runtime"]["pid"])
+
+    def agent_pid(self, node: str) -> int:
+        return self.agents[node].pid
+
+    def debug(self) -> str:
+        return "\n".join(f"--- {k}\n{read_log(v)[-3000:]}" for k, v in self.logs.items())
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == type_), {})
+
+
+def placement(obj: dict[str, Any]) -> dict[str, Any]:
+    return dict((obj.get("status") or {}).get("placement") or {})
+
+
+def parent(pid: int) -> int | None:
+    try:
+        return psutil.Process(pid).ppid()
+    except psutil.NoSuchProcess:
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture(scope="module")
+def hosts(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    kubectl = tool_runner("kubectl", control_plane)
+    install_crds(kubectl, MS_CRD_FILE, NODE_CRD)
+    run = uuid.uuid4().hex[:6]
+    nodes = (f"pl-a-{run}", f"pl-b-{run}")
+    tmp = tmp_path_factory.mktemp("placement")
+    api = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    custom = kubernetes.client.CustomObjectsApi(api)
+    core = kubernetes.client.CoreV1Api(api)
+    env = control_plane.env()
+    with fresh_namespace(kubectl, f"placement-{run}") as ns:
+        logs = {"controller": tmp / "controller.log"}
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        controller = start_steward(["controller", "-n", ns], env, logs["controller"])
+        sampler: Sampler | None = None
+        try:
+            for node, zone in zip(nodes, ("a", "b"), strict=True):
+                logs[node] = tmp / f"{node}.log"
+                args = ["--state-dir", str(tmp / node), "agent", "--node", node, "--serve"]
+                args += ["-n", ns, "--label", f"e2e-run={run}", "--label", f"zone={zone}", *FAST]
+                procs[node] = start_steward(args, env, logs[node])
+
+            def registered() -> bool:
+                for node in nodes:
+                    try:
+                        obj = custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", node)
+                    except kubernetes.client.ApiException:
+                        return False
+                    if condition(obj, "Ready").get("status") != "True":
+                        return False
+                return True
+
+            wait_for(registered, timeout=60, what="both StewardNodes Ready")
+            sampler = Sampler({node: p.pid for node, p in procs.items()})
+            sampler.start()
+            yield Hosts(ns, run, nodes, procs, controller, logs, custom, core, sampler)
+        finally:
+            try:
+                kubectl("delete", "msvc", "--all", "-n", ns, "--wait=true", "--timeout=90s",
+                        timeout=120, check=False)  # fmt: skip
+                if sampler is not None:
+                    sampler.stop()
+                    for _, _, pid in sampler.seen:
+                        assert not alive(pid), f"pid {pid} outlived its ManagedService"
+            finally:
+                for proc in (*procs.values(), controller):
+                    stop_process(proc)
+                for node in nodes:
+                    kubectl("delete", "stewardnode", node, "--ignore-not-found", check=False)
+                    kubectl("delete", "lease", f"steward-{node}", "-n", "kube-node-lease",
+                            "--ignore-not-found", check=False)  # fmt: skip
+                for name, log in logs.items():
+                    print(f"--- {name}\n{read_log(log)[-4000:]}")
+
+
+def test_spread_pins_and_unschedulable(hosts: Hosts) -> None:
+    a, b = hosts.nodes
+    names = [f"s{i}" for i in range(1, 5)]
+    for name in names:
+        hosts.apply(name)
+    objs = {n: wait_for(lambda n=n: hosts.ready(n), timeout=60, what=f"{n} Ready") for n in names}
+    where = {n: placement(o).get("nodeName") for n, o in objs.items()}
+    assert sorted(where.values()) == [a, a, b, b], where  # spread 2/2
+    for name, obj in objs.items():
+        p = placement(obj)
+        assert (p["epoch"], p.get("reportedEpoch")) == (1, 1), p
+        scheduled = condition(obj, "Scheduled")
+        assert (scheduled["status"], scheduled["reason"]) == ("True", "Scheduled"), scheduled
+        assert [e.count for e in hosts.events(name, "Scheduled")] == [1]
+        # Run by the agent of its node: the PID in status is that agent's child.
+        pid = int(obj["status"]["runtime"]["pid"])
+        assert parent(pid) == hosts.agent_pid(where[name]), (name, pid)
+    for name in names:
+        hosts.sampler.wait_seen(name, hosts.pid_of(name))
+        assert hosts.sampler.nodes_of(name) == {where[name]}, (name, hosts.sampler.seen)
+
+    # A nodeSelector that matches nothing: unschedulable, with kube-scheduler's words.
+    hosts.apply("nowhere", {"nodeSelector": {"e2e-run": hosts.run, "zone": "nowhere"}})
+
+    def unschedulable() -> dict[str, Any] | None:
+        obj = hosts.get("nowhere")
+        return obj if condition(obj, "Scheduled").get("reason") == "Unschedulable" else None
+
+    obj = wait_for(unschedulable, timeout=30, what="Scheduled=False Unschedulable")
+    scheduled = condition(obj, "Scheduled")
+    assert scheduled["status"] == "False"
+    total = len(hosts.custom.list_cluster_custom_object(GROUP, VERSION, "stewardnodes")["items"])
+    if total == 2:  # only this module's hosts registered: the whole message is known
+        message = "0/2 nodes are available: 2 node(s) didn't match node selector."
+        assert scheduled["message"] == message, scheduled
+    else:
+        assert scheduled["message"].startswith(f"0/{total} nodes are available: "), scheduled
+        assert "didn't match node selector" in scheduled["message"], scheduled
+    assert not placement(obj).get("nodeName")
+    # Retried with back-off, as ONE Event whose count grows.
+    failed = wait_for(
+        lambda: (e := hosts.events("nowhere", "FailedScheduling")) and e[0].count >= 4 and e,
+        timeout=30,
+        what="four scheduling attempts",
+    )
+    assert len(failed) == 1 and failed[0].type == "Warning", failed
+    assert failed[0].message == scheduled["message"]
+    assert "nowhere" not in hosts.sampler.sample()
+    # A StewardNode change retries at once (the next back-off retry is ~8 s away).
+    changed = time.monotonic()
+    hosts.node(b, {"metadata": {"labels": {"zone": "nowhere"}}})
+    bound = wait_for(
+        lambda: placement(o := hosts.get("nowhere")).get("nodeName") and o,
+        timeout=30,
+        what="bound after the label",
+    )
+    assert placement(bound)["nodeName"] == b
+    assert time.monotonic() - changed < 4, "bound by the node event, not by the back-off"
+    wait_for(lambda: hosts.ready("nowhere"), timeout=60, what="nowhere Ready on b")
+
+    # A pin lands on its host (b holds 3 now: spreading alone would pick a).
+    hosts.apply("pinned", {"nodeName": b})
+    obj = wait_for(lambda: hosts.ready("pinned"), timeout=60, what="pinned Ready")
+    assert placement(obj)["nodeName"] == b
+    assert parent(int(obj["status"]["runtime"]["pid"])) == hosts.agent_pid(b)
+    hosts.sampler.wait_seen("pinned", int(obj["status"]["runtime"]["pid"]))
+    assert hosts.sampler.nodes_of("pinned") == {b}
+
+    for name in [*names, "nowhere", "pinned"]:
+        hosts.delete(name)
+    for name in [*names, "nowhere", "pinned"]:
+        wait_for(lambda n=name: hosts.gone(n), timeout=60, what=f"{name} deleted")
+    assert hosts.sampler.max_copies() == 1, "two copies of one service were seen at once"
+    hosts.node(b, {"metadata": {"labels": {"zone": "b"}}})
+
+
+def test_rebinding_moves_without_two_copies_and_fences_the_old_epoch(hosts: Hosts) -> None:
+    hosts.apply("mover")
+    obj = wait_for(lambda: hosts.ready("mover"), timeout=60, what="mover Ready")
+    old = Binding.model_validate(placement(obj))
+    assert old.node_name is not None
+    new_node = next(n for n in hosts.nodes if n != old.node_name)
+    old_pid = int(obj["status"]["runtime"]["pid"])
+    assert parent(old_pid) == hosts.agent_pid(old.node_name)
+    hosts.sampler.wait_seen("mover", old_pid)
+    hosts.node(old.node_name, {"spec": {"unschedulable": True}})  # cordon: it must move
+    try:
+        # Unbind exactly as the controller does it: epoch raised, reportedEpoch cleared,
+        # preconditioned on the resourceVersion read.
+        released = unbinding(old, datetime.now(UTC))
+        assert released is not None and released.epoch == old.epoch + 1
+        hosts.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            hosts.namespace,
+            PLURAL,
+            "mover",
+            {
+                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                "status": {"placement": placement_patch(released)},
+            },
+        )
+
+        def moved() -> dict[str, Any] | None:
+            o = hosts.ready("mover")
+            return o if o is not None and placement(o).get("nodeName") == new_node else None
+
+        obj = wait_for(moved, timeout=60, what=f"mover Ready on {new_node}")
+        p = placement(obj)
+        assert p["epoch"] == old.epoch + 2 and p["reportedEpoch"] == old.epoch + 2, p
+        assert p["releasedEpoch"] == old.epoch, p  # the old host said it stopped first
+        new_pid = int(obj["status"]["runtime"]["pid"])
+        assert new_pid != old_pid and not alive(old_pid)
+        assert parent(new_pid) == hosts.agent_pid(new_node)
+        hosts.sampler.wait_seen("mover", new_pid)
+        assert hosts.sampler.nodes_of("mover") == {old.node_name, new_node}
+        assert hosts.sampler.max_copies("mover") == 1, "two copies at once"
+        # The samples show the old copy gone before the new one: a gap between them.
+        runs = [tuple(s.get("mover", ())) for s in hosts.sampler.samples]
+        first_new = next(i for i, r in enumerate(runs) if r and r[0][0] == new_node)
+        last_old = max(i for i, r in enumerate(runs) if r and r[0][0] == old.node_name)
+        assert last_old < first_new, (last_old, first_new)
+        assert [e.count for e in hosts.events("mover", "Released")] == [1]
+
+        # The old host's epoch is over: the apiserver refuses a write presenting it.
+        with pytest.raises(kubernetes.client.ApiException) as refused:
+            hosts.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                hosts.namespace,
+                PLURAL,
+                "mover",
+                {"status": {"state": "inactive", "placement": {"reportedEpoch": old.epoch}}},
+            )
+        assert refused.value.status == 422
+        assert STALE_EPOCH_MESSAGE in json.loads(refused.value.body)["message"]
+        assert hosts.get("mover")["status"]["state"] == "active"
+        assert alive(new_pid)
+    finally:
+        hosts.node(old.node_name, {"spec": {"unschedulable": False}})
+    hosts.delete("mover")
+    wait_for(lambda: hosts.gone("mover"), timeout=60, what="mover deleted")
+    assert not alive(new_pid)
+    assert hosts.sampler.max_copies() == 1
+
+
+def test_a_new_epoch_on_the_same_host_restarts_it_under_that_epoch(hosts: Hosts) -> None:
+    """A binding written anew for the host that runs it (epoch raised, reportedEpoch cleared):
+    the agent's copy belongs to a binding that is over, so it stops it (and releases that
+    epoch), then starts afresh under the new one."""
+    hosts.apply("renewed")
+    obj = wait_for(lambda: hosts.ready("renewed"), timeout=60, what="renewed Ready")
+    old = Binding.model_validate(placement(obj))
+    assert old.node_name is not None
+    old_pid = int(obj["status"]["runtime"]["pid"])
+    hosts.sampler.wait_seen("renewed", old_pid)
+    again = Binding(node_name=old.node_name, epoch=old.epoch + 1, bound_at=datetime.now(UTC))
+    hosts.custom.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        hosts.namespace,
+        PLURAL,
+        "renewed",
+        {
+            "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+            "status": {"placement": placement_patch(again)},
+        },
+    )
+
+    def restarted() -> dict[str, Any] | None:
+        o = hosts.ready("renewed")
+        if o is None or placement(o).get("reportedEpoch") != again.epoch:
+            return None
+        return o if o["status"]["runtime"].get("pid") != old_pid else None
+
+    obj = wait_for(restarted, timeout=60, what="renewed Ready under the new epoch")
+    p = placement(obj)
+    assert (p["nodeName"], p["epoch"], p["releasedEpoch"]) == (
+        old.node_name,
+        again.epoch,
+        old.epoch,
+    )
+    new_pid = int(obj["status"]["runtime"]["pid"])
+    assert new_pid != old_pid and not alive(old_pid)
+    assert parent(new_pid) == hosts.agent_pid(old.node_name)
+    hosts.sampler.wait_seen("renewed", new_pid)
+    assert hosts.sampler.nodes_of("renewed") == {old.node_name}
+    assert hosts.sampler.max_copies("renewed") == 1
+    hosts.delete("renewed")
+    wait_for(lambda: hosts.gone("renewed"), timeout=60, what="renewed deleted")
+
+
+def test_deleting_a_service_no_host_runs(hosts: Hosts) -> None:
+    """Unbound and released, with every host cordoned: no agent sees it any more, so the
+    controller removes the agents' finalizer when it is deleted."""
+    hosts.apply("parked")
+    obj = wait_for(lambda: hosts.ready("parked"), timeout=60, what="parked Ready")
+    old = Binding.model_validate(placement(obj))
+    pid = int(obj["status"]["runtime"]["pid"])
+    assert "steward.dev/finalizer" in obj["metadata"]["finalizers"]
+    for node in hosts.nodes:
+        hosts.node(node, {"spec": {"unschedulable": True}})
+    try:
+        released = unbinding(old, datetime.now(UTC))
+        assert released is not None
+        hosts.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            hosts.namespace,
+            PLURAL,
+            "parked",
+            {
+                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                "status": {"placement": placement_patch(released)},
+            },
+        )
+
+        def parked() -> dict[str, Any] | None:
+            o = hosts.get("parked")
+            p = placement(o)
+            scheduled = condition(o, "Scheduled")
+            ok = p.get("releasedEpoch") == old.epoch and scheduled.get("status") == "False"
+            return o if ok and scheduled.get("reason") == "Unschedulable" else None
+
+        obj = wait_for(parked, timeout=30, what="released, and unschedulable")
+        assert not placement(obj).get("nodeName")
+        assert obj["status"]["state"] == "inactive"  # the old host's last word
+        assert "were unschedulable" in condition(obj, "Scheduled")["message"]
+        assert not alive(pid)
+        hosts.delete("parked")
+        wait_for(lambda: hosts.gone("parked"), timeout=30, what="parked deleted by the controller")
+    finally:
+        for node in hosts.nodes:
+            hosts.node(node, {"spec": {"unschedulable": False}})
+    assert hosts.sampler.max_copies("parked") == 1
