@@ -87,11 +87,14 @@ def _digest(env: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
 
 
-def _run_coro(coro: Any) -> Any:
-    """Run a coroutine from sync code, even when the caller already has a loop."""
+def _run_coro(coro: Any, loop: asyncio.AbstractEventLoop | None = None) -> Any:
+    """Run a coroutine from sync code, even when the caller already has a loop; ``loop``:
+    one the caller keeps for a series of calls (a fresh loop per probe costs ~1.5 ms)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        if loop is not None:
+            return loop.run_until_complete(coro)
         return asyncio.run(coro)
     box: list[Any] = []
     t = threading.Thread(target=lambda: box.append(asyncio.run(coro)))
@@ -620,34 +623,42 @@ class Service:
             obs = self._observe()
             if not obs.running and not self._launch():
                 return False
-            deadline = time.monotonic() + timeout
-            while True:
-                obs = self._observe()
-                if not obs.running and obs.state is not ServiceState.PENDING_STARTUP:
-                    if exited(obs):
-                        self._account_exit(obs)
-                        if obs.exit_code == 0:
-                            self._update(obs, None, act=False)
-                        else:
-                            msg = f"failed during start: {obs.message}"
-                            self._fail(obs.reason or R.START_FAILED, msg)
-                    return False
-                result = _run_coro(self.probe(obs)) if self._probe_due(obs) else None
-                self._update(obs, result, act=False)
-                if self.status.state is ServiceState.ACTIVE and (
-                    self._probed
-                    or time.monotonic() - self.prober.run_started >= MIN_RUNNING_WITHOUT_PROBE
-                ):
-                    return True
-                if self.status.state is ServiceState.ERROR:
-                    return False
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    if timeout > 0:
-                        self.status.last_error = f"not ready after {timeout}s: {self.status.health.message or 'still starting'}"
-                        self.save()
-                    return False
-                time.sleep(min(self.prober.startup_delay(), remaining))
+            probes = asyncio.new_event_loop()  # one for this start's probes
+            try:
+                return self._wait_started(timeout, probes)
+            finally:
+                probes.close()
+
+    def _wait_started(self, timeout: float, probes: asyncio.AbstractEventLoop) -> bool:
+        """start()'s wait for active (under the lock)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            obs = self._observe()
+            if not obs.running and obs.state is not ServiceState.PENDING_STARTUP:
+                if exited(obs):
+                    self._account_exit(obs)
+                    if obs.exit_code == 0:
+                        self._update(obs, None, act=False)
+                    else:
+                        msg = f"failed during start: {obs.message}"
+                        self._fail(obs.reason or R.START_FAILED, msg)
+                return False
+            result = _run_coro(self.probe(obs), probes) if self._probe_due(obs) else None
+            self._update(obs, result, act=False)
+            if self.status.state is ServiceState.ACTIVE and (
+                self._probed
+                or time.monotonic() - self.prober.run_started >= MIN_RUNNING_WITHOUT_PROBE
+            ):
+                return True
+            if self.status.state is ServiceState.ERROR:
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if timeout > 0:
+                    self.status.last_error = f"not ready after {timeout}s: {self.status.health.message or 'still starting'}"
+                    self.save()
+                return False
+            time.sleep(min(self.prober.startup_delay(), remaining))
 
     def stop(self, timeout: float = 30, force: bool = False) -> bool:
         """Stop and wait up to ``timeout`` s; True once nothing runs."""
