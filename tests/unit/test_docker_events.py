@@ -132,3 +132,31 @@ def _wait(check: Any, timeout: float = 5) -> bool:
             return True
         done.wait(0.01)
     return bool(check())
+
+
+def test_the_version_moves_with_every_state_change_and_a_gap(
+    engine: ScriptedEngine, events: DockerEvents
+) -> None:
+    """What the container runtime keys its cached inspect on: the same version means no
+    event since, so the inspect still holds."""
+    assert events.version("c") is None  # no stream yet: nothing can be vouched for
+    fired_flag(events, "other")  # a subscription starts the stream
+    assert events.connected.wait(5)
+    v0 = events.version("c")
+    assert v0 is not None
+    engine.send("exec_start", "c")  # not a state change
+    engine.send("pause", "other")  # another container's
+    assert _wait(lambda: events.version("other") != v0)
+    assert events.version("c") == v0
+    for action in ("pause", "unpause", "oom", "restart", "start"):
+        before = events.version("c")
+        engine.send(action, "c")
+        assert _wait(lambda before=before: events.version("c") != before), action  # type: ignore[misc]
+    engine.send("die", "c")
+    assert _wait(lambda: events.version("c") is None)  # dead: never from memory
+    engine.send("start", "c")
+    assert _wait(lambda: events.version("c") is not None)
+    before = events.version("c")
+    engine.events.put(END)  # the stream breaks and comes back
+    assert _wait(lambda: engine.streams == 2 and events.connected.is_set())
+    assert _wait(lambda: events.version("c") not in (None, before))  # a gap: start over

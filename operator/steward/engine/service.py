@@ -400,6 +400,16 @@ class Service:
                 reason=R.OBSERVE_FAILED,
             )
 
+    @staticmethod
+    def _observe_cached(rt: Runtime | None) -> Observation | None:
+        """The runtime's answer from memory (no I/O, fine on the event loop), if it has one."""
+        if rt is None:
+            return None
+        try:
+            return rt.observe_cached()
+        except Exception:
+            return None
+
     def _probe_due(self, obs: Observation) -> bool:
         return self.prober.due(obs, self.status.health)
 
@@ -451,7 +461,11 @@ class Service:
         if rt is not None and rt.capabilities.cheap_observe:
             obs = self._observe()
         else:
-            obs = await loop.run_in_executor(executor, self._observe)
+            cached = self._observe_cached(rt)
+            if cached is not None:
+                obs = cached
+            else:
+                obs = await loop.run_in_executor(executor, self._observe)
         result = await self.probe(obs) if self._probe_due(obs) else None
         if self._quiet(obs, result) and self._lock.acquire(blocking=False):
             try:
@@ -470,7 +484,9 @@ class Service:
             obs.state is ServiceState.ACTIVE
             and st.state is ServiceState.ACTIVE
             and not obs.reason
-            and not obs.message
+            # A probed, healthy service's Ready says nothing of the runtime's message
+            # ("container is running"); an unprobed one's does (checked below).
+            and (not obs.message or self._probed)
             and (result is None or result.ok)
             and self.manifest.spec.admin_state is AdminState.ACTIVE
             and not self._engine.pending_update

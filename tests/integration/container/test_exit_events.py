@@ -116,3 +116,37 @@ def test_container_exit_wakes_the_loop(
             assert not d.loop.exits.armed  # nothing runs: nothing to watch
 
     asyncio.run(main())
+
+
+def test_a_running_container_is_answered_from_memory_until_docker_says_otherwise(
+    docker_images: Images, state_dir: Path, services: list[Service], docker_client: Any
+) -> None:
+    """While the events stream reports nothing for the container, the last inspect holds
+    (no inspect per probe step); a pause, or a kill, makes the next look a real one."""
+    svc = Service.from_manifest(web(docker_images, unique_name("mem")), state_dir=state_dir)
+    services.append(svc)
+    assert svc.start(timeout=30), svc.status.last_error
+    rt = svc.runtime
+    watch = svc.exit_watch()  # the stream runs while someone watches
+    assert watch is not None
+    watch.subscribe(lambda: None)
+    try:
+        assert engine_events(lambda: connect(timeout=None)).connected.wait(10)
+        rt.observe()  # an inspect, with the stream up: remembered
+        cached = rt.observe_cached()
+        assert cached is not None and cached.state is ServiceState.ACTIVE
+        assert cached.details == rt.observe().details  # the same answer as Docker's
+        cid = svc.status.runtime["containerId"]
+        docker_client.api.pause(cid)
+        try:
+            wait_for(lambda: rt.observe_cached() is None, SEEN_WITHIN, 0.002)
+            assert rt.observe().state is not ServiceState.ACTIVE or rt.observe().message
+        finally:
+            docker_client.api.unpause(cid)
+        wait_for(lambda: rt.observe().state is ServiceState.ACTIVE, 10, 0.02)
+        assert rt.observe_cached() is not None
+        docker_client.api.kill(cid, signal="SIGKILL")
+        wait_for(lambda: rt.observe_cached() is None, SEEN_WITHIN, 0.002)
+        wait_for(lambda: rt.observe().state is not ServiceState.ACTIVE, 10, 0.02)
+    finally:
+        watch.close()

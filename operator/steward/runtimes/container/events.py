@@ -33,6 +33,8 @@ RETRY_FIRST, RETRY_MAX = 0.5, 30.0
 DEAD_REMEMBERED = 4096
 ENDED = ("die", "destroy")
 REVIVED = ("start",)
+CHANGED = (*ENDED, *REVIVED, "pause", "unpause", "oom", "restart")
+"""Events after which what an inspect said of the container may no longer hold."""
 
 Connect = Callable[[], Any]
 
@@ -45,6 +47,8 @@ class DockerEvents:
         self._lock = threading.Lock()
         self._subs: dict[str, dict[int, Notify]] = {}
         self._dead: OrderedDict[str, None] = OrderedDict()
+        self._changes: OrderedDict[str, int] = OrderedDict()
+        self._gaps = 0
         self._next = 0
         self._thread: threading.Thread | None = None
         self._stream: Any = None
@@ -63,6 +67,17 @@ class DockerEvents:
     def dead(self, container_id: str) -> bool:
         with self._lock:
             return container_id in self._dead
+
+    def version(self, container_id: str) -> tuple[int, int] | None:
+        """Changes when the container's state may have (an event of :data:`CHANGED`, a gap
+        in the stream); None while no stream is connected. What an inspect saw holds as long
+        as this stays the same: the runtime answers from memory meanwhile."""
+        if not self.connected.is_set():
+            return None
+        with self._lock:
+            if container_id in self._dead:
+                return None
+            return (self._gaps, self._changes.get(container_id, 0))
 
     def _subscribe(self, cid: str, notify: Notify) -> Callable[[], None]:
         with self._lock:
@@ -112,6 +127,8 @@ class DockerEvents:
                     )
                     self._stream = stream
                     if gap:
+                        with self._lock:
+                            self._gaps += 1  # what happened meanwhile is unknown
                         self._notify_all()  # an end may have happened while we were away
                     self.connected.set()  # after: a watch made from now on waits for its end
                     delay = RETRY_FIRST
@@ -142,6 +159,13 @@ class DockerEvents:
         cid = str((event.get("Actor") or {}).get("ID") or event.get("id") or "")
         if not cid:
             return
+        if action in CHANGED:
+            with self._lock:
+                self._changes[cid] = self._changes.get(cid, 0) + 1
+                self._changes.move_to_end(cid)
+                while len(self._changes) > DEAD_REMEMBERED:
+                    self._changes.popitem(last=False)
+                    self._gaps += 1  # a forgotten count could come back as an old one
         if action in REVIVED:
             with self._lock:
                 self._dead.pop(cid, None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import docker.errors
@@ -46,6 +47,8 @@ from steward.runtimes.exits import ExitWatch
 FINGERPRINT_TIMEOUT = 3.0
 
 KILL_WAIT = 10.0
+CACHE_SECONDS = 10.0
+"""The longest an inspect's answer is reused while the events stream reports nothing."""
 """Seconds to wait for the engine to reap a container after SIGKILL."""
 POLL = 0.1
 LIVE = ("running", "restarting", "paused")
@@ -78,6 +81,8 @@ class ContainerRuntime(Runtime):
         self._docker: Any = None
         self._live_id: str | None = None
         """The id of our container as last seen live (start, observe, adopt): what to watch."""
+        self._seen: tuple[str, tuple[int, int], float, Observation] | None = None
+        """(id, events version, when, observation) of the last inspect that found it running."""
 
     # -- helpers ----------------------------------------------------------
     @property
@@ -193,8 +198,29 @@ class ContainerRuntime(Runtime):
                 return
             raise
 
+    def observe_cached(self) -> Observation | None:
+        """What the last inspect said, while Docker's events stream says nothing has
+        happened to the container since (and for at most CACHE_SECONDS): a starting
+        container's probes and a running one's steps cost no inspect call."""
+        seen, cid = self._seen, self._live_id
+        if seen is None or cid is None or seen[0] != cid:
+            return None
+        if time.monotonic() - seen[2] > CACHE_SECONDS:
+            return None
+        if engine_events(lambda: connect(timeout=None)).version(cid) != seen[1]:
+            return None
+        obs = seen[3]
+        return replace(obs, details=dict(obs.details))
+
     def observe(self) -> Observation:
         """What Docker reports; INACTIVE when absent, ERROR (never raising) when unreachable."""
+        cached = self.observe_cached()
+        if cached is not None:
+            return cached
+        self._seen = None
+        events = engine_events(lambda: connect(timeout=None))
+        cid = self._live_id
+        version = events.version(cid) if cid is not None else None  # before the inspect
         try:
             attrs = self._inspect()
         except RuntimeFailure as exc:
@@ -211,6 +237,14 @@ class ContainerRuntime(Runtime):
         obs = observation(attrs, container_port(self.spec, self.ctx))
         obs.message = self.ctx.redact(obs.message)
         obs.details["specHash"] = hash_of(attrs)
+        if (
+            version is not None
+            and attrs["Id"] == cid
+            and obs.state is ServiceState.ACTIVE
+            and not obs.reason
+        ):
+            seen = replace(obs, details=dict(obs.details))
+            self._seen = (attrs["Id"], version, time.monotonic(), seen)
         return obs
 
     def adopt(self) -> Adoption:
