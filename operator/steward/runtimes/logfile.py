@@ -2,7 +2,7 @@
 
 A daemon's stdout/stderr go through a pipe to a writer that rotates by size as
 the log grows: the state directory's one log hub (``loghub.py``, ``hub_relay``),
-or, where that cannot be used, a writer process of its own (``logrelay.py``,
+or, where that cannot be used, a writer process of its own (``loghub.py --relay``,
 ``start_relay``).
 ``rotate_if_needed`` (copy-then-truncate, as logrotate's copytruncate) remains for
 logs written straight to the file (Terraform's, a blocking daemon's, and daemons
@@ -112,7 +112,7 @@ def open_for_append(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
 
 
-RELAY_SCRIPT = Path(__file__).with_name("logrelay.py")
+RELAY_SCRIPT = Path(__file__).with_name("loghub.py")
 
 
 def _relay_args(max_bytes: int, backups: int, mode: int) -> list[str]:
@@ -122,7 +122,7 @@ def _relay_args(max_bytes: int, backups: int, mode: int) -> list[str]:
 def start_relay(
     path: Path, max_bytes: int, backups: int, mode: int = 0o640
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the log writer for ``path`` (runtimes/logrelay.py); returns it and the write end
+    """Start a writer of its own for ``path`` (``loghub.py --relay``); returns it and the write end
     of its pipe, for the daemon's stdout and stderr (the caller closes it once passed on).
 
     The writer rotates as the log grows, so the file never exceeds ``max_bytes``, and it
@@ -136,6 +136,7 @@ def start_relay(
                 "-I",
                 "-S",
                 str(RELAY_SCRIPT),
+                "--relay",
                 str(path),
                 *_relay_args(max_bytes, backups, mode),
             ],

@@ -1,9 +1,12 @@
 """One log writer for every daemon of a state directory: ``python loghub.py DIR``.
 
+(``python loghub.py --relay FILE MAX_BYTES BACKUPS MODE`` is the same writer for one
+pipe on its stdin, for where no hub can be used; it ends at end of input.)
+
 A daemon's stdout and stderr are a pipe whose read end Steward hands to this
 process over a Unix socket in DIR (``SCM_RIGHTS``); it writes each pipe to its
-file and rotates *before* a write would take the file over its ``maxBytes``, as
-``logrelay.py`` does for one daemon. One process instead of one per daemon: a
+file and rotates *before* a write would take the file over its ``maxBytes``. One
+process instead of one per daemon: a
 Python relay holds ~3.7 MiB of its own, so 1,000 daemons cost 3.7 GiB in relays.
 
 It runs in its own session, so it outlives a Steward restart along with the
@@ -224,10 +227,28 @@ class Hub:
             self.idle_since = time.monotonic()
 
 
+def relay(argv: list[str]) -> int:
+    """One pipe, on stdin, until its end: every writer gone (the daemon and its children)."""
+    path, max_bytes, backups, mode = argv[0], int(argv[1]), int(argv[2]), int(argv[3], 8)
+    stream = Stream("relay", 0, path, max_bytes, backups, mode)
+    while True:
+        try:
+            data = os.read(0, CHUNK)
+        except InterruptedError:
+            continue
+        if not data:
+            break
+        stream.write(data)
+    stream.close()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     # Ends when idle, never on a signal meant for Steward: daemons would get EPIPE.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    if argv[:1] == ["--relay"]:
+        return relay(argv[1:])
     directory = argv[0]
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     lock = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o600, dir_fd=dir_fd)

@@ -62,7 +62,7 @@ def test_every_daemon_of_a_state_dir_shares_one_writer(
     relays = [
         p
         for p in psutil.process_iter(["cmdline"])
-        if "logrelay.py" in " ".join(p.info["cmdline"] or [])
+        if "--relay" in (p.info["cmdline"] or [])
         and str(state_dir) in " ".join(p.info["cmdline"] or [])
     ]
     assert relays == []
