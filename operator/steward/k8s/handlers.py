@@ -16,6 +16,7 @@ from steward.k8s import metrics
 from steward.k8s.clients import build_clients
 from steward.k8s.config import OperatorConfig
 from steward.k8s.controller import Controller
+from steward.k8s.login import login
 from steward.k8s.serving import controller_for, resume
 from steward.k8s.settings import apply_settings
 
@@ -44,6 +45,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctl: Controller | None = getattr(memo, "controller", None)
     if ctl is not None:
         ctl.shutdown()
+
+
+kopf.on.login()(login)  # the --kubeconfig given, not only $KUBECONFIG
 
 
 @kopf.on.event(*RESOURCE)

@@ -55,6 +55,7 @@ from steward.engine.placement import Bound
 from steward.k8s.clients import Clients, build_clients
 from steward.k8s.config import OperatorConfig
 from steward.k8s.events import EventRecorder, ObjectRef
+from steward.k8s.login import login
 from steward.k8s.serving import binding_of
 from steward.k8s.settings import PREFIX, apply_settings
 
@@ -340,10 +341,7 @@ def scheduler(memo: kopf.Memo) -> Scheduler:
 
 
 # --------------------------------------------------------------------------- kopf handlers
-@kopf.on.login(registry=REGISTRY)
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """What kopf's default registry does: the kubernetes client's own configuration."""
-    return kopf.login_via_client(**kwargs)
+kopf.on.login(registry=REGISTRY)(login)  # the --kubeconfig given, as steward run's
 
 
 @kopf.on.startup(registry=REGISTRY)
