@@ -395,8 +395,8 @@ def test_watch_namespaces_pod_token_metrics_service(
             assert {sa_dir, f"/var{sa_dir}"} & set(mounts), mounts
             assert hn.environ(pid).get("KUBERNETES_SERVICE_HOST")
             logs = kubectl("logs", "-n", rns, pod["metadata"]["name"]).stdout
-            # kopf's login through the kubernetes client, which (no kubeconfig) is in-cluster.
-            assert "Activity 'login_via_client' succeeded." in logs, logs[-3000:]
+            # Steward's login handler (k8s/login.py): no kubeconfig given, so in-cluster.
+            assert "Activity 'login' succeeded." in logs, logs[-3000:]
             sa = pod["spec"]["serviceAccountName"]
             # That account may write status in a, and nowhere else.
             user = f"system:serviceaccount:{rns}:{sa}"
