@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steward.runtimes import loghub
 from steward.runtimes.process import register_child
 
 
@@ -112,7 +113,8 @@ def open_for_append(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
 
 
-RELAY_SCRIPT = Path(__file__).with_name("loghub.py")
+HUB_SCRIPT = Path(loghub.__file__)
+"""The log writer: the hub, and with ``--relay`` the one-pipe fallback."""
 
 
 def _relay_args(max_bytes: int, backups: int, mode: int) -> list[str]:
@@ -135,7 +137,7 @@ def start_relay(
                 sys.executable,
                 "-I",
                 "-S",
-                str(RELAY_SCRIPT),
+                str(HUB_SCRIPT),
                 "--relay",
                 str(path),
                 *_relay_args(max_bytes, backups, mode),
@@ -155,7 +157,6 @@ def start_relay(
     return proc, w
 
 
-HUB_SCRIPT = Path(__file__).with_name("loghub.py")
 HUB_START_SECONDS = 3.0
 """How long a launch waits for a hub it started to answer before using a relay of its own."""
 _HUB_LOCK = threading.Lock()
@@ -214,8 +215,7 @@ def _hub_request(
     except OSError:
         return None
     try:
-        # /proc/self/fd/N/...: a socket address has 108 bytes, a state dir may be deeper.
-        address = f"/proc/self/fd/{dir_fd}/loghub.sock"
+        address = loghub.short_path(dir_fd, loghub.SOCKET)
         deadline = time.monotonic() + HUB_START_SECONDS
         started = False
         while True:
