@@ -202,6 +202,70 @@ class PlacementResources(CamelModel):
         return value
 
 
+class FailoverPolicy(StrEnum):
+    """What happens to a service whose host is lost (its Lease not renewed in time)."""
+
+    NEVER = "Never"
+    """Ready=Unknown (NodeLost) and wait: for the host to return (the service is adopted in
+    place) or for an admin to taint it ``node.kubernetes.io/out-of-service``. StatefulSet's
+    rule: at most one copy, whatever the cost in availability."""
+    AFTER_FENCING = "AfterFencing"
+    """The host stops the service itself ``fenceAfterSeconds`` after its last renewal (the
+    agent, and a fence helper that outlives it); the controller rebinds it elsewhere only
+    ``replaceAfterSeconds`` (strictly longer) after it last saw a renewal, on its own clock."""
+    MANUAL = "Manual"
+    """Ready=Unknown (NodeLost) until an admin runs ``steward failover NAME``."""
+
+
+DEFAULT_FENCE_AFTER = 30
+DEFAULT_REPLACE_AFTER = 60
+FENCE_MARGIN = 5
+"""replaceAfterSeconds - fenceAfterSeconds at least: the time the host has to stop it."""
+
+
+class Failover(CamelModel):
+    """``spec.placement.failover``: Nomad's ``disconnect`` block in Kubernetes' words."""
+
+    model_config = cel(
+        (
+            "(has(self.replaceAfterSeconds) ? self.replaceAfterSeconds : "
+            f"{DEFAULT_REPLACE_AFTER}) >= (has(self.fenceAfterSeconds) ? "
+            f"self.fenceAfterSeconds : {DEFAULT_FENCE_AFTER}) + {FENCE_MARGIN}",
+            "failover: replaceAfterSeconds must exceed fenceAfterSeconds by at least "
+            f"{FENCE_MARGIN} s (the host stops the service before it is started elsewhere)",
+        ),
+    )
+
+    policy: FailoverPolicy = Field(
+        default=FailoverPolicy.NEVER,
+        description="Never (default): wait for the host or an admin; AfterFencing: the host "
+        "stops it, then it moves; Manual: `steward failover NAME` moves it.",
+    )
+    fence_after_seconds: int = Field(
+        default=DEFAULT_FENCE_AFTER,
+        ge=1,
+        le=3600,
+        description="AfterFencing: the host stops the service this long after its last "
+        "successful Lease renewal (by the host's monotonic clock).",
+    )
+    replace_after_seconds: int = Field(
+        default=DEFAULT_REPLACE_AFTER,
+        ge=2,
+        le=7200,
+        description="AfterFencing: the controller rebinds the service this long after it last "
+        f"saw the host renew, on its own clock; at least fenceAfterSeconds + {FENCE_MARGIN}.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Failover:
+        if self.replace_after_seconds < self.fence_after_seconds + FENCE_MARGIN:
+            raise ValueError(
+                "failover: replaceAfterSeconds must exceed fenceAfterSeconds by at least "
+                f"{FENCE_MARGIN} s (the host stops the service before it is started elsewhere)"
+            )
+        return self
+
+
 class Placement(CamelModel):
     """Where the service may run (which StewardNodes) and what it takes there."""
 
@@ -231,6 +295,10 @@ class Placement(CamelModel):
     strategy: PlacementStrategy = Field(
         default=PlacementStrategy.SPREAD,
         description="Spread: the least allocated fitting host; Binpack: the most allocated.",
+    )
+    failover: Failover = Field(
+        default_factory=Failover,
+        description="What happens when the host is lost (its Lease not renewed).",
     )
 
     @field_validator("node_selector")

@@ -81,6 +81,18 @@ FAILED_SCHEDULING: Final = "FailedScheduling"
 RELEASED: Final = "Released"
 """The Event of a host that stopped its copy because the binding ended."""
 
+# Failover (a host whose Lease ran out)
+NODE_LOST: Final = "NodeLost"
+"""Ready=Unknown: the host the service is bound to stopped renewing its Lease."""
+NODE_STATUS_UNKNOWN: Final = "NodeStatusUnknown"
+"""A StewardNode's Ready=Unknown, written by the controller (the node lifecycle controller's)."""
+FAILED_OVER: Final = "FailedOver"
+"""The service left a lost host that is fenced (AfterFencing, out-of-service, `steward failover`)."""
+FENCED: Final = "Fenced"
+"""The host stopped the service itself: its Lease was not renewed in time (AfterFencing)."""
+DRAINED: Final = "Drained"
+"""`steward drain` unbound the service from its host to move it."""
+
 # Events only
 STARTED: Final = "Started"
 EXITED: Final = "Exited"
