@@ -94,7 +94,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_controller(args: argparse.Namespace) -> int:
-    config = _operator_config(args)
+    config = _operator_config(args).model_copy(
+        update={
+            "lease_namespace": args.lease_namespace,
+            "node_monitor_period": args.node_monitor_period,
+            "node_grace": args.node_monitor_grace_period,
+            "storm_share": args.storm_share,
+        }
+    )
     _operator_logging(args)
     from steward.k8s.scheduler import REGISTRY
 
@@ -152,10 +159,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
     config = _operator_config(args, node=args.node)
     _operator_logging(args)
     import steward.k8s.handlers  # noqa: F401 - registers the handlers
+    from steward.k8s.fence import spawn
     from steward.k8s.serving import HeldEpochs
 
     held = HeldEpochs(config.state_dir)
-    agent = Agent(options, services=lambda: len(held.all()))
+    fence_dir = held.root
+    agent = Agent(options, services=lambda: len(held.all()), fence_dir=fence_dir)
+    spawn(fence_dir)  # before the first renewal: fencing never depends on this process
     agent.start()
     try:
         _kopf_run(config)
@@ -335,6 +345,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _cluster_flags(p)
     _peering_flag(p)
+    p.add_argument("--lease-namespace", default="kube-node-lease")
+    p.add_argument(
+        "--node-monitor-period",
+        type=float,
+        default=5.0,
+        help="seconds between looks at the agents' Leases (kube-controller-manager: 5)",
+    )
+    p.add_argument(
+        "--node-monitor-grace-period",
+        type=float,
+        default=50.0,
+        help="a host whose Lease did not change for this long (by this controller's clock) "
+        "is lost (kube-controller-manager: 50)",
+    )
+    p.add_argument(
+        "--storm-share",
+        type=float,
+        default=0.5,
+        help="no failover while more than this share of hosts is lost at once",
+    )
     p.set_defaults(func=cmd_controller)
 
     p = sub.add_parser("agent", help="register this host as a StewardNode and keep its Lease")

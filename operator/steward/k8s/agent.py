@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -25,6 +26,7 @@ from steward.api.manifest import API_GROUP, API_VERSION
 from steward.api.node import NODE_KIND, NODE_PLURAL, StewardNodeStatus
 from steward.engine.nodes import NodeSettings, node_status, report_due, stopped_status
 from steward.k8s.clients import load_configuration
+from steward.k8s.fence import write_renewed
 from steward.runtimes.host import HostFacts, gather
 
 log = logging.getLogger("steward.agent")
@@ -64,6 +66,7 @@ class Agent:
         options: AgentOptions,
         facts: Callable[[], HostFacts] = gather,
         services: Callable[[], int] = lambda: 0,
+        fence_dir: Path | None = None,
     ) -> None:
         self.options = options
         self.services = services
@@ -80,6 +83,12 @@ class Agent:
         self.started_at = _now()
         self.last_renewed: float | None = None
         """time.monotonic() of the last successful renewal."""
+        self.fence_dir = fence_dir
+        """``--serve``: where the start of each successful renewal is written for fencing."""
+        self._failed = False
+        self._resync = threading.Event()
+        """Set when renewals come back after failing: the status is written again in full
+        (the controller may have marked the host lost meanwhile)."""
         self.renewals = 0
         self._lease: Any = None
         self._node_uid = ""
@@ -146,7 +155,9 @@ class Agent:
     def _status_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self._report()
+                force = self._resync.is_set()
+                self._resync.clear()
+                self._report(force=force)
             except Exception:  # a failed write is retried at the next interval
                 log.exception("status of StewardNode %s not written", self.node)
             self._stop.wait(self.settings.status_interval)
@@ -210,13 +221,25 @@ class Agent:
 
     def renew(self) -> None:
         """One renewal: update the cached Lease; on a conflict read it again and retry once."""
+        started = time.monotonic()
+        previous = self.last_renewed
         try:
-            self._renew_once()
-        except kubernetes.client.ApiException as exc:
-            if exc.status not in (404, 409):
-                raise
-            self._lease = None  # stale resourceVersion or gone
-            self._renew_once()
+            try:
+                self._renew_once()
+            except kubernetes.client.ApiException as exc:
+                if exc.status not in (404, 409):
+                    raise
+                self._lease = None  # stale resourceVersion or gone
+                self._renew_once()
+        except Exception:
+            self._failed = True
+            raise
+        if self.fence_dir is not None:
+            write_renewed(self.fence_dir, started)
+        gap = previous is not None and started - previous > self.settings.lease_duration
+        if self._failed or gap:
+            self._failed = False
+            self._resync.set()
 
     def _renew_once(self) -> None:
         ns, name = self.options.lease_namespace, lease_name(self.node)

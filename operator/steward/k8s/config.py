@@ -57,6 +57,14 @@ class OperatorConfig(BaseModel):
     node: str | None = None
     """An agent's StewardNode: serve only the ManagedServices bound to it (a server-side field
     selector on status.placement.nodeName). None: every one, placement ignored (`steward run`)."""
+    lease_namespace: str = "kube-node-lease"
+    node_monitor_period: float = 5.0
+    """`steward controller`: how often it lists the agents' Leases (node-monitor-period)."""
+    node_grace: float = 50.0
+    """`steward controller`: a host whose Lease did not change for this long, by the
+    controller's own clock, is lost (node-monitor-grace-period)."""
+    storm_share: float = 0.5
+    """`steward controller`: more than this share of hosts lost at once: no failover."""
     instance: str = Field(default_factory=socket.gethostname)
     """Reported as the Events' reportingInstance (the pod name in a cluster)."""
 

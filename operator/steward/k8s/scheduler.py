@@ -51,10 +51,12 @@ from steward.engine.binding import (
     finalizer_removable,
     with_condition,
 )
+from steward.engine.hosts import as_lost
 from steward.engine.placement import Bound
 from steward.k8s.clients import Clients, build_clients
 from steward.k8s.config import OperatorConfig
 from steward.k8s.events import EventRecorder, ObjectRef
+from steward.k8s.failover import HostMonitor
 from steward.k8s.login import login
 from steward.k8s.serving import binding_of
 from steward.k8s.settings import PREFIX, apply_settings
@@ -116,6 +118,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.bindings_written = 0
+        self.monitor: HostMonitor | None = None
 
     # ------------------------------------------------------------ intake (kopf handlers)
     def observe_service(
@@ -202,10 +205,14 @@ class Scheduler:
                 self.enqueue(key, backoff(self.attempts.get(key, 0)))
 
     # ------------------------------------------------------------ one decision
-    def _nodes(self) -> list[StewardNode]:
+    def _nodes(self, raw: bool = False) -> list[StewardNode]:
+        """Every StewardNode; a host the monitor judges lost as ``Ready=Unknown`` (its own
+        status may still say True: the agent that would correct it is the one gone)."""
         if self.nodes is None:
             return []
-        return sorted((n for name in self.nodes for n in self.nodes[name]), key=lambda n: n.name)
+        found = sorted((n for name in self.nodes for n in self.nodes[name]), key=lambda n: n.name)
+        lost = self.monitor.lost if self.monitor is not None and not raw else set()
+        return [as_lost(n) if n.name in lost else n for n in found]
 
     def _bindings(self) -> Iterator[Bound]:
         yield from self.assumed.values()
@@ -352,12 +359,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     sched = Scheduler(build_clients(config.kubeconfig), config)
     memo.scheduler = sched
     sched.start()
+    sched.monitor = HostMonitor(sched)
+    sched.monitor.start()
 
 
 @kopf.on.cleanup(registry=REGISTRY)
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     sched: Scheduler | None = getattr(memo, "scheduler", None)
     if sched is not None:
+        if sched.monitor is not None:
+            await sched.monitor.stop()
         await sched.stop()
 
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +33,24 @@ from pydantic import ValidationError
 from steward.api import reasons as R
 from steward.api.crd import NODE_NAME_FIELD, PLURAL
 from steward.api.manifest import API_GROUP, API_VERSION, ManagedService
+from steward.api.placement import Failover, FailoverPolicy
 from steward.api.status import STALE_EPOCH_MESSAGE, Binding
 from steward.engine.binding import ReleaseAction, holds, merged_conditions, release_action
 from steward.engine.fairness import Lane
+from steward.engine.hosts import fence_due
 from steward.engine.service import Service
 from steward.engine.store import ServiceStore
 from steward.k8s.clients import Clients
 from steward.k8s.config import OperatorConfig
 from steward.k8s.controller import Controller, Tracked, _ref
+from steward.k8s.fence import read_renewed, write_targets
+from steward.k8s.fence import target as fence_target
 from steward.k8s.patches import merge_patch
 from steward.runtimes.base import ServiceIdentity
 
 log = logging.getLogger("steward.agent")
 
+FENCE_POLL = 0.25
 RETRY_DELAY = 2.0
 """After a release, kopf runs the daemon again this much later (a binding of this host with a
 newer epoch then starts afresh; one of another host ends it)."""
@@ -115,13 +121,67 @@ class AgentController(Controller):
         self.left: dict[str, str] = {}
         """key -> the resourceVersion of the DELETED event that took it off this host's watch."""
         self._releases: dict[str, asyncio.Task[None]] = {}
+        self.fence_dir = self.records.root
+        self.fenced: set[str] = set()
+        """AfterFencing services this host stopped (or must stop) for want of a renewal."""
+        self._targets: dict[str, dict[str, Any]] | None = None
+        self._fencing: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ the hooks of Controller
     def serves(self, body: kopf.Body) -> bool:
         return holds(binding_of(body), self.node, None)
 
     def _holds(self, key: str, body: kopf.Body) -> bool:
-        return not self._left(key, body) and holds(binding_of(body), self.node, self.held.get(key))
+        return (
+            key not in self.fenced
+            and not self._left(key, body)
+            and holds(binding_of(body), self.node, self.held.get(key))
+        )
+
+    # ------------------------------------------------------------ fencing (AfterFencing)
+    def _failover(self, key: str, body: kopf.Body | None = None) -> Failover:
+        tracked = self.tracked.get(key)
+        ms = tracked.manifest if tracked is not None else None
+        placement = ms.spec.placement if ms is not None else None
+        if placement is None and body is not None:
+            with contextlib.suppress(ValidationError):
+                placement = self._manifest(body).spec.placement
+        return placement.failover if placement is not None else Failover()
+
+    def _since_renewal(self) -> float:
+        renewed = read_renewed(self.fence_dir)
+        return 0.0 if renewed is None else time.monotonic() - renewed
+
+    async def _fence_loop(self) -> None:
+        """Stop what is due, and keep the fence helper's list of targets current."""
+        while True:
+            with contextlib.suppress(Exception):
+                self._fence_round()
+            await asyncio.sleep(FENCE_POLL)
+
+    def _fence_round(self) -> None:
+        since = self._since_renewal()
+        targets: dict[str, dict[str, Any]] = {}
+        for key in list(self.held):
+            failover = self._failover(key)
+            if failover.policy is not FailoverPolicy.AFTER_FENCING:
+                continue
+            tracked = self.tracked.get(key)
+            svc = tracked.service if tracked is not None else None
+            runtime = svc.status.runtime if svc is not None else {}
+            targets[key] = fence_target(failover.fence_after_seconds, runtime)
+            if fence_due(failover, since) and key not in self.fenced:
+                log.warning(
+                    "%s: no Lease renewal for %.1f s (fenceAfterSeconds %d): stopping it here",
+                    key,
+                    since,
+                    failover.fence_after_seconds,
+                )
+                self.fenced.add(key)
+                self.wake(key)
+        if targets != self._targets:
+            write_targets(self.fence_dir, targets)
+            self._targets = targets
 
     def _left(self, key: str, body: kopf.Body) -> bool:
         """Whether this body is the one a DELETED event ended (kopf forgets it then, and a
@@ -189,11 +249,16 @@ class AgentController(Controller):
             return  # the filter let it through before the body moved on
         assert binding is not None
         epoch = binding.epoch
+        if self._fencing is None:
+            self._fencing = asyncio.ensure_future(self._fence_loop())
+        if fence_due(self._failover(key, body), self._since_renewal()):
+            raise kopf.TemporaryError("fenced: the Lease is not renewed", delay=RETRY_DELAY)
         if not await self._claim(body, epoch):
             await self._release_shielded(key, body, epoch)
             raise kopf.TemporaryError(f"epoch {epoch} is over", delay=RETRY_DELAY)
         self.held[key] = epoch
         self.records.put(key, epoch)
+        self.fenced.discard(key)
         fenced = False
         try:
             await super().drive(body, stopped)
@@ -210,6 +275,9 @@ class AgentController(Controller):
         if body.meta.get("deletionTimestamp") or exiting:
             return  # the finalizer stops it; an exiting agent leaves it running (adopted)
         gone = self._left(key, body)
+        if key in self.fenced:
+            await self._release_shielded(key, body, epoch)
+            raise kopf.TemporaryError("fenced: the Lease is not renewed", delay=RETRY_DELAY)
         if gone or fenced or not self._holds(key, body):
             await self._release_shielded(key, body, epoch)
             if not gone and not stopped.is_set():  # kopf still has it: look again shortly
