@@ -1,0 +1,290 @@
+"""Failover live: `steward controller` judges lost hosts; AfterFencing moves, Never waits.
+
+One controller (Lease listed every 0.5 s, grace 3 s) and two `steward agent --serve` processes
+(renewing every 0.5 s) against the real apiserver. A sampler looks at every process on the
+machine every 100 ms (a killed agent's children are re-parented) for the service's marker.
+
+* AfterFencing (fence 2 s, replace 8 s): the agent of its host is SIGSTOPped (it can neither
+  renew nor stop anything): the fence helper kills the copy, the controller marks the host
+  lost and the service NodeLost, then moves it; the new copy starts only after the old one
+  is gone, and the agent, continued, does not start it again. Never two copies.
+* Never: the agent of its host is SIGKILLed: the service turns Ready=Unknown/NodeLost while
+  its process goes on running, nothing is rebound; a new agent adopts the same process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import psutil
+import pytest
+
+from tests.support.kubectl import install_crds, tool_runner
+from tests.support.manifests import http_daemon_spec, msvc
+from tests.support.namespaces import fresh_namespace
+from tests.support.operator import read_log, start_steward
+from tests.support.paths import CRDS, MS_CRD_FILE
+from tests.support.processes import stop_process
+from tests.support.waits import wait_for
+
+GROUP, VERSION, PLURAL = "steward.dev", "v1alpha1", "managedservices"
+NODE_CRD = CRDS / "stewardnodes.steward.dev.yaml"
+FAST = ["--renew-interval", "0.5", "--lease-duration", "3", "--status-interval", "0.5"]
+MONITOR = ["--node-monitor-period", "0.5", "--node-monitor-grace-period", "3"]
+MARK = "E2E_FAILOVER_SERVICE"
+
+
+@dataclass
+class Copies:
+    """Every 100 ms: the pids of every process carrying MARK=<service>, machine-wide."""
+
+    samples: list[dict[str, set[int]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> dict[str, set[int]]:
+        found: dict[str, set[int]] = {}
+        for proc in psutil.process_iter(["name"]):
+            if "python" not in (proc.info["name"] or ""):
+                continue
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                name = proc.environ().get(MARK)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            if name:
+                found.setdefault(name, set()).add(proc.pid)
+        return found
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self.sample())
+            self._stop.wait(0.1)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def max_copies(self, name: str) -> int:
+        return max((len(s.get(name, ())) for s in self.samples), default=0)
+
+    def pids(self, name: str) -> set[int]:
+        return {p for s in self.samples for p in s.get(name, ())}
+
+
+@dataclass
+class Cluster:
+    namespace: str
+    run: str
+    nodes: tuple[str, str]
+    agents: dict[str, subprocess.Popen[bytes]]
+    agent_args: dict[str, list[str]]
+    env: dict[str, str]
+    logs: dict[str, Path]
+    custom: Any
+    core: Any
+    copies: Copies
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+
+    def apply(self, name: str, failover: dict[str, Any]) -> None:
+        spec = http_daemon_spec()
+        spec["daemon"]["env"] = [{"name": MARK, "value": name}]
+        spec["placement"] = {"nodeSelector": {"e2e-run": self.run}, "failover": failover}
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, msvc(name, spec)
+        )
+
+    def ready(self, name: str) -> dict[str, Any] | None:
+        obj = self.get(name)
+        return obj if condition(obj, "Ready").get("status") == "True" else None
+
+    def events(self, name: str, reason: str) -> list[Any]:
+        items = self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+        return [e for e in items if e.reason == reason]
+
+    def debug(self) -> str:
+        return "\n".join(f"--- {k}\n{read_log(v)[-3000:]}" for k, v in self.logs.items())
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == type_), {})
+
+
+def node_of(obj: dict[str, Any]) -> str | None:
+    return ((obj.get("status") or {}).get("placement") or {}).get("nodeName")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture(scope="module")
+def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    kubectl = tool_runner("kubectl", control_plane)
+    install_crds(kubectl, MS_CRD_FILE, NODE_CRD)
+    run = uuid.uuid4().hex[:6]
+    nodes = (f"fo-a-{run}", f"fo-b-{run}")
+    tmp = tmp_path_factory.mktemp("failover")
+    api = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    custom = kubernetes.client.CustomObjectsApi(api)
+    core = kubernetes.client.CoreV1Api(api)
+    env = control_plane.env()
+    copies = Copies()
+    with fresh_namespace(kubectl, f"failover-{run}") as ns:
+        logs = {"controller": tmp / "controller.log"}
+        controller = start_steward(["controller", "-n", ns, *MONITOR], env, logs["controller"])
+        agents: dict[str, subprocess.Popen[bytes]] = {}
+        args: dict[str, list[str]] = {}
+        try:
+            for node in nodes:
+                logs[node] = tmp / f"{node}.log"
+                args[node] = ["--state-dir", str(tmp / node), "agent", "--node", node, "--serve"]
+                args[node] += ["-n", ns, "--label", f"e2e-run={run}", *FAST]
+                agents[node] = start_steward(args[node], env, logs[node])
+
+            def registered() -> bool:
+                for node in nodes:
+                    try:
+                        obj = custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", node)
+                    except kubernetes.client.ApiException:
+                        return False
+                    if condition(obj, "Ready").get("status") != "True":
+                        return False
+                return True
+
+            wait_for(registered, timeout=60, what="both StewardNodes Ready")
+            copies.start()
+            yield Cluster(ns, run, nodes, agents, args, env, logs, custom, core, copies)
+        finally:
+            try:
+                for proc in agents.values():  # a stopped agent cannot stop anything
+                    if proc.poll() is None:
+                        os.kill(proc.pid, signal.SIGCONT)
+                kubectl("delete", "msvc", "--all", "-n", ns, "--wait=true", "--timeout=90s",
+                        timeout=120, check=False)  # fmt: skip
+                copies.stop()
+                for name in ("fenced", "waits"):
+                    for pid in copies.pids(name):
+                        assert not alive(pid), f"pid {pid} of {name} outlived its ManagedService"
+            finally:
+                for proc in (*agents.values(), controller):
+                    stop_process(proc)
+                for node in nodes:
+                    kubectl("delete", "stewardnode", node, "--ignore-not-found", check=False)
+                    kubectl("delete", "lease", f"steward-{node}", "-n", "kube-node-lease",
+                            "--ignore-not-found", check=False)  # fmt: skip
+                for name, log in logs.items():
+                    print(f"--- {name}\n{read_log(log)[-4000:]}")
+
+
+def test_after_fencing_moves_only_once_the_old_copy_is_gone(cluster: Cluster) -> None:
+    cluster.apply(
+        "fenced",
+        {"policy": "AfterFencing", "fenceAfterSeconds": 2, "replaceAfterSeconds": 8},
+    )
+    obj = wait_for(lambda: cluster.ready("fenced"), timeout=60, what="fenced Ready")
+    old_node = node_of(obj)
+    old_pid = int(obj["status"]["runtime"]["pid"])
+    epoch = obj["status"]["placement"]["epoch"]
+    agent = cluster.agents[str(old_node)]
+    time.sleep(1.0)  # the fence helper's list is written every 0.25 s
+    os.kill(agent.pid, signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    try:
+        wait_for(lambda: not alive(old_pid), timeout=10, what="the fence helper to kill it")
+        fenced_after = time.monotonic() - stopped_at
+        lost = wait_for(
+            lambda: (
+                (o := cluster.get("fenced"))
+                and condition(o, "Ready").get("reason") == "NodeLost"
+                and o
+            ),
+            timeout=15,
+            what="NodeLost",
+        )
+        assert condition(lost, "Ready")["status"] == "Unknown", lost
+        moved = wait_for(
+            lambda: (o := cluster.ready("fenced")) and node_of(o) not in (None, old_node) and o,
+            timeout=40,
+            what="the service Ready on the other host",
+        )
+        moved_after = time.monotonic() - stopped_at
+        assert moved["status"]["placement"]["epoch"] == epoch + 2, moved["status"]["placement"]
+        assert cluster.events("fenced", "FailedOver"), "no FailedOver Event"
+        new_pid = int(moved["status"]["runtime"]["pid"])
+        assert new_pid != old_pid
+    finally:
+        os.kill(agent.pid, signal.SIGCONT)
+    time.sleep(4.0)  # the old agent comes back: it must not start it again
+    now = cluster.copies.sample().get("fenced", set())
+    assert now == {new_pid}, (now, cluster.debug())
+    assert cluster.copies.max_copies("fenced") == 1, cluster.debug()
+    print(f"fenced after {fenced_after:.2f} s; Ready elsewhere after {moved_after:.2f} s")
+    node = cluster.custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", old_node)
+    wait_for(
+        lambda: (
+            condition(
+                cluster.custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", old_node),
+                "Ready",
+            ).get("status")
+            == "True"
+        ),
+        timeout=15,
+        what=f"StewardNode {old_node} Ready again ({node['status']})",
+    )
+
+
+def test_never_waits_for_the_host_and_is_adopted_in_place(cluster: Cluster) -> None:
+    cluster.apply("waits", {"policy": "Never"})
+    obj = wait_for(lambda: cluster.ready("waits"), timeout=60, what="waits Ready")
+    node = str(node_of(obj))
+    pid = int(obj["status"]["runtime"]["pid"])
+    epoch = obj["status"]["placement"]["epoch"]
+    agent = cluster.agents[node]
+    os.kill(agent.pid, signal.SIGKILL)
+    agent.wait(timeout=10)
+    lost = wait_for(
+        lambda: (
+            (o := cluster.get("waits")) and condition(o, "Ready").get("reason") == "NodeLost" and o
+        ),
+        timeout=15,
+        what="NodeLost",
+    )
+    assert condition(lost, "Ready")["status"] == "Unknown"
+    time.sleep(4.0)  # well past any replacement time: nothing moves
+    obj = cluster.get("waits")
+    assert node_of(obj) == node and obj["status"]["placement"]["epoch"] == epoch, obj["status"]
+    assert alive(pid), "a Never service's process is left running while its host is lost"
+    assert cluster.events("waits", "NodeLost"), "no NodeLost Event"
+    # The host comes back: the new agent adopts the same process.
+    cluster.agents[node] = start_steward(cluster.agent_args[node], cluster.env, cluster.logs[node])
+    back = wait_for(lambda: cluster.ready("waits"), timeout=60, what="waits Ready again")
+    assert int(back["status"]["runtime"]["pid"]) == pid, back["status"]
+    assert back["status"]["placement"]["epoch"] == epoch
+    assert cluster.copies.max_copies("waits") == 1, cluster.debug()
