@@ -174,6 +174,24 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_failover(args: argparse.Namespace) -> int:
+    import kubernetes
+
+    from steward.k8s.clients import build_clients
+    from steward.k8s.failover import FailoverRefused, manual_failover
+
+    custom = build_clients(args.kubeconfig).custom
+    try:
+        print(manual_failover(custom, args.namespace, args.name, force=args.force))
+    except FailoverRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except kubernetes.client.ApiException as exc:
+        print(f"error: {exc.status} {exc.reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_nodes(args: argparse.Namespace) -> int:
     from steward.k8s.nodes import format_rows, node_rows
 
@@ -416,6 +434,15 @@ def build_parser() -> argparse.ArgumentParser:
     _workload_flags(p, verbose=False)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_agent)
+
+    p = sub.add_parser(
+        "failover", help="move a service off its lost host (the admin's word that it is down)"
+    )
+    p.add_argument("name")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
+    p.add_argument("--force", action="store_true", help="even while the host looks Ready")
+    p.set_defaults(func=cmd_failover)
 
     p = sub.add_parser("nodes", help="list the registered hosts (StewardNodes) and their Leases")
     p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")

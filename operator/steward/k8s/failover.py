@@ -236,3 +236,54 @@ class HostMonitor:
             )
         if event is not None:
             self.sched._record(obj, event)
+
+
+class FailoverRefused(Exception):
+    """`steward failover` would risk two copies: the host still looks alive."""
+
+
+def manual_failover(custom: Any, namespace: str, name: str, force: bool = False) -> str:
+    """`steward failover NAME`: the admin's word that the service's host is down.
+
+    Refused while the host's StewardNode is Ready=True (its agent renews: moving it would
+    run two copies), unless ``force``. Writes what the controller writes for a fenced host:
+    the unbinding with the old epoch released, on the object as read.
+    """
+    obj: Any = custom.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name)
+    binding = binding_of(obj)
+    if binding is None or binding.node_name is None:
+        raise FailoverRefused(f"{namespace}/{name} is not bound to any host")
+    node = binding.node_name
+    try:
+        host: Any = custom.get_cluster_custom_object(API_GROUP, API_VERSION, NODE_PLURAL, node)
+        ready = StewardNode.parse(host).status.condition(NODE_READY)
+    except kubernetes.client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        ready = None
+    if ready is not None and ready.status == "True" and not force:
+        raise FailoverRefused(
+            f"host {node} is Ready (its agent renews its Lease): moving {name} would run it "
+            "twice; cordon and drain the host instead, or pass --force if you know it is down"
+        )
+    moved = unbinding(binding, utcnow())
+    assert moved is not None
+    body = {
+        "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+        "status": {
+            "placement": {
+                "nodeName": None,
+                "epoch": moved.epoch,
+                "boundAt": moved.model_dump(mode="json", by_alias=True)["boundAt"],
+                "reportedEpoch": None,
+                "releasedEpoch": binding.epoch,
+            }
+        },
+    }
+    custom.patch_namespaced_custom_object_status(
+        API_GROUP, API_VERSION, namespace, PLURAL, name, body
+    )
+    return (
+        f"managedservice {namespace}/{name} failed over from {node} "
+        f"(epoch {binding.epoch} released); the controller binds it elsewhere"
+    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -189,7 +190,7 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 kubectl("delete", "msvc", "--all", "-n", ns, "--wait=true", "--timeout=90s",
                         timeout=120, check=False)  # fmt: skip
                 copies.stop()
-                for name in ("fenced", "waits"):
+                for name in ("fenced", "waits", "manual"):
                     for pid in copies.pids(name):
                         assert not alive(pid), f"pid {pid} of {name} outlived its ManagedService"
             finally:
@@ -288,3 +289,35 @@ def test_never_waits_for_the_host_and_is_adopted_in_place(cluster: Cluster) -> N
     assert int(back["status"]["runtime"]["pid"]) == pid, back["status"]
     assert back["status"]["placement"]["epoch"] == epoch
     assert cluster.copies.max_copies("waits") == 1, cluster.debug()
+
+
+def test_manual_moves_only_when_the_admin_says_so(cluster: Cluster) -> None:
+    cluster.apply("manual", {"policy": "Manual"})
+    obj = wait_for(lambda: cluster.ready("manual"), timeout=60, what="manual Ready")
+    node = str(node_of(obj))
+    epoch = obj["status"]["placement"]["epoch"]
+    steward = [sys.executable, "-m", "steward.cli", "failover", "manual", "-n", cluster.namespace]
+    refused = subprocess.run(steward, env=cluster.env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and f"host {node} is Ready" in refused.stderr, refused
+    agent = cluster.agents[node]
+    os.kill(agent.pid, signal.SIGKILL)  # the host is gone, process and all
+    agent.wait(timeout=10)
+    for pid in cluster.copies.pids("manual"):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(
+        lambda: condition(cluster.get("manual"), "Ready").get("reason") == "NodeLost",
+        timeout=15,
+        what="NodeLost",
+    )
+    time.sleep(2.0)
+    assert node_of(cluster.get("manual")) == node  # Manual: nothing moves by itself
+    done = subprocess.run(steward, env=cluster.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "failed over from" in done.stdout, done
+    moved = wait_for(
+        lambda: (o := cluster.ready("manual")) and node_of(o) not in (None, node) and o,
+        timeout=40,
+        what="manual Ready on the other host",
+    )
+    assert moved["status"]["placement"]["epoch"] == epoch + 2
+    assert cluster.copies.max_copies("manual") == 1, cluster.debug()
+    cluster.agents[node] = start_steward(cluster.agent_args[node], cluster.env, cluster.logs[node])
