@@ -34,7 +34,13 @@ from steward.api import reasons as R
 from steward.api.container import parse_quantity
 from steward.api.flavors import NAMES
 from steward.api.node import NODE_READY, RUNTIME_CONDITIONS, SERVICES, StewardNode
-from steward.api.placement import Placement, PlacementStrategy, Toleration, requests_of
+from steward.api.placement import (
+    Failover,
+    Placement,
+    PlacementStrategy,
+    Toleration,
+    requests_of,
+)
 from steward.api.status import Binding
 
 NOT_READY = "node(s) were not ready"
@@ -63,10 +69,20 @@ class Bound:
     """namespace/name."""
     node: str
     requests: Mapping[str, Decimal]
+    failover: Failover = field(default_factory=Failover)
+    pinned: bool = False
 
     @classmethod
     def of(cls, service: str, node: str, placement: Placement | None) -> Bound:
-        return cls(service, node, requests_of(placement))
+        if placement is None:
+            return cls(service, node, requests_of(None))
+        return cls(
+            service,
+            node,
+            requests_of(placement),
+            placement.failover,
+            placement.node_name is not None,
+        )
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,17 @@ import time
 from typing import Any
 
 import kubernetes
-from pydantic import ValidationError
 
 from steward.api import reasons as R
 from steward.api.crd import PLURAL
 from steward.api.manifest import API_GROUP, API_VERSION
 from steward.api.node import NODE_PLURAL, NODE_READY, StewardNode
-from steward.api.placement import Failover, Placement
-from steward.api.status import utcnow
+from steward.api.placement import Failover
+from steward.api.status import Binding, utcnow
 from steward.engine import hosts as H
 from steward.engine.binding import with_condition
 from steward.engine.placement import unbinding
-from steward.k8s.serving import binding_of
+from steward.k8s.serving import binding_of, placement_of
 
 log = logging.getLogger("steward.controller.hosts")
 
@@ -40,14 +39,18 @@ NODE_LABEL = "steward.dev/node"
 LEASE_SELECTOR = "app.kubernetes.io/managed-by=steward"
 
 
-def _placement(spec: Any) -> Placement | None:
-    raw = (spec or {}).get("placement")
-    if not raw:
-        return None
-    try:
-        return Placement.model_validate(dict(raw))
-    except ValidationError:
-        return None
+def released_unbinding(binding: Binding) -> dict[str, Any]:
+    """``status.placement`` for a fenced host's service: unbound (epoch + 1) and the old
+    epoch released on the host's behalf, so the scheduler binds it elsewhere."""
+    moved = unbinding(binding, utcnow())
+    assert moved is not None
+    return {
+        "nodeName": None,
+        "epoch": moved.epoch,
+        "boundAt": moved.model_dump(mode="json", by_alias=True)["boundAt"],
+        "reportedEpoch": None,
+        "releasedEpoch": binding.epoch,
+    }
 
 
 class HostMonitor:
@@ -64,10 +67,9 @@ class HostMonitor:
         self.seen: dict[str, H.Seen] = {}
         self.guard = H.Guard(quiet_since=self.started)
         self.lost: set[str] = set()
-        self.marked: set[tuple[str, int]] = set()
-        """(service, epoch) already written NodeLost."""
+        self.marked: set[str] = set()
+        """Services on a lost host already written NodeLost (with their Event)."""
         self.nodes_marked: set[str] = set()
-        self.failovers = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -122,22 +124,18 @@ class HostMonitor:
             silent = H.silent_for(self.seen.get(name), now, self.started)
             await loop.run_in_executor(None, self._mark_node, nodes[name], silent)
             self.nodes_marked.add(name)
-        self.marked = {m for m in self.marked if self._bound_to(m[0]) in lost}
-        for bound in list(self.sched._bindings()):
-            if bound.node not in lost:
-                continue
+        on_lost = [b for b in self.sched._bindings() if b.node in lost]
+        self.marked &= {b.service for b in on_lost}
+        for bound in on_lost:
             host = nodes.get(bound.node)
             silent = H.silent_for(self.seen.get(bound.node), now, self.started)
             oos = host is not None and any(t.key == H.OUT_OF_SERVICE for t in host.spec.taints)
+            act = H.action(bound.failover, True, silent, oos and not bound.pinned, allowed)
+            if act is H.Action.MARK_LOST and bound.service in self.marked:
+                continue  # NodeLost is written: nothing to read or write until it may move
             await loop.run_in_executor(
                 None, self._judge, bound.service, bound.node, silent, oos, allowed
             )
-
-    def _bound_to(self, key: str) -> str | None:
-        for bound in self.sched._bindings():
-            if bound.service == key:
-                return str(bound.node)
-        return None
 
     # ------------------------------------------------------------ writes (worker threads)
     def _mark_node(self, node: StewardNode, silent: float) -> None:
@@ -181,7 +179,7 @@ class HostMonitor:
         binding = binding_of(obj)
         if binding is None or binding.node_name != node:
             return
-        placement = _placement(obj.get("spec"))
+        placement = placement_of(obj.get("spec"))
         failover = placement.failover if placement is not None else Failover()
         pinned = placement is not None and placement.node_name is not None
         act = H.action(failover, True, silent, oos and not pinned, allowed)
@@ -201,17 +199,9 @@ class HostMonitor:
             status["conditions"] = conditions
         event: tuple[str, str, str] | None = None
         if act is H.Action.REPLACE:
-            moved = unbinding(binding, utcnow())
-            assert moved is not None
-            status["placement"] = {
-                "nodeName": None,
-                "epoch": moved.epoch,
-                "boundAt": moved.model_dump(mode="json", by_alias=True)["boundAt"],
-                "reportedEpoch": None,
-                "releasedEpoch": binding.epoch,
-            }
+            status["placement"] = released_unbinding(binding)
             event = ("Warning", R.FAILED_OVER, H.replaced_message(node, silent, failover, oos))
-        elif (key, binding.epoch) not in self.marked:
+        elif key not in self.marked:
             event = ("Warning", R.NODE_LOST, H.lost_message(node, silent, self.grace))
         if not status and event is None:
             return
@@ -228,9 +218,8 @@ class HostMonitor:
                 if exc.status in (404, 409):
                     return  # gone, or written meanwhile: judged again next round
                 raise
-        self.marked.add((key, binding.epoch))
+        self.marked.add(key)
         if act is H.Action.REPLACE:
-            self.failovers += 1
             log.warning(
                 "%s: failed over from lost host %s (epoch %d released)", key, node, binding.epoch
             )
@@ -266,19 +255,9 @@ def manual_failover(custom: Any, namespace: str, name: str, force: bool = False)
             f"host {node} is Ready (its agent renews its Lease): moving {name} would run it "
             "twice; cordon and drain the host instead, or pass --force if you know it is down"
         )
-    moved = unbinding(binding, utcnow())
-    assert moved is not None
     body = {
         "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-        "status": {
-            "placement": {
-                "nodeName": None,
-                "epoch": moved.epoch,
-                "boundAt": moved.model_dump(mode="json", by_alias=True)["boundAt"],
-                "reportedEpoch": None,
-                "releasedEpoch": binding.epoch,
-            }
-        },
+        "status": {"placement": released_unbinding(binding)},
     }
     custom.patch_namespaced_custom_object_status(
         API_GROUP, API_VERSION, namespace, PLURAL, name, body

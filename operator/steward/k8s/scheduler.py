@@ -35,12 +35,10 @@ from typing import Any
 
 import kopf
 import kubernetes
-from pydantic import ValidationError
 
 from steward.api.crd import PLURAL
 from steward.api.manifest import API_GROUP, API_VERSION
 from steward.api.node import NODE_PLURAL, StewardNode
-from steward.api.placement import Placement
 from steward.api.status import Binding, utcnow
 from steward.engine.binding import (
     CONFLICT_BACKOFF,
@@ -58,7 +56,7 @@ from steward.k8s.config import OperatorConfig
 from steward.k8s.events import EventRecorder, ObjectRef
 from steward.k8s.failover import HostMonitor
 from steward.k8s.login import login
-from steward.k8s.serving import binding_of
+from steward.k8s.serving import binding_of, placement_of
 from steward.k8s.settings import PREFIX, apply_settings
 
 log = logging.getLogger("steward.controller")
@@ -85,16 +83,6 @@ def placement_patch(binding: Binding) -> dict[str, Any]:
 
 def _key(meta: Any) -> str:
     return f"{meta.get('namespace')}/{meta['name']}"
-
-
-def _placement(spec: Any) -> Placement | None:
-    raw = (spec or {}).get("placement")
-    if not raw:
-        return None
-    try:
-        return Placement.model_validate(dict(raw))
-    except ValidationError:
-        return None
 
 
 class Scheduler:
@@ -257,7 +245,7 @@ class Scheduler:
         if decision.verdict is Verdict.BIND:
             assert decision.binding is not None and decision.binding.node_name is not None
             self.assumed[key] = Bound.of(
-                key, decision.binding.node_name, _placement(obj.get("spec"))
+                key, decision.binding.node_name, placement_of(obj.get("spec"))
             )
             self.bindings_written += 1
             self.objects.pop(key, None)
@@ -389,7 +377,7 @@ def bindings(body: kopf.Body, **_: Any) -> dict[str, Bound]:
     binding: Binding | None = binding_of(body)
     assert binding is not None and binding.node_name is not None
     key = _key(body.meta)
-    return {key: Bound.of(key, binding.node_name, _placement(body.get("spec")))}
+    return {key: Bound.of(key, binding.node_name, placement_of(body.get("spec")))}
 
 
 @kopf.on.event(*SERVICES, registry=REGISTRY)

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from steward.api import reasons as R
 from steward.api.crd import NODE_NAME_FIELD, PLURAL
 from steward.api.manifest import API_GROUP, API_VERSION, ManagedService
-from steward.api.placement import Failover, FailoverPolicy
+from steward.api.placement import Failover, FailoverPolicy, Placement
 from steward.api.status import STALE_EPOCH_MESSAGE, Binding
 from steward.engine.binding import ReleaseAction, holds, merged_conditions, release_action
 from steward.engine.fairness import Lane
@@ -71,6 +71,17 @@ def binding_of(body: Any) -> Binding | None:
         return None
     try:
         return Binding.model_validate(dict(raw))
+    except ValidationError:
+        return None
+
+
+def placement_of(spec: Any) -> Placement | None:
+    """``spec.placement`` of a raw spec (None when absent or invalid: the agent reports it)."""
+    raw = (spec or {}).get("placement")
+    if not raw:
+        return None
+    try:
+        return Placement.model_validate(dict(raw))
     except ValidationError:
         return None
 
@@ -169,7 +180,15 @@ class AgentController(Controller):
             tracked = self.tracked.get(key)
             svc = tracked.service if tracked is not None else None
             runtime = svc.status.runtime if svc is not None else {}
-            targets[key] = fence_target(failover.fence_after_seconds, runtime)
+            prior = (self._targets or {}).get(key)
+            if (
+                prior is not None
+                and prior.get("pid") == runtime.get("pid")
+                and prior.get("container") == (runtime.get("containerId") or None)
+            ):
+                targets[key] = {**prior, "fenceAfter": failover.fence_after_seconds}
+            else:  # a new process: its start time is read once
+                targets[key] = fence_target(failover.fence_after_seconds, runtime)
             if fence_due(failover, since) and key not in self.fenced:
                 log.warning(
                     "%s: no Lease renewal for %.1f s (fenceAfterSeconds %d): stopping it here",
