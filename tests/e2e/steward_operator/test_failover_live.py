@@ -30,6 +30,7 @@ import kubernetes
 import psutil
 import pytest
 
+from tests.support.hosts import alive, condition, wait_nodes_ready
 from tests.support.kubectl import install_crds, tool_runner
 from tests.support.manifests import http_daemon_spec, msvc
 from tests.support.namespaces import fresh_namespace
@@ -129,20 +130,8 @@ class Cluster:
         return "\n".join(f"--- {k}\n{read_log(v)[-3000:]}" for k, v in self.logs.items())
 
 
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c.get("type") == type_), {})
-
-
 def node_of(obj: dict[str, Any]) -> str | None:
     return ((obj.get("status") or {}).get("placement") or {}).get("nodeName")
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -169,17 +158,7 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 args[node] += ["-n", ns, "--label", f"e2e-run={run}", *FAST]
                 agents[node] = start_steward(args[node], env, logs[node])
 
-            def registered() -> bool:
-                for node in nodes:
-                    try:
-                        obj = custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", node)
-                    except kubernetes.client.ApiException:
-                        return False
-                    if condition(obj, "Ready").get("status") != "True":
-                        return False
-                return True
-
-            wait_for(registered, timeout=60, what="both StewardNodes Ready")
+            wait_nodes_ready(custom, nodes)
             copies.start()
             yield Cluster(ns, run, nodes, agents, args, env, logs, custom, core, copies)
         finally:

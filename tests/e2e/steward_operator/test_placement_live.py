@@ -35,6 +35,7 @@ import pytest
 from steward.api.status import STALE_EPOCH_MESSAGE, Binding
 from steward.engine.placement import unbinding
 from steward.k8s.scheduler import placement_patch
+from tests.support.hosts import alive, condition, wait_nodes_ready
 from tests.support.kubectl import install_crds, tool_runner
 from tests.support.manifests import http_daemon_spec, msvc
 from tests.support.namespaces import fresh_namespace
@@ -171,11 +172,6 @@ class Hosts:
         return "\n".join(f"--- {k}\n{read_log(v)[-3000:]}" for k, v in self.logs.items())
 
 
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c.get("type") == type_), {})
-
-
 def placement(obj: dict[str, Any]) -> dict[str, Any]:
     return dict((obj.get("status") or {}).get("placement") or {})
 
@@ -185,13 +181,6 @@ def parent(pid: int) -> int | None:
         return psutil.Process(pid).ppid()
     except psutil.NoSuchProcess:
         return None
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -217,17 +206,7 @@ def hosts(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 args += ["-n", ns, "--label", f"e2e-run={run}", "--label", f"zone={zone}", *FAST]
                 procs[node] = start_steward(args, env, logs[node])
 
-            def registered() -> bool:
-                for node in nodes:
-                    try:
-                        obj = custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", node)
-                    except kubernetes.client.ApiException:
-                        return False
-                    if condition(obj, "Ready").get("status") != "True":
-                        return False
-                return True
-
-            wait_for(registered, timeout=60, what="both StewardNodes Ready")
+            wait_nodes_ready(custom, nodes)
             sampler = Sampler({node: p.pid for node, p in procs.items()})
             sampler.start()
             yield Hosts(ns, run, nodes, procs, controller, logs, custom, core, sampler)
