@@ -10,7 +10,8 @@ ConfigMap is bound to n1, claimed and run (Ready); unbound by an admin, it is st
 released by the agent (a read, then releasedEpoch) and bound again by the controller; an
 unschedulable service gets Scheduled=False and a FailedScheduling Event; one being deleted
 that no host runs loses the agents' finalizer to the controller; the controller's peering
-keep-alives land in its KopfPeering; deleting the daemon goes through the agent's finalizer.
+keep-alives land in its KopfPeering; its host monitor lists the agents' Leases all along;
+deleting the daemon goes through the agent's finalizer.
 Neither log may show a 403. Then each identity is refused, by `kubectl auth can-i` and by a
 real attempt with its own token on an object that exists, what it must never do.
 """
@@ -349,11 +350,15 @@ def test_controller_and_serving_agent_with_only_the_shipped_rbac(
             ("patch", "stewardnodes.steward.dev"),
             ("patch", "stewardnode", NODE, "--type=merge", "-p", '{"spec":{"unschedulable":true}}'),
         )
-        controller(  # say a host is Ready: the agent's
-            ("patch", "stewardnodes.steward.dev", "--subresource=status"),
-            ("patch", "stewardnode", NODE, "--subresource=status", "--type=merge",
-             "-p", '{"status":{"conditions":[]}}'),
+        controller(  # register a host: the agent's (the controller only patches a lost
+            ("create", "stewardnodes.steward.dev"),  # host's status to Ready=Unknown)
+            ("create", "-f", "-"),
+            yaml.safe_dump({"apiVersion": "steward.dev/v1alpha1", "kind": "StewardNode",
+                            "metadata": {"name": f"forged-{run}"}}),
         )  # fmt: skip
+        # The host monitor lists the Leases by label; it never reads one by name.
+        controller(("get", "leases.coordination.k8s.io", "-n", "kube-node-lease"),
+                   ("get", *LEASE))  # fmt: skip
         controller(("delete", "leases.coordination.k8s.io", "-n", "kube-node-lease"),
                    ("delete", *LEASE, "--wait=false"))  # fmt: skip
         controller(("list", "pods", "-A"), ("get", "pods", "-A"))
