@@ -192,6 +192,32 @@ def cmd_failover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drain(args: argparse.Namespace) -> int:
+    """cordon / uncordon / drain, one command each as in kubectl."""
+    import kubernetes
+
+    from steward.k8s.clients import build_clients
+    from steward.k8s.drain import Drainer, DrainFailed
+
+    clients = build_clients(args.kubeconfig)
+    drainer = Drainer(clients.custom, clients.core)
+    try:
+        if args.command == "drain":
+            drainer.drain(
+                args.node, ignore_pinned=args.ignore_pinned, timeout=args.timeout, wait=args.wait
+            )
+        else:
+            drainer.cordon(args.node, unschedulable=args.command == "cordon")
+    except DrainFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except kubernetes.client.ApiException as exc:
+        what = f"stewardnode {args.node!r} not found" if exc.status == 404 else exc.reason
+        print(f"error: {exc.status} {what}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_nodes(args: argparse.Namespace) -> int:
     from steward.k8s.nodes import format_rows, node_rows
 
@@ -443,6 +469,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
     p.add_argument("--force", action="store_true", help="even while the host looks Ready")
     p.set_defaults(func=cmd_failover)
+
+    for verb, text in (
+        ("cordon", "mark a host unschedulable (spec.unschedulable): nothing new lands there"),
+        ("uncordon", "mark a host schedulable again"),
+        ("drain", "cordon a live host and move its services off, one handshake each"),
+    ):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("node")
+        p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")
+        if verb == "drain":
+            p.add_argument(
+                "--ignore-pinned",
+                action="store_true",
+                help="leave services pinned by spec.placement.nodeName running, drain the rest",
+            )
+            p.add_argument(
+                "--timeout",
+                type=float,
+                default=0.0,
+                help="seconds to wait for the host's agent to stop them (0: no limit)",
+            )
+            p.add_argument(
+                "--wait",
+                action=argparse.BooleanOptionalAction,
+                default=True,
+                help="wait until every moved service has left the host (default)",
+            )
+        p.set_defaults(func=cmd_drain)
 
     p = sub.add_parser("nodes", help="list the registered hosts (StewardNodes) and their Leases")
     p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then KUBECONFIG)")

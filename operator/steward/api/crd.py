@@ -67,6 +67,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "why it is (not) Ready: CrashLoopBackOff, ImagePullBackOff, Unhealthy...",
         "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
     },
+    {
+        "name": "Node",
+        "type": "string",
+        "description": "the StewardNode it is bound to (empty in single-host mode)",
+        "jsonPath": f".{NODE_NAME_FIELD}",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -10,6 +10,10 @@ machine every 100 ms (a killed agent's children are re-parented) for the service
   is gone, and the agent, continued, does not start it again. Never two copies.
 * Never: the agent of its host is SIGKILLed: the service turns Ready=Unknown/NodeLost while
   its process goes on running, nothing is rebound; a new agent adopts the same process.
+* Manual: `steward failover` is refused while the host is Ready, and moves it once lost.
+* `steward drain` of a live host: cordoned, refused while a service is pinned there, then
+  (--ignore-pinned) the rest moves by the handshake (stopped, released, bound elsewhere)
+  while the pinned one keeps running; `steward uncordon` makes it schedulable again.
 """
 
 from __future__ import annotations
@@ -108,10 +112,12 @@ class Cluster:
             GROUP, VERSION, self.namespace, PLURAL, name
         )
 
-    def apply(self, name: str, failover: dict[str, Any]) -> None:
+    def apply(self, name: str, failover: dict[str, Any], pin: str | None = None) -> None:
         spec = http_daemon_spec()
         spec["daemon"]["env"] = [{"name": MARK, "value": name}]
         spec["placement"] = {"nodeSelector": {"e2e-run": self.run}, "failover": failover}
+        if pin is not None:
+            spec["placement"]["nodeName"] = pin
         self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, msvc(name, spec)
         )
@@ -169,7 +175,7 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 kubectl("delete", "msvc", "--all", "-n", ns, "--wait=true", "--timeout=90s",
                         timeout=120, check=False)  # fmt: skip
                 copies.stop()
-                for name in ("fenced", "waits", "manual"):
+                for name in ("fenced", "waits", "manual", "drained", "pinned"):
                     for pid in copies.pids(name):
                         assert not alive(pid), f"pid {pid} of {name} outlived its ManagedService"
             finally:
@@ -300,3 +306,58 @@ def test_manual_moves_only_when_the_admin_says_so(cluster: Cluster) -> None:
     assert moved["status"]["placement"]["epoch"] == epoch + 2
     assert cluster.copies.max_copies("manual") == 1, cluster.debug()
     cluster.agents[node] = start_steward(cluster.agent_args[node], cluster.env, cluster.logs[node])
+
+
+def _steward(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "steward.cli", *args]
+    return subprocess.run(argv, env=cluster.env, capture_output=True, text=True, timeout=120)
+
+
+def test_drain_moves_a_live_hosts_services_but_the_pinned(cluster: Cluster) -> None:
+    wait_nodes_ready(cluster.custom, cluster.nodes)
+    cluster.apply("drained", {"policy": "Never"})  # drain moves whatever the policy
+    obj = wait_for(lambda: cluster.ready("drained"), timeout=60, what="drained Ready")
+    node = str(node_of(obj))
+    other = next(n for n in cluster.nodes if n != node)
+    pid, epoch = int(obj["status"]["runtime"]["pid"]), obj["status"]["placement"]["epoch"]
+    cluster.apply("pinned", {"policy": "Never"}, pin=node)
+    pinned = wait_for(lambda: cluster.ready("pinned"), timeout=60, what="pinned Ready")
+    pinned_pid = int(pinned["status"]["runtime"]["pid"])
+
+    def unschedulable() -> bool:
+        host = cluster.custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", node)
+        return bool((host.get("spec") or {}).get("unschedulable"))
+
+    refused = _steward(cluster, "drain", node)
+    assert refused.returncode == 1, refused
+    assert f"{cluster.namespace}/pinned" in refused.stderr and "--ignore-pinned" in refused.stderr
+    assert f"stewardnode/{node} cordoned" in refused.stdout, refused
+    assert unschedulable()
+    assert node_of(cluster.get("drained")) == node  # refused: nothing moved
+
+    started = time.monotonic()
+    done = _steward(cluster, "drain", node, "--ignore-pinned", "--timeout", "60")
+    print(f"drain took {time.monotonic() - started:.2f} s:\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, (done, cluster.debug())
+    key = f"{cluster.namespace}/drained"
+    assert "already cordoned" in done.stdout and f"moving managedservice {key}" in done.stdout
+    assert f"managedservice {key} left {node}" in done.stdout, done.stdout
+    assert done.stdout.rstrip().endswith(f"stewardnode/{node} drained"), done.stdout
+    assert not alive(pid), "drain returned before the host's agent stopped the copy"
+    moved = wait_for(
+        lambda: (o := cluster.ready("drained")) and node_of(o) == other and o,
+        timeout=40,
+        what="drained Ready on the other host",
+    )
+    placed = moved["status"]["placement"]
+    assert (placed["epoch"], placed.get("releasedEpoch")) == (epoch + 2, epoch), placed
+    assert cluster.events("drained", "Drained"), "no Drained Event"
+    still = cluster.get("pinned")
+    assert node_of(still) == node and int(still["status"]["runtime"]["pid"]) == pinned_pid
+    assert cluster.copies.max_copies("drained") == 1, cluster.debug()
+
+    back = _steward(cluster, "uncordon", node)
+    assert back.returncode == 0 and f"stewardnode/{node} uncordoned" in back.stdout, back
+    assert not unschedulable()
+    missing = _steward(cluster, "drain", f"no-such-{cluster.run}")
+    assert missing.returncode == 1 and "not found" in missing.stderr, missing
