@@ -52,6 +52,7 @@ kopf.on.login()(login)  # the --kubeconfig given, not only $KUBECONFIG
 
 @kopf.on.event(*RESOURCE)
 async def changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    metrics.WATCH_EVENTS.inc()
     key = f"{body.meta.get('namespace')}/{body.meta['name']}"
     controller(memo).wake(key, gone=body if type == "DELETED" else None)
 

@@ -13,6 +13,10 @@ RECONCILE_ERRORS = Counter(
     "steward_reconcile_errors_total", "Reconcile steps that raised", ["flavor"]
 )
 STATUS_PATCHES = Counter("steward_status_patches_total", "Status patches sent to the API server")
+WATCH_EVENTS = Counter(
+    "steward_watch_events_total",
+    "ManagedService watch events received (an agent receives only its own host's)",
+)
 PROBE_LATENCY = Histogram(
     "steward_probe_latency_seconds",
     "Duration of endpoint probes",

@@ -11,6 +11,8 @@ machine every 100 ms (a killed agent's children are re-parented) for the service
 * Never: the agent of its host is SIGKILLed: the service turns Ready=Unknown/NodeLost while
   its process goes on running, nothing is rebound; a new agent adopts the same process.
 * Manual: `steward failover` is refused while the host is Ready, and moves it once lost.
+* 1,000 updates to a service of one host reach that host's agent and not one reaches the
+  other's (the agents watch with a field selector on status.placement.nodeName).
 * `steward drain` of a live host: cordoned, refused while a service is pinned there, then
   (--ignore-pinned) the rest moves by the handshake (stopped, released, bound elsewhere)
   while the pinned one keeps running; `steward uncordon` makes it schedulable again.
@@ -19,6 +21,7 @@ machine every 100 ms (a killed agent's children are re-parented) for the service
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,6 +36,7 @@ from typing import Any
 import kubernetes
 import psutil
 import pytest
+import requests
 
 from tests.support.hosts import alive, condition, wait_nodes_ready
 from tests.support.kubectl import install_crds, tool_runner
@@ -40,6 +44,7 @@ from tests.support.manifests import http_daemon_spec, msvc
 from tests.support.namespaces import fresh_namespace
 from tests.support.operator import read_log, start_steward
 from tests.support.paths import CRDS, MS_CRD_FILE
+from tests.support.ports import free_port
 from tests.support.processes import stop_process
 from tests.support.waits import wait_for
 
@@ -103,6 +108,8 @@ class Cluster:
     agent_args: dict[str, list[str]]
     env: dict[str, str]
     logs: dict[str, Path]
+    metrics: dict[str, int]
+    """node -> its agent's --metrics-port"""
     custom: Any
     core: Any
     copies: Copies
@@ -157,16 +164,18 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         controller = start_steward(["controller", "-n", ns, *MONITOR], env, logs["controller"])
         agents: dict[str, subprocess.Popen[bytes]] = {}
         args: dict[str, list[str]] = {}
+        ports = {node: free_port() for node in nodes}
         try:
             for node in nodes:
                 logs[node] = tmp / f"{node}.log"
                 args[node] = ["--state-dir", str(tmp / node), "agent", "--node", node, "--serve"]
                 args[node] += ["-n", ns, "--label", f"e2e-run={run}", *FAST]
+                args[node] += ["--metrics-port", str(ports[node]), "--metrics-addr", "127.0.0.1"]
                 agents[node] = start_steward(args[node], env, logs[node])
 
             wait_nodes_ready(custom, nodes)
             copies.start()
-            yield Cluster(ns, run, nodes, agents, args, env, logs, custom, core, copies)
+            yield Cluster(ns, run, nodes, agents, args, env, logs, ports, custom, core, copies)
         finally:
             try:
                 for proc in agents.values():  # a stopped agent cannot stop anything
@@ -175,7 +184,7 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 kubectl("delete", "msvc", "--all", "-n", ns, "--wait=true", "--timeout=90s",
                         timeout=120, check=False)  # fmt: skip
                 copies.stop()
-                for name in ("fenced", "waits", "manual", "drained", "pinned"):
+                for name in ("fenced", "waits", "manual", "drained", "pinned", "busy"):
                     for pid in copies.pids(name):
                         assert not alive(pid), f"pid {pid} of {name} outlived its ManagedService"
             finally:
@@ -187,6 +196,50 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
                             "--ignore-not-found", check=False)  # fmt: skip
                 for name, log in logs.items():
                     print(f"--- {name}\n{read_log(log)[-4000:]}")
+
+
+def watch_events(cluster: Cluster, node: str) -> float:
+    """steward_watch_events_total of NODE's agent (its /metrics)."""
+    port = cluster.metrics[node]
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    found = re.search(r"^steward_watch_events_total (\S+)$", text, re.M)
+    assert found, text[-2000:]
+    return float(found.group(1))
+
+
+def test_updates_to_one_hosts_services_reach_no_other_agent(cluster: Cluster) -> None:
+    wait_nodes_ready(cluster.custom, cluster.nodes)
+    cluster.apply("busy", {"policy": "Never"})
+    obj = wait_for(lambda: cluster.ready("busy"), timeout=60, what="busy Ready")
+    node = str(node_of(obj))
+    other = next(n for n in cluster.nodes if n != node)
+    theirs = cluster.custom.list_namespaced_custom_object(
+        GROUP, VERSION, cluster.namespace, PLURAL,
+        field_selector=f"status.placement.nodeName={other}",
+    )["items"]  # fmt: skip
+    assert not theirs, "the other host runs something: its own writes would count"
+    time.sleep(1.0)  # its own start's status writes have been delivered
+    before = {n: watch_events(cluster, n) for n in cluster.nodes}
+    for i in range(1000):
+        cluster.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, PLURAL, "busy",
+            {"metadata": {"annotations": {"e2e.steward.dev/update": str(i)}}},
+        )  # fmt: skip
+    # kopf coalesces a burst per object; the host's agent sees the last one at least.
+    wait_for(
+        lambda: watch_events(cluster, node) > before[node],
+        timeout=30,
+        what=f"{node}'s agent to receive the updates",
+    )
+    time.sleep(2.0)  # anything on its way to the other agent has arrived
+    got = {n: watch_events(cluster, n) - before[n] for n in cluster.nodes}
+    print(f"watch events during 1,000 updates of a service on {node}: {got}")
+    assert got[other] == 0, got
+    assert node_of(cluster.get("busy")) == node
+    cluster.custom.delete_namespaced_custom_object(
+        GROUP, VERSION, cluster.namespace, PLURAL, "busy"
+    )
+    wait_for(lambda: not cluster.copies.sample().get("busy"), timeout=30, what="busy stopped")
 
 
 def test_after_fencing_moves_only_once_the_old_copy_is_gone(cluster: Cluster) -> None:
