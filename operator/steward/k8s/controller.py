@@ -237,6 +237,12 @@ class Controller:
         """The status patch as sent (an agent presents its epoch with every write)."""
         return patch
 
+    def _resuming(self, body: kopf.Body) -> bool:
+        """Whether an earlier operator served this resource (its start is staggered by the
+        resume jitter: no stampede after a restart). The CRD defaults status to
+        {observedGeneration: 0}: only a status Steward wrote has a state."""
+        return "state" in (body.get("status") or {})
+
     # ------------------------------------------------------------ handlers' entry points
     def wake(self, key: str, gone: kopf.Body | None = None) -> None:
         """A watch event of ``key``; ``gone``: the body of a DELETED one."""
@@ -249,9 +255,7 @@ class Controller:
         key = f"{body.meta.get('namespace')}/{body.meta['name']}"
         tracked = self.tracked.setdefault(key, Tracked(service=None))
         tracked.written = dict(body.get("status") or {})
-        # The CRD defaults status to {observedGeneration: 0}: only a status Steward wrote
-        # (it has a state) means an earlier operator served this resource.
-        resuming = "state" in (body.get("status") or {})
+        resuming = self._resuming(body)
 
         async def refresh(loop: ServiceLoop) -> float | None:
             nonlocal resuming

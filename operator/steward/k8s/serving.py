@@ -103,6 +103,12 @@ class HeldEpochs:
         tmp.write_text(str(epoch))
         os.replace(tmp, path)
 
+    def get(self, key: str) -> int | None:
+        try:
+            return int(self._path(key).read_text())
+        except (OSError, ValueError):
+            return None
+
     def drop(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
@@ -137,6 +143,8 @@ class AgentController(Controller):
         """AfterFencing services this host stopped (or must stop) for want of a renewal."""
         self._targets: dict[str, dict[str, Any]] | None = None
         self._fencing: asyncio.Task[None] | None = None
+        self.resumed: set[str] = set()
+        """Services whose binding epoch this host held before this process (a restart)."""
 
     # ------------------------------------------------------------ the hooks of Controller
     def serves(self, body: kopf.Body) -> bool:
@@ -237,6 +245,13 @@ class AgentController(Controller):
         )
         return out
 
+    def _resuming(self, body: kopf.Body) -> bool:
+        """Only what this host ran before under this very epoch is a resume: a service that
+        was just bound here (a failover, a drain) starts at once, not staggered like the
+        restart of a host with hundreds of services."""
+        key = f"{body.meta.get('namespace')}/{body.meta['name']}"
+        return key in self.resumed and super()._resuming(body)
+
     def _presented(self, body: kopf.Body, patch: dict[str, Any]) -> dict[str, Any]:
         epoch = self._epoch(body)
         out = {k: v for k, v in patch.items() if k != "placement"}
@@ -275,6 +290,10 @@ class AgentController(Controller):
         if not await self._claim(body, epoch):
             await self._release_shielded(key, body, epoch)
             raise kopf.TemporaryError(f"epoch {epoch} is over", delay=RETRY_DELAY)
+        if self.records.get(key) == epoch:
+            self.resumed.add(key)
+        else:
+            self.resumed.discard(key)
         self.held[key] = epoch
         self.records.put(key, epoch)
         self.fenced.discard(key)
