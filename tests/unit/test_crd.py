@@ -83,6 +83,7 @@ def test_cel_rules_and_printer_columns() -> None:
         "Health",
         "Ready",
         "Reason",
+        "Node",
         "Age",
     ]
     assert version["subresources"] == {"status": {}}
