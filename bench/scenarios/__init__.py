@@ -13,6 +13,7 @@ from bench.scenarios import (
     p4_detection,
     p5_terraform,
     p6_container,
+    p7_failover,
     peers,
 )
 
@@ -23,5 +24,6 @@ SCENARIOS: dict[str, Callable[[Bench], ScenarioResult]] = {
     "p4": p4_detection.run,
     "p5": p5_terraform.run,
     "p6": p6_container.run,
+    "p7": p7_failover.run,
     "peers": peers.run,
 }
