@@ -275,6 +275,14 @@ class AgentController(Controller):
         releasing = self._releases.get(key)
         if releasing is not None:  # the copy of an earlier binding is still being stopped
             await asyncio.shield(releasing)
+        if self._fencing is None:
+            self._fencing = asyncio.ensure_future(self._fence_loop())
+        while fence_due(self._failover(key, body), self._since_renewal()):
+            # Fenced: start nothing before the Lease is renewed. An expected wait, not an
+            # error for kopf to log and retry; kopf stops it if the service moves away.
+            if stopped.is_set():
+                return
+            await stopped.wait(RETRY_DELAY)
         if self._left(key, body):
             return  # a retry of a daemon whose service left this host meanwhile
         self.left.pop(key, None)
@@ -283,10 +291,6 @@ class AgentController(Controller):
             return  # the filter let it through before the body moved on
         assert binding is not None
         epoch = binding.epoch
-        if self._fencing is None:
-            self._fencing = asyncio.ensure_future(self._fence_loop())
-        if fence_due(self._failover(key, body), self._since_renewal()):
-            raise kopf.TemporaryError("fenced: the Lease is not renewed", delay=RETRY_DELAY)
         if not await self._claim(body, epoch):
             await self._release_shielded(key, body, epoch)
             raise kopf.TemporaryError(f"epoch {epoch} is over", delay=RETRY_DELAY)
