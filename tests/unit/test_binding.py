@@ -15,7 +15,12 @@ from pydantic import ValidationError
 from steward.api import reasons as R
 from steward.api.crd import crd
 from steward.api.node import StewardNode
-from steward.api.status import STALE_EPOCH_MESSAGE, Binding, ManagedServiceStatus
+from steward.api.status import (
+    IN_FORCE_MESSAGE,
+    STALE_EPOCH_MESSAGE,
+    Binding,
+    ManagedServiceStatus,
+)
 from steward.engine.binding import (
     MAX_BACKOFF,
     SCHEDULED,
@@ -65,6 +70,9 @@ def test_binding_refuses_a_stale_presented_epoch_and_an_unmade_release() -> None
         Binding(node_name="a", epoch=3, reported_epoch=2)
     with pytest.raises(ValidationError, match="only a binding that was made"):
         Binding(node_name=None, epoch=3, released_epoch=4)
+    with pytest.raises(ValidationError, match="a binding in force cannot be released"):
+        Binding(node_name="a", epoch=3, released_epoch=3)  # its host still holds it
+    assert Binding(node_name=None, epoch=3, released_epoch=3).released_epoch == 3  # a failover
     status = ManagedServiceStatus.model_validate(
         {"placement": {"nodeName": "a", "epoch": 2, "reportedEpoch": 2, "releasedEpoch": 1}}
     )
@@ -79,6 +87,8 @@ def test_crd_selects_by_node_and_fences_by_epoch() -> None:
     fence = next(r for r in rules if "reportedEpoch" in r)
     assert "self.reportedEpoch == self.epoch" in fence and rules[fence] == STALE_EPOCH_MESSAGE
     assert any("oldSelf.releasedEpoch" in r for r in rules)
+    in_force = next(r for r in rules if rules[r] == IN_FORCE_MESSAGE)
+    assert "self.releasedEpoch < self.epoch" in in_force and "!has(self.nodeName)" in in_force
 
 
 # --------------------------------------------------------------------------- released

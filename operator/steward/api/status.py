@@ -67,6 +67,10 @@ class Condition(CamelModel):
     )
 
 
+IN_FORCE_MESSAGE = (
+    "status.placement.releasedEpoch: a binding in force cannot be released (its host still "
+    "holds it); only an unbinding or a later binding can follow a release"
+)
 STALE_EPOCH_MESSAGE = (
     "status.placement.reportedEpoch is not status.placement.epoch: this write is for a binding "
     "that is over (a stale epoch)"
@@ -100,6 +104,10 @@ class Binding(CamelModel):
             "!has(oldSelf.releasedEpoch) "
             "|| (has(self.releasedEpoch) && self.releasedEpoch >= oldSelf.releasedEpoch)",
             "status.placement.releasedEpoch never decreases",
+        ),
+        (
+            "!has(self.nodeName) || !has(self.releasedEpoch) || self.releasedEpoch < self.epoch",
+            IN_FORCE_MESSAGE,
         ),
     )
 
@@ -141,6 +149,12 @@ class Binding(CamelModel):
             raise ValueError(
                 "status.placement.releasedEpoch: only a binding that was made can be released"
             )
+        if (
+            self.node_name is not None
+            and self.released_epoch is not None
+            and self.released_epoch >= self.epoch
+        ):
+            raise ValueError(IN_FORCE_MESSAGE)
         return self
 
 

@@ -143,6 +143,8 @@ class AgentController(Controller):
         """AfterFencing services this host stopped (or must stop) for want of a renewal."""
         self._targets: dict[str, dict[str, Any]] | None = None
         self._fencing: asyncio.Task[None] | None = None
+        self._relost: dict[str, str] = {}
+        """key -> the resourceVersion of the controller's NodeLost write answered in full."""
         self.resumed: set[str] = set()
         """Services whose binding epoch this host held before this process (a restart)."""
 
@@ -221,6 +223,11 @@ class AgentController(Controller):
         # that matched (still bound here): the event type is what says the binding moved.
         if gone is not None:
             self.left[key] = str(gone.meta.get("resourceVersion"))
+            held = self.records.get(key)
+            if held is not None and key not in self.tracked and key not in self._releases:
+                # A copy this host stopped (a fence) without releasing it, as it was still
+                # bound here: it moved, so the epoch is released now (no daemon runs it).
+                self._start_release(key, None, held)
         super().wake(key)
 
     def _epoch(self, body: kopf.Body) -> int | None:
@@ -262,6 +269,15 @@ class AgentController(Controller):
     async def _patch_status(
         self, body: kopf.Body, tracked: Tracked, status: dict[str, Any]
     ) -> None:
+        live = dict(body.get("status") or {})
+        if _ready_reason(live) == R.NODE_LOST and _ready_reason(tracked.written) != R.NODE_LOST:
+            # The controller wrote NodeLost while this host could not renew: it is back, so
+            # write its own status in full (diffed against what is there, not its last write).
+            key = f"{body.meta.get('namespace')}/{body.meta['name']}"
+            version = str(body.meta.get("resourceVersion"))
+            if self._relost.get(key) != version:  # once per such write, not per step
+                self._relost[key] = version
+                tracked.written = live
         try:
             await super()._patch_status(body, tracked, status)
         except kubernetes.client.ApiException as exc:
@@ -352,6 +368,9 @@ class AgentController(Controller):
 
     async def _release_shielded(self, key: str, body: kopf.Body | None, epoch: int) -> None:
         """:meth:`_release` as a task of its own: a cancelled daemon does not cut it short."""
+        await asyncio.shield(self._start_release(key, body, epoch))
+
+    def _start_release(self, key: str, body: kopf.Body | None, epoch: int) -> asyncio.Task[None]:
         task = asyncio.ensure_future(self._release(key, body, epoch))
         self._releases[key] = task
 
@@ -360,7 +379,7 @@ class AgentController(Controller):
                 del self._releases[key]
 
         task.add_done_callback(done)
-        await asyncio.shield(task)
+        return task
 
     async def _release(self, key: str, body: kopf.Body | None, epoch: int) -> None:
         """Stop this host's copy (never destroying), forget it, and release the epoch."""
@@ -381,8 +400,10 @@ class AgentController(Controller):
                 final = svc.status.to_dict()
             await loop.run_in_executor(executor, self._forget, svc, False)
             log.info("%s: epoch %d is over on %s: %s", key, epoch, self.node, action.value)
+        released = await loop.run_in_executor(None, self._ack, namespace, name, epoch, final)
+        if not released:
+            return  # still bound here (a fence without a failover): this host re-claims it
         self.records.drop(key)
-        await loop.run_in_executor(None, self._ack, namespace, name, epoch, final)
         if body is not None:
             message = f"stopped on {self.node}: its binding there (epoch {epoch}) is over"
             await self._event(body, "Normal", R.RELEASED, message)
@@ -408,9 +429,15 @@ class AgentController(Controller):
         else:
             svc.runtime.interrupt()
 
-    def _ack(self, namespace: str, name: str, epoch: int, final: dict[str, Any] | None) -> None:
+    def _ack(self, namespace: str, name: str, epoch: int, final: dict[str, Any] | None) -> bool:
         """Write ``releasedEpoch``; while the service is bound nowhere, with this host's last
-        status too (stopped), on the object as read (a resourceVersion precondition)."""
+        status too (stopped), on the object as read (a resourceVersion precondition).
+
+        Not while the binding read still names this host at ``epoch`` (False): a copy stopped
+        by a fence, with no failover (yet), is not released, or the controller would bind
+        the next move elsewhere at once while this host, renewing again, re-claims and runs
+        it (the CRD refuses that write too). True: released, or nothing left to release.
+        """
         custom = self.clients.custom
         for attempt in range(3):
             try:
@@ -419,6 +446,8 @@ class AgentController(Controller):
                 )
                 live = dict(obj.get("status") or {})
                 binding = binding_of(obj)
+                if holds(binding, self.node, epoch):
+                    return False
                 status: dict[str, Any] = {}
                 body: dict[str, Any] = {"status": status}
                 if final is not None and (binding is None or binding.node_name is None):
@@ -435,10 +464,10 @@ class AgentController(Controller):
                 custom.patch_namespaced_custom_object_status(
                     API_GROUP, API_VERSION, namespace, PLURAL, name, body
                 )
-                return
+                return True
             except kubernetes.client.ApiException as exc:
                 if exc.status == 404:
-                    return  # gone: nothing to release
+                    return True  # gone: nothing to release
                 if exc.status == 409 or (exc.status == 422 and final is not None):
                     final = None if attempt >= 1 or exc.status == 422 else final
                     continue  # written meanwhile (or the last status refused): the ack alone
@@ -451,8 +480,9 @@ class AgentController(Controller):
                         exc.status,
                         exc.body,
                     )
-                return  # a 422 on releasedEpoch: released past it already
+                return True  # a 422 on releasedEpoch: released past it already
         log.warning("%s/%s: release of epoch %d not written (conflicts)", namespace, name, epoch)
+        return True
 
     # ------------------------------------------------------------ start
     async def sweep(self) -> None:
@@ -498,3 +528,10 @@ async def resume(ctl: Controller) -> None:
     """At start: an agent stops what moved away while it was down."""
     if isinstance(ctl, AgentController):
         await ctl.sweep()
+
+
+def _ready_reason(status: dict[str, Any]) -> str | None:
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Ready":
+            return str(c.get("reason"))
+    return None

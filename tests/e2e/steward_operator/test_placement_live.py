@@ -32,7 +32,7 @@ import kubernetes
 import psutil
 import pytest
 
-from steward.api.status import STALE_EPOCH_MESSAGE, Binding
+from steward.api.status import IN_FORCE_MESSAGE, STALE_EPOCH_MESSAGE, Binding
 from steward.engine.placement import unbinding
 from steward.k8s.scheduler import placement_patch
 from tests.support.hosts import alive, condition, wait_nodes_ready
@@ -365,6 +365,14 @@ def test_rebinding_moves_without_two_copies_and_fences_the_old_epoch(hosts: Host
             )
         assert refused.value.status == 422
         assert STALE_EPOCH_MESSAGE in json.loads(refused.value.body)["message"]
+        # Nor can the binding in force be released: the controller would bind it elsewhere.
+        with pytest.raises(kubernetes.client.ApiException) as refused:
+            hosts.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, hosts.namespace, PLURAL, "mover",
+                {"status": {"placement": {"releasedEpoch": p["epoch"]}}},
+            )  # fmt: skip
+        assert refused.value.status == 422
+        assert IN_FORCE_MESSAGE in json.loads(refused.value.body)["message"]
         assert hosts.get("mover")["status"]["state"] == "active"
         assert alive(new_pid)
     finally:
