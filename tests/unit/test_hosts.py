@@ -155,3 +155,28 @@ def test_a_lost_host_is_ready_unknown_to_placement() -> None:
     assert ready is not None and (ready.status, ready.reason) == ("Unknown", "NodeStatusUnknown")
     assert lost.status.condition("DockerReady") is not None
     assert node.status.condition("Ready").status == "True"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("last_good", "now", "period", "blind"),
+    [
+        (100.0, 100.5, 0.5, False),
+        (100.0, 101.0, 0.5, False),  # two periods: a slow list, not blindness
+        (100.0, 101.1, 0.5, True),
+        (100.0, 160.0, 5.0, True),  # an apiserver outage of a minute
+    ],
+)
+def test_blind(last_good: float, now: float, period: float, blind: bool) -> None:
+    assert H.blind(last_good, now, period) is blind
+
+
+def test_after_a_blind_spell_no_host_is_lost_until_a_full_grace() -> None:
+    # Before an outage both hosts renewed at 100; the controller lists again at 160, when
+    # only "a" has renewed since: "b" must not look lost alone (no storm) and fail over.
+    seen = {"a": H.Seen("t1", 100.0), "b": H.Seen("t1", 100.0)}
+    seen, guard = H.regained_sight(seen, 160.0)
+    seen["a"] = H.observe(seen["a"], "t2", 160.0)
+    assert not H.lost(seen["b"], 160.0, 0.0, 50.0)
+    assert H.lost(seen["b"], 210.1, 0.0, 50.0)  # still silent a full grace later: lost
+    assert guard == H.Guard(quiet_since=160.0)
+    assert not H.may_fail_over(guard, 200.0, 50.0)

@@ -74,6 +74,25 @@ class Guard:
     storm: bool = False
 
 
+BLIND_PERIODS = 2.0
+"""The controller is blind once it could not list the Leases for this many periods."""
+
+
+def blind(last_good: float, now: float, period: float) -> bool:
+    """Whether the controller itself went without a good list of the Leases (an apiserver
+    outage, a controller paused or starved) for longer than ``BLIND_PERIODS`` periods."""
+    return now - last_good > BLIND_PERIODS * period
+
+
+def regained_sight(seen: dict[str, Seen], now: float) -> tuple[dict[str, Seen], Guard]:
+    """After a blind spell, hosts are judged as if the controller had just started: every
+    host was seen now and the storm guard waits a full grace again. The controller's own
+    blindness is never a host's silence: after an outage every agent renews again, but not
+    all before the first list that works, and a host counted silent since before the outage
+    would look lost alone (no storm), and fail over."""
+    return {n: Seen(s.renew_time, now) for n, s in seen.items()}, Guard(quiet_since=now)
+
+
 def storm(total: int, lost_count: int, share: float) -> bool:
     """Too many hosts lost at once to believe them (every host lost included)."""
     return total > 0 and lost_count > 0 and lost_count / total > share

@@ -236,7 +236,10 @@ class Agent:
             raise
         if self.fence_dir is not None:
             write_renewed(self.fence_dir, started)
-        gap = previous is not None and started - previous > self.settings.lease_duration
+        # Measured at the end: a renewal the client retried until it went through (a cut
+        # link healed) can leave the host silent for longer than the controller's grace.
+        finished = time.monotonic()
+        gap = previous is not None and finished - previous > 2 * self.settings.renew_interval
         if self._failed or gap:
             self._failed = False
             self._resync.set()

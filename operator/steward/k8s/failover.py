@@ -66,6 +66,8 @@ class HostMonitor:
         self.started = time.monotonic()
         self.seen: dict[str, H.Seen] = {}
         self.guard = H.Guard(quiet_since=self.started)
+        self.last_good = self.started
+        """When the Leases were last listed (the controller's monotonic clock)."""
         self.lost: set[str] = set()
         self.marked: set[str] = set()
         """Services on a lost host already written NodeLost (with their Event)."""
@@ -86,7 +88,15 @@ class HostMonitor:
         while True:
             try:
                 leases = await loop.run_in_executor(None, self._leases)
-                await self.round(leases, time.monotonic())
+                now = time.monotonic()
+                if H.blind(self.last_good, now, self.period):
+                    log.warning(
+                        "could not list the Leases for %.1f s: every host gets a full grace",
+                        now - self.last_good,
+                    )
+                    self.seen, self.guard = H.regained_sight(self.seen, now)
+                self.last_good = now
+                await self.round(leases, now)
             except Exception:
                 log.exception("host monitor round failed")
             await asyncio.sleep(self.period)
