@@ -25,19 +25,18 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import kubernetes
-import psutil
 import pytest
 import requests
 
+from tests.support.copies import Copies
 from tests.support.hosts import alive, condition, wait_nodes_ready
 from tests.support.kubectl import install_crds, tool_runner
 from tests.support.manifests import http_daemon_spec, msvc
@@ -53,50 +52,6 @@ NODE_CRD = CRDS / "stewardnodes.steward.dev.yaml"
 FAST = ["--renew-interval", "0.5", "--lease-duration", "3", "--status-interval", "0.5"]
 MONITOR = ["--node-monitor-period", "0.5", "--node-monitor-grace-period", "3"]
 MARK = "E2E_FAILOVER_SERVICE"
-
-
-@dataclass
-class Copies:
-    """Every 100 ms: the pids of every process carrying MARK=<service>, machine-wide."""
-
-    samples: list[dict[str, set[int]]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def sample(self) -> dict[str, set[int]]:
-        found: dict[str, set[int]] = {}
-        for proc in psutil.process_iter(["name"]):
-            if "python" not in (proc.info["name"] or ""):
-                continue
-            try:
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    continue
-                name = proc.environ().get(MARK)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-            if name:
-                found.setdefault(name, set()).add(proc.pid)
-        return found
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(self.sample())
-            self._stop.wait(0.1)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def max_copies(self, name: str) -> int:
-        return max((len(s.get(name, ())) for s in self.samples), default=0)
-
-    def pids(self, name: str) -> set[int]:
-        return {p for s in self.samples for p in s.get(name, ())}
 
 
 @dataclass
@@ -158,7 +113,7 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     custom = kubernetes.client.CustomObjectsApi(api)
     core = kubernetes.client.CoreV1Api(api)
     env = control_plane.env()
-    copies = Copies()
+    copies = Copies(MARK)
     with fresh_namespace(kubectl, f"failover-{run}") as ns:
         logs = {"controller": tmp / "controller.log"}
         controller = start_steward(["controller", "-n", ns, *MONITOR], env, logs["controller"])
