@@ -42,6 +42,7 @@ def test_apply_wait_ready_status_and_columns(operator, kubectl, namespace) -> No
         "HEALTH",
         "READY",
         "REASON",
+        "NODE",
         "AGE",
     ]
     assert table[1].split()[:7] == [
@@ -53,6 +54,7 @@ def test_apply_wait_ready_status_and_columns(operator, kubectl, namespace) -> No
         "True",
         "Ready",
     ]
+    assert len(table[1].split()) == 8  # NODE blank: steward run is one host, nothing bound
     # kopf's bookkeeping stays out of status and spec is never written by the operator
     assert "kopf" not in st
     assert obj["metadata"]["finalizers"] == ["steward.dev/finalizer"]
