@@ -185,6 +185,14 @@ class Failover:
     def debug(self) -> str:
         return "\n".join(f"--- {k}\n{_tail(v, 30)}" for k, v in self.logs.items())
 
+    def tables(self) -> list[str]:
+        """What an admin sees (docs/multi-host.md shows this run's output)."""
+        out = []
+        for args in (("get", "stewardnodes"), ("get", "msvc", "-n", self.namespace)):
+            shown = self.mh.kubectl(*args, check=False)
+            out += [f"$ kubectl {' '.join(args)}", *shown.stdout.rstrip().splitlines()]
+        return out
+
 
 def node_of(obj: dict[str, Any]) -> str | None:
     return ((obj.get("status") or {}).get("placement") or {}).get("nodeName")
@@ -405,6 +413,7 @@ def test_network_cut_fences_before_the_copy_elsewhere_starts(fo: Failover) -> No
     fence_log = fo.states[host] / "agent" / "fence.log"
     fence_log_at = log_size(fence_log)
     report = [f"network cut of {host} ({old_node}), {name} pid {old_pid} epoch {epoch}:"]
+    report += fo.tables()
 
     cut_wall = datetime.now(UTC)
     fo.lab.cut(host)
@@ -426,6 +435,7 @@ def test_network_cut_fences_before_the_copy_elsewhere_starts(fo: Failover) -> No
             )
             assert condition(lost, "Ready")["status"] == "Unknown", lost["status"]
             assert fo.node_condition(host).get("reason") == "NodeStatusUnknown"
+            report += fo.tables()
             moved = wait_for(
                 lambda: (o := fo.ready(name)) and node_of(o) not in (None, old_node) and o,
                 timeout=REPLACE_AFTER + 10,
@@ -434,6 +444,7 @@ def test_network_cut_fences_before_the_copy_elsewhere_starts(fo: Failover) -> No
             ready_after = time.monotonic() - cut_at
             new_pid = pid_of(moved)
             report.append(f"  Ready on {node_of(moved)} (pid {new_pid}) {ready_after:.2f} s after")
+            report += fo.tables()
             assert epoch_of(moved) == epoch + 2, moved["status"]["placement"]
             assert fo.events(name, "FailedOver"), "no FailedOver Event"
             # Nothing of the cut host arrived: its last renewal was sent before the cut.
