@@ -337,8 +337,10 @@ def test_controller_and_serving_agent_with_only_the_shipped_rbac(
         )
 
         # What each identity must never do, on objects that exist.
-        def controller(can_i: tuple[str, ...], attempt: tuple[str, ...]) -> None:
-            refused(kubectl, CONTROLLER_SA, ctl_kc, can_i, attempt)
+        def controller(
+            can_i: tuple[str, ...], attempt: tuple[str, ...], input: str | None = None
+        ) -> None:
+            refused(kubectl, CONTROLLER_SA, ctl_kc, can_i, attempt, input)
 
         controller(("get", "secrets", "-n", ns), ("get", "secret", "tok", "-n", ns))
         controller(("get", "configmaps", "-n", ns), ("get", "configmap", "cfg", "-n", ns))
