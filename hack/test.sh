@@ -56,6 +56,30 @@ build "operator image" STEWARD_OPERATOR_IMAGE hack/image/build-image.sh
 build "gitops health tools" STEWARD_GITOPS_BIN hack/gitops/build.sh
 build "helm 4" STEWARD_HELM4_BIN hack/helm4/build-helm4.sh
 
+# The whole suite (no arguments): tests/unit is pure (no cluster, engine or shared port; it
+# is mostly CPU: the fuzzers), while the rest mostly waits on real parts. On two cores they
+# run side by side, the unit tests' report printed after the rest's. STEWARD_SERIAL=1, or
+# any pytest arguments, runs one pytest as given.
+if [ "$#" -eq 0 ] && [ "${STEWARD_SERIAL:-0}" != "1" ]; then
+  unit_log=$(mktemp "${TMPDIR:-/tmp}/steward-unit.XXXXXX")
+  STEWARD_TEST_NO_SANDBOX=1 .venv/bin/pytest -p no:cacheprovider tests/unit >"$unit_log" 2>&1 &
+  unit_pid=$!
+  trap 'kill "$unit_pid" 2>/dev/null; rm -f "$unit_log"' EXIT
+  .venv/bin/pytest --ignore=tests/unit
+  rc=$?
+  wait "$unit_pid"
+  unit_rc=$?
+  echo "==> tests/unit (run beside the rest)"
+  cat "$unit_log"
+  for code in "$rc" "$unit_rc"; do
+    if [ "$code" -eq 5 ]; then
+      echo "pytest collected no tests: that is a failure" >&2
+      exit 1
+    fi
+  done
+  [ "$rc" -ne 0 ] && exit "$rc"
+  exit "$unit_rc"
+fi
 .venv/bin/pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

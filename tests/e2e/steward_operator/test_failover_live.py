@@ -28,6 +28,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ NODE_CRD = CRDS / "stewardnodes.steward.dev.yaml"
 FAST = ["--renew-interval", "0.5", "--lease-duration", "3", "--status-interval", "0.5"]
 MONITOR = ["--node-monitor-period", "0.5", "--node-monitor-grace-period", "3"]
 MARK = "E2E_FAILOVER_SERVICE"
+BUSY = tuple(f"busy-{i}" for i in range(4))
 
 
 @dataclass
@@ -139,7 +141,7 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 kubectl("delete", "msvc", "--all", "-n", ns, "--wait=true", "--timeout=90s",
                         timeout=120, check=False)  # fmt: skip
                 copies.stop()
-                for name in ("fenced", "waits", "manual", "drained", "pinned", "busy"):
+                for name in ("fenced", "waits", "manual", "drained", "pinned", *BUSY):
                     for pid in copies.pids(name):
                         assert not alive(pid), f"pid {pid} of {name} outlived its ManagedService"
             finally:
@@ -164,37 +166,47 @@ def watch_events(cluster: Cluster, node: str) -> float:
 
 def test_updates_to_one_hosts_services_reach_no_other_agent(cluster: Cluster) -> None:
     wait_nodes_ready(cluster.custom, cluster.nodes)
-    cluster.apply("busy", {"policy": "Never"})
-    obj = wait_for(lambda: cluster.ready("busy"), timeout=60, what="busy Ready")
-    node = str(node_of(obj))
-    other = next(n for n in cluster.nodes if n != node)
+    node, other = cluster.nodes
+    for name in BUSY:
+        cluster.apply(name, {"policy": "Never"}, pin=node)
+    for name in BUSY:
+        wait_for(lambda n=name: cluster.ready(n), timeout=60, what=f"{name} Ready")  # type: ignore[misc]
     theirs = cluster.custom.list_namespaced_custom_object(
         GROUP, VERSION, cluster.namespace, PLURAL,
         field_selector=f"status.placement.nodeName={other}",
     )["items"]  # fmt: skip
     assert not theirs, "the other host runs something: its own writes would count"
-    time.sleep(1.0)  # its own start's status writes have been delivered
+    time.sleep(1.0)  # their own starts' status writes have been delivered
     before = {n: watch_events(cluster, n) for n in cluster.nodes}
-    for i in range(1000):
-        cluster.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, cluster.namespace, PLURAL, "busy",
-            {"metadata": {"annotations": {"e2e.steward.dev/update": str(i)}}},
-        )  # fmt: skip
-    # kopf coalesces a burst per object; the host's agent sees the last one at least.
+
+    def updates(name: str) -> None:  # writes to one object are serialized by the apiserver
+        for i in range(1000 // len(BUSY)):
+            cluster.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, cluster.namespace, PLURAL, name,
+                {"metadata": {"annotations": {"e2e.steward.dev/update": str(i)}}},
+            )  # fmt: skip
+
+    with ThreadPoolExecutor(len(BUSY)) as pool:  # 1,000 merge patches, one thread a service
+        list(pool.map(updates, BUSY))
+    # kopf coalesces a burst per object; the host's agent sees the last ones at least.
     wait_for(
-        lambda: watch_events(cluster, node) > before[node],
+        lambda: watch_events(cluster, node) >= before[node] + len(BUSY),
         timeout=30,
         what=f"{node}'s agent to receive the updates",
     )
     time.sleep(2.0)  # anything on its way to the other agent has arrived
     got = {n: watch_events(cluster, n) - before[n] for n in cluster.nodes}
-    print(f"watch events during 1,000 updates of a service on {node}: {got}")
+    print(f"watch events during 1,000 updates of {len(BUSY)} services on {node}: {got}")
     assert got[other] == 0, got
-    assert node_of(cluster.get("busy")) == node
-    cluster.custom.delete_namespaced_custom_object(
-        GROUP, VERSION, cluster.namespace, PLURAL, "busy"
-    )
-    wait_for(lambda: not cluster.copies.sample().get("busy"), timeout=30, what="busy stopped")
+    for name in BUSY:
+        assert node_of(cluster.get(name)) == node
+        cluster.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, PLURAL, name
+        )
+    for name in BUSY:
+        wait_for(
+            lambda n=name: not cluster.copies.sample().get(n), timeout=30, what=f"{name} stopped"
+        )  # type: ignore[misc]
 
 
 def test_after_fencing_moves_only_once_the_old_copy_is_gone(cluster: Cluster) -> None:
