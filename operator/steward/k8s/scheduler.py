@@ -228,6 +228,21 @@ class Scheduler:
         if decision.verdict is Verdict.SKIP:
             self._forget(key)
             return
+        chosen = decision.binding.node_name if decision.binding is not None else None
+        if decision.verdict is Verdict.BIND and chosen is not None:
+            # The StewardNodes index may lag behind a write that just landed (a drain
+            # cordons, then unbinds at once): the chosen host is read fresh, and a decision
+            # that would differ on it is made again shortly, on the index caught up.
+            fresh = await loop.run_in_executor(None, self._fresh_node, chosen)
+            if fresh is not None and self.monitor is not None and chosen in self.monitor.lost:
+                fresh = as_lost(fresh)
+            nodes = [n for n in self._nodes() if n.name != chosen or fresh is not None]
+            nodes = [fresh if fresh is not None and n.name == chosen else n for n in nodes]
+            spec = obj.get("spec") or {}
+            again = decide(key, spec, binding, False, nodes, self._bindings(), utcnow())
+            if again.binding is None or again.binding.node_name != chosen:
+                self.enqueue(key, CONFLICT_BACKOFF)
+                return
         status: dict[str, Any] = {}
         if decision.binding is not None:
             status["placement"] = placement_patch(decision.binding)
@@ -262,6 +277,18 @@ class Scheduler:
             await loop.run_in_executor(None, self._record, obj, decision.event)
 
     # ------------------------------------------------------------ API calls (worker threads)
+    def _fresh_node(self, name: str) -> StewardNode | None:
+        """The StewardNode as the API has it now (None: gone)."""
+        try:
+            obj: Any = self.clients.custom.get_cluster_custom_object(
+                API_GROUP, API_VERSION, NODE_PLURAL, name
+            )
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return StewardNode.parse(obj)
+
     def _write(self, key: str, obj: dict[str, Any], status: dict[str, Any]) -> Any:
         """The status patch, preconditioned on the resourceVersion decided on; the new body."""
         meta = obj["metadata"]
