@@ -306,7 +306,7 @@ def test_fenced_is_the_api_servers_stale_epoch_answer() -> None:
 
 
 def test_placement_patch_writes_the_binding_exactly() -> None:
-    from steward.k8s.scheduler import placement_patch
+    from steward.engine.binding import placement_patch
 
     unbound = Binding(node_name=None, epoch=4, bound_at=T0)
     assert placement_patch(unbound) == {

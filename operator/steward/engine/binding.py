@@ -158,6 +158,16 @@ def decide(
     )
 
 
+def placement_patch(binding: Binding) -> dict[str, Any]:
+    """``status.placement`` as a merge patch that makes it exactly ``binding``: an unbinding
+    writes ``nodeName: null``, and every new binding clears the agent's ``reportedEpoch``
+    (the old host's next write is then refused). ``releasedEpoch`` is the agents' and kept."""
+    out = binding.model_dump(
+        mode="json", by_alias=True, exclude={"reported_epoch", "released_epoch"}
+    )
+    return {**out, "reportedEpoch": None}
+
+
 def backoff(attempt: int) -> float:
     """Seconds before the ``attempt``-th retry (0-based) of an unschedulable service."""
     return float(min(MAX_BACKOFF, INITIAL_BACKOFF * 2 ** max(0, attempt)))

@@ -18,8 +18,9 @@ from steward.api import reasons as R
 from steward.api.crd import NODE_NAME_FIELD, PLURAL
 from steward.api.manifest import API_GROUP, API_VERSION
 from steward.api.node import NODE_PLURAL
-from steward.api.status import Binding, utcnow
+from steward.api.status import utcnow
 from steward.engine import drain as D
+from steward.engine.binding import placement_patch
 from steward.k8s.events import EventRecorder, ObjectRef
 from steward.k8s.serving import binding_of, placement_of
 
@@ -93,7 +94,7 @@ class Drainer:
             namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
             body = {
                 "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                "status": {"placement": _placement_patch(new)},
+                "status": {"placement": placement_patch(new)},
             }
             try:
                 self.custom.patch_namespaced_custom_object_status(
@@ -177,9 +178,3 @@ def _where(obj: dict[str, Any] | None, node: str | None) -> str:
     if obj is None:
         return " (deleted)"
     return f" (now on {node})" if node else " (stopped there; waiting for a host)"
-
-
-def _placement_patch(b: Binding) -> dict[str, Any]:
-    """The unbinding as a status merge patch: the reported epoch is the old host's, gone."""
-    raw = b.model_dump(mode="json", by_alias=True)
-    return {"nodeName": None, "epoch": b.epoch, "boundAt": raw["boundAt"], "reportedEpoch": None}

@@ -29,7 +29,7 @@ from steward.api.node import NODE_PLURAL, NODE_READY, StewardNode
 from steward.api.placement import Failover
 from steward.api.status import Binding, utcnow
 from steward.engine import hosts as H
-from steward.engine.binding import with_condition
+from steward.engine.binding import placement_patch, with_condition
 from steward.engine.placement import unbinding
 from steward.k8s.serving import binding_of, placement_of
 
@@ -44,13 +44,7 @@ def released_unbinding(binding: Binding) -> dict[str, Any]:
     epoch released on the host's behalf, so the scheduler binds it elsewhere."""
     moved = unbinding(binding, utcnow())
     assert moved is not None
-    return {
-        "nodeName": None,
-        "epoch": moved.epoch,
-        "boundAt": moved.model_dump(mode="json", by_alias=True)["boundAt"],
-        "reportedEpoch": None,
-        "releasedEpoch": binding.epoch,
-    }
+    return {**placement_patch(moved), "releasedEpoch": binding.epoch}
 
 
 class HostMonitor:

@@ -47,6 +47,7 @@ from steward.engine.binding import (
     backoff,
     decide,
     finalizer_removable,
+    placement_patch,
     with_condition,
 )
 from steward.engine.hosts import as_lost
@@ -69,16 +70,6 @@ AGENT_FINALIZER = f"{PREFIX}/finalizer"
 OWN_FINALIZER = f"{PREFIX}/controller"
 """kopf's finalizer setting here: never set (no handler needs one), and not the agents', which
 kopf would otherwise remove from every object as "required by no handler"."""
-
-
-def placement_patch(binding: Binding) -> dict[str, Any]:
-    """``status.placement`` as a merge patch that makes it exactly ``binding``: an unbinding
-    writes ``nodeName: null``, and every new binding clears the agent's ``reportedEpoch``
-    (the old host's next write is then refused). ``releasedEpoch`` is the agents' and kept."""
-    out = binding.model_dump(
-        mode="json", by_alias=True, exclude={"reported_epoch", "released_epoch"}
-    )
-    return {**out, "reportedEpoch": None}
 
 
 def _key(meta: Any) -> str:
@@ -193,12 +184,17 @@ class Scheduler:
                 self.enqueue(key, backoff(self.attempts.get(key, 0)))
 
     # ------------------------------------------------------------ one decision
-    def _nodes(self, raw: bool = False) -> list[StewardNode]:
+    def _nodes(
+        self, raw: bool = False, fresh: dict[str, StewardNode | None] | None = None
+    ) -> list[StewardNode]:
         """Every StewardNode; a host the monitor judges lost as ``Ready=Unknown`` (its own
-        status may still say True: the agent that would correct it is the one gone)."""
+        status may still say True: the agent that would correct it is the one gone).
+        ``fresh``: hosts just read from the API, in place of the index's (None: gone)."""
         if self.nodes is None:
             return []
         found = sorted((n for name in self.nodes for n in self.nodes[name]), key=lambda n: n.name)
+        if fresh:
+            found = [f for n in found if (f := fresh.get(n.name, n)) is not None]
         lost = self.monitor.lost if self.monitor is not None and not raw else set()
         return [as_lost(n) if n.name in lost else n for n in found]
 
@@ -234,11 +230,8 @@ class Scheduler:
             # cordons, then unbinds at once): the chosen host is read fresh, and a decision
             # that would differ on it is made again shortly, on the index caught up.
             fresh = await loop.run_in_executor(None, self._fresh_node, chosen)
-            if fresh is not None and self.monitor is not None and chosen in self.monitor.lost:
-                fresh = as_lost(fresh)
-            nodes = [n for n in self._nodes() if n.name != chosen or fresh is not None]
-            nodes = [fresh if fresh is not None and n.name == chosen else n for n in nodes]
             spec = obj.get("spec") or {}
+            nodes = self._nodes(fresh={chosen: fresh})
             again = decide(key, spec, binding, False, nodes, self._bindings(), utcnow())
             if again.binding is None or again.binding.node_name != chosen:
                 self.enqueue(key, CONFLICT_BACKOFF)

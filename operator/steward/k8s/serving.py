@@ -386,6 +386,7 @@ class AgentController(Controller):
         namespace, _, name = key.partition("/")
         tracked = self.tracked.pop(key, None) or Tracked(service=None)
         self.held.pop(key, None)
+        self._relost.pop(key, None)
         ms = self._release_manifest(key, body)
         loop = asyncio.get_running_loop()
         final: dict[str, Any] | None = None
