@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import signal
+import subprocess
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import kubernetes
 import psutil
 
+from tests.support.kubectl import Runner
 from tests.support.waits import wait_for
 
 GROUP, VERSION = "steward.dev", "v1alpha1"
@@ -40,3 +44,20 @@ def wait_nodes_ready(custom: Any, nodes: Sequence[str], timeout: float = 60) -> 
         return True
 
     wait_for(registered, timeout=timeout, what=f"StewardNodes {', '.join(nodes)} Ready")
+
+
+def continue_stopped(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGCONT every process still running (a SIGSTOPped agent cannot stop anything)."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+
+
+def forget_hosts(
+    kubectl: Runner, nodes: Iterable[str], lease_namespace: str = "kube-node-lease"
+) -> None:
+    """Delete the StewardNodes and the agents' Leases (``steward-NODE``) a module made."""
+    for node in nodes:
+        kubectl("delete", "stewardnode", node, "--ignore-not-found", check=False)
+        kubectl("delete", "lease", f"steward-{node}", "-n", lease_namespace,
+                "--ignore-not-found", check=False)  # fmt: skip

@@ -47,7 +47,7 @@ import pytest
 from hack.testenv import controlplane
 
 from tests.support.copies import Copies
-from tests.support.hosts import alive, condition
+from tests.support.hosts import alive, condition, continue_stopped, forget_hosts
 from tests.support.kubectl import Runner
 from tests.support.manifests import http_daemon_spec, msvc
 from tests.support.namespaces import fresh_namespace
@@ -355,9 +355,7 @@ def failover(
                 for host in mh.hosts:
                     if lab.is_cut(host):
                         lab.heal(host)
-                for proc in agents.values():  # a stopped agent cannot stop anything
-                    if proc.poll() is None:
-                        os.kill(proc.pid, signal.SIGCONT)
+                continue_stopped(agents.values())
                 kubectl("delete", "msvc", "--all", "-n", ns, "--wait=true", "--timeout=60s",
                         timeout=90, check=False)  # fmt: skip
                 copies.stop()
@@ -367,10 +365,7 @@ def failover(
             finally:
                 _stop_all([*agents.values(), controller])
                 killed = _kill_left(lab, mh.hosts)
-                for node in nodes.values():
-                    kubectl("delete", "stewardnode", node, "--ignore-not-found", check=False)
-                    kubectl("delete", "lease", f"steward-{node}", "-n", LEASE_NAMESPACE,
-                            "--ignore-not-found", check=False)  # fmt: skip
+                forget_hosts(kubectl, nodes.values(), LEASE_NAMESPACE)
                 for name, log in logs.items():
                     print(f"--- {name}\n{_tail(log)}")
                 if killed:

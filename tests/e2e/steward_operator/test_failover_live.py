@@ -38,7 +38,13 @@ import pytest
 import requests
 
 from tests.support.copies import Copies
-from tests.support.hosts import alive, condition, wait_nodes_ready
+from tests.support.hosts import (
+    alive,
+    condition,
+    continue_stopped,
+    forget_hosts,
+    wait_nodes_ready,
+)
 from tests.support.kubectl import install_crds, tool_runner
 from tests.support.manifests import http_daemon_spec, msvc
 from tests.support.namespaces import fresh_namespace
@@ -135,9 +141,7 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
             yield Cluster(ns, run, nodes, agents, args, env, logs, ports, custom, core, copies)
         finally:
             try:
-                for proc in agents.values():  # a stopped agent cannot stop anything
-                    if proc.poll() is None:
-                        os.kill(proc.pid, signal.SIGCONT)
+                continue_stopped(agents.values())
                 kubectl("delete", "msvc", "--all", "-n", ns, "--wait=true", "--timeout=90s",
                         timeout=120, check=False)  # fmt: skip
                 copies.stop()
@@ -147,10 +151,7 @@ def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
             finally:
                 for proc in (*agents.values(), controller):
                     stop_process(proc)
-                for node in nodes:
-                    kubectl("delete", "stewardnode", node, "--ignore-not-found", check=False)
-                    kubectl("delete", "lease", f"steward-{node}", "-n", "kube-node-lease",
-                            "--ignore-not-found", check=False)  # fmt: skip
+                forget_hosts(kubectl, nodes)
                 for name, log in logs.items():
                     print(f"--- {name}\n{read_log(log)[-4000:]}")
 

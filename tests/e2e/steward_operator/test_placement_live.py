@@ -33,9 +33,9 @@ import psutil
 import pytest
 
 from steward.api.status import IN_FORCE_MESSAGE, STALE_EPOCH_MESSAGE, Binding
+from steward.engine.binding import placement_patch
 from steward.engine.placement import unbinding
-from steward.k8s.scheduler import placement_patch
-from tests.support.hosts import alive, condition, wait_nodes_ready
+from tests.support.hosts import alive, condition, forget_hosts, wait_nodes_ready
 from tests.support.kubectl import install_crds, tool_runner
 from tests.support.manifests import http_daemon_spec, msvc
 from tests.support.namespaces import fresh_namespace
@@ -221,10 +221,7 @@ def hosts(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
             finally:
                 for proc in (*procs.values(), controller):
                     stop_process(proc)
-                for node in nodes:
-                    kubectl("delete", "stewardnode", node, "--ignore-not-found", check=False)
-                    kubectl("delete", "lease", f"steward-{node}", "-n", "kube-node-lease",
-                            "--ignore-not-found", check=False)  # fmt: skip
+                forget_hosts(kubectl, nodes)
                 for name, log in logs.items():
                     print(f"--- {name}\n{read_log(log)[-4000:]}")
 
