@@ -56,29 +56,58 @@ build "operator image" STEWARD_OPERATOR_IMAGE hack/image/build-image.sh
 build "gitops health tools" STEWARD_GITOPS_BIN hack/gitops/build.sh
 build "helm 4" STEWARD_HELM4_BIN hack/helm4/build-helm4.sh
 
-# The whole suite (no arguments): tests/unit is pure (no cluster, engine or shared port; it
-# is mostly CPU: the fuzzers), while the rest mostly waits on real parts. On two cores they
-# run side by side, the unit tests' report printed after the rest's. STEWARD_SERIAL=1, or
-# any pytest arguments, runs one pytest as given.
+# The whole suite (no arguments) runs as three pytest sessions side by side; on two cores
+# that works because most tests wait on real parts rather than compute:
+#   unit      tests/unit: pure (no cluster, engine, sandbox or shared port), mostly CPU;
+#   operator  the operator suites against their own control plane (OPERATOR_SHARD below);
+#   machine   everything else: the kubelet node, the network-namespace labs, the
+#             runtimes on this host, each with its own control plane.
+# Each session has its own leak-check marker, cgroup parent and sandbox uid range
+# (STEWARD_TEST_SHARD, tests/support/processes.py), so none takes another's processes
+# for leaks. The kubelet node and the netns labs both touch machine-wide state
+# (sysctls, bridges, KUBE-* chains), so they share the machine session. The
+# background sessions' reports are printed after the foreground one.
+# STEWARD_SERIAL=1, or any pytest arguments, runs one pytest as given.
+OPERATOR_SHARD=(
+  tests/e2e/steward_operator
+  tests/e2e/test_admission_policy.py
+  tests/e2e/test_chart.py
+  tests/e2e/test_rbac.py
+  tests/e2e/test_multihost_rbac.py
+)
 if [ "$#" -eq 0 ] && [ "${STEWARD_SERIAL:-0}" != "1" ]; then
-  unit_log=$(mktemp "${TMPDIR:-/tmp}/steward-unit.XXXXXX")
-  STEWARD_TEST_NO_SANDBOX=1 .venv/bin/pytest -p no:cacheprovider tests/unit >"$unit_log" 2>&1 &
+  logs=$(mktemp -d "${TMPDIR:-/tmp}/steward-shards.XXXXXX")
+  STEWARD_TEST_NO_SANDBOX=1 .venv/bin/pytest -p no:cacheprovider tests/unit \
+    >"$logs/unit" 2>&1 &
   unit_pid=$!
-  trap 'kill "$unit_pid" 2>/dev/null; rm -f "$unit_log"' EXIT
-  .venv/bin/pytest --ignore=tests/unit
-  rc=$?
+  STEWARD_TEST_SHARD=1 .venv/bin/pytest -p no:cacheprovider "${OPERATOR_SHARD[@]}" \
+    >"$logs/operator" 2>&1 &
+  operator_pid=$!
+  trap 'kill -INT "$unit_pid" "$operator_pid" 2>/dev/null; wait; rm -rf "$logs"' EXIT
+  ignore=(--ignore=tests/unit)
+  for path in "${OPERATOR_SHARD[@]}"; do ignore+=("--ignore=$path"); done
+  echo "==> machine tests (operator and unit tests run beside them; their reports follow)"
+  STEWARD_TEST_SHARD=0 .venv/bin/pytest "${ignore[@]}"
+  machine_rc=$?
+  wait "$operator_pid"
+  operator_rc=$?
   wait "$unit_pid"
   unit_rc=$?
+  echo "==> operator tests (run beside the rest): ${OPERATOR_SHARD[*]}"
+  cat "$logs/operator"
   echo "==> tests/unit (run beside the rest)"
-  cat "$unit_log"
-  for code in "$rc" "$unit_rc"; do
+  cat "$logs/unit"
+  echo "==> exit codes: machine $machine_rc, operator $operator_rc, unit $unit_rc"
+  for code in "$machine_rc" "$operator_rc" "$unit_rc"; do
     if [ "$code" -eq 5 ]; then
       echo "pytest collected no tests: that is a failure" >&2
       exit 1
     fi
   done
-  [ "$rc" -ne 0 ] && exit "$rc"
-  exit "$unit_rc"
+  for code in "$machine_rc" "$operator_rc" "$unit_rc"; do
+    [ "$code" -ne 0 ] && exit "$code"
+  done
+  exit 0
 fi
 .venv/bin/pytest "$@"
 rc=$?

@@ -18,8 +18,10 @@ os.environ["STEWARD_TEST_SESSION"] = SESSION_MARK
 # Sandboxed processes get a clean environment (no marker): the leak check also finds
 # them by the cgroup parent the sandbox tests use and by the uid range they allocate from.
 TEST_CGROUP_PARENT = SESSION_MARK
-TEST_UID_START = 0x70F00000
 TEST_UID_SIZE = 4096
+TEST_UID_START = 0x70F00000 + int(os.environ.get("STEWARD_TEST_SHARD", "0")) * TEST_UID_SIZE
+"""hack/test.sh runs sessions side by side (STEWARD_TEST_SHARD): each allocates sandbox
+uids from its own range, so its leak check never counts another session's tenants."""
 
 
 SHARED_UIDS = os.environ.get("STEWARD_TEST_NO_SANDBOX") != "1"

@@ -26,6 +26,7 @@ from tests.support.kubectl import apply, get, wait_ready
 from tests.support.manifests import msvc
 from tests.support.namespaces import scratch_namespace
 from tests.support.operator import Operator
+from tests.support.processes import TEST_UID_SIZE, TEST_UID_START
 from tests.support.tenants import Tenants
 from tests.support.waits import wait_for
 
@@ -157,7 +158,8 @@ def test_tenants_cannot_reach_the_operator_or_each_other(
             (
                 p.info["uids"].real
                 for p in psutil.process_iter(["uids", "cmdline"])
-                if p.info["cmdline"] == ["sleep", "600"] and p.info["uids"].real >= 0x70F00000
+                if p.info["cmdline"] == ["sleep", "600"]
+                and TEST_UID_START <= p.info["uids"].real < TEST_UID_START + TEST_UID_SIZE
             ),
             None,
         )

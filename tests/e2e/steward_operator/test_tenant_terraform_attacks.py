@@ -16,6 +16,7 @@ from typing import Any
 from tests.support.kubectl import apply, get, wait_ready
 from tests.support.manifests import msvc
 from tests.support.paths import REPO
+from tests.support.processes import TEST_UID_START
 from tests.support.tenants import CANARY, Tenants
 from tests.support.waits import wait_for
 
@@ -77,7 +78,7 @@ def test_a_module_cannot_read_another_tenants_state_or_the_operators_files(
     copies = {f: (home / f).read_text() for f in ("uid.txt", "env.txt", "state.copy", "kube.copy")}
     print("\nTHIEF", {k: v[:200] for k, v in copies.items()})
     uid = int(copies["uid.txt"])
-    assert uid >= 0x70F00000 and uid != victim_state.stat().st_uid
+    assert uid >= TEST_UID_START and uid != victim_state.stat().st_uid
     assert copies["state.copy"].strip() == "denied"
     assert copies["kube.copy"].strip() == "denied"
     assert CANARY not in copies["env.txt"] and "KUBERNETES_" not in copies["env.txt"]
@@ -158,7 +159,7 @@ def test_the_kubernetes_backend_gets_the_namespaces_token_not_the_operators(
     probed = json.loads((home / "probe.json").read_text())
     assert probed == {"other": 403, "nodes": 403}, probed  # the token reaches A only
     assert kubeconfig.stat().st_mode & 0o077 == 0
-    assert kubeconfig.stat().st_uid >= 0x70F00000
+    assert kubeconfig.stat().st_uid >= TEST_UID_START
 
     # A namespace without that ServiceAccount: waiting for input, then served once made.
     apply(kubectl, b, msvc("infra", _tf(PLAIN_TF, backend={"kubernetes": {}})))
