@@ -247,3 +247,37 @@ def test_the_shipped_agent_rbac_is_enough_and_no_more(
         print(read_log(log)[-3000:])
         kubectl("delete", "-f", str(AGENT_RBAC), "--ignore-not-found", check=False)
         delete_namespace(kubectl, "steward-system")
+
+
+def test_a_status_write_to_a_silent_apiserver_gives_up(tmp_path: Path) -> None:
+    """A cut link (the server accepts, then never answers) must not hold the status loop
+    or the goodbye at SIGTERM: the write fails within its read timeout."""
+    import socket
+
+    from steward.api.node import StewardNodeStatus
+    from steward.engine.nodes import NodeSettings
+    from steward.k8s.agent import STATUS_TIMEOUT, Agent, AgentOptions
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "x",
+                }
+            )
+        )
+        agent = Agent(AgentOptions(NodeSettings(name="silent"), kubeconfig=str(kubeconfig)))
+        began = time.monotonic()
+        with pytest.raises(Exception, match=r"(?i)timed? ?out"):
+            agent._write_status(StewardNodeStatus())
+        took = time.monotonic() - began
+    assert took < STATUS_TIMEOUT[1] + 5, took  # without a timeout it would wait forever

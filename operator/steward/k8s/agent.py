@@ -35,6 +35,10 @@ LEASE_NAMESPACE = "kube-node-lease"
 """Where kubelet keeps its node Leases; Steward's are named ``steward-<node>`` beside them."""
 
 
+STATUS_TIMEOUT = (3.0, 10.0)
+"""(connect, read) seconds for a StewardNode status write."""
+
+
 def lease_name(node: str) -> str:
     return f"steward-{node}"
 
@@ -180,8 +184,15 @@ class Agent:
         self._reported, self._reported_at = status, now
 
     def _write_status(self, status: StewardNodeStatus) -> None:
+        # Bounded like the Lease calls: over a cut link an unbounded write would hold the
+        # status loop (and the goodbye at SIGTERM) until the kernel gives up on the socket.
         self.objects.patch_cluster_custom_object_status(
-            API_GROUP, API_VERSION, NODE_PLURAL, self.node, {"status": status.to_dict()}
+            API_GROUP,
+            API_VERSION,
+            NODE_PLURAL,
+            self.node,
+            {"status": status.to_dict()},
+            _request_timeout=STATUS_TIMEOUT,
         )
 
     def _say_goodbye(self) -> None:
