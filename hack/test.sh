@@ -74,16 +74,18 @@ OPERATOR_SHARD=(
   tests/e2e/steward_operator
   tests/e2e/test_admission_policy.py
 )
+# Suites that restart the Docker engine every other session uses: run alone, after.
+ALONE=(tests/e2e/steward_operator/test_runtime_faults.py)
 if [ "$#" -eq 0 ] && [ "${STEWARD_SERIAL:-0}" != "1" ]; then
   logs=$(mktemp -d "${TMPDIR:-/tmp}/steward-shards.XXXXXX")
   STEWARD_TEST_NO_SANDBOX=1 .venv/bin/pytest -p no:cacheprovider tests/unit \
     >"$logs/unit" 2>&1 &
   unit_pid=$!
-  STEWARD_TEST_SHARD=1 .venv/bin/pytest -p no:cacheprovider "${OPERATOR_SHARD[@]}" \
+  STEWARD_TEST_SHARD=1 .venv/bin/pytest -p no:cacheprovider --ignore="${ALONE[0]}" "${OPERATOR_SHARD[@]}" \
     >"$logs/operator" 2>&1 &
   operator_pid=$!
   trap 'kill -INT "$unit_pid" "$operator_pid" 2>/dev/null; wait; rm -rf "$logs"' EXIT
-  ignore=(--ignore=tests/unit)
+  ignore=(--ignore=tests/unit "--ignore=${ALONE[0]}")
   for path in "${OPERATOR_SHARD[@]}"; do ignore+=("--ignore=$path"); done
   echo "==> machine tests (operator and unit tests run beside them; their reports follow)"
   STEWARD_TEST_SHARD=0 .venv/bin/pytest "${ignore[@]}"
@@ -96,14 +98,17 @@ if [ "$#" -eq 0 ] && [ "${STEWARD_SERIAL:-0}" != "1" ]; then
   cat "$logs/operator"
   echo "==> tests/unit (run beside the rest)"
   cat "$logs/unit"
-  echo "==> exit codes: machine $machine_rc, operator $operator_rc, unit $unit_rc"
-  for code in "$machine_rc" "$operator_rc" "$unit_rc"; do
+  echo "==> alone (they restart the Docker engine): ${ALONE[*]}"
+  STEWARD_TEST_SHARD=0 .venv/bin/pytest -p no:cacheprovider "${ALONE[@]}"
+  alone_rc=$?
+  echo "==> exit codes: machine $machine_rc, operator $operator_rc, unit $unit_rc, alone $alone_rc"
+  for code in "$machine_rc" "$operator_rc" "$unit_rc" "$alone_rc"; do
     if [ "$code" -eq 5 ]; then
       echo "pytest collected no tests: that is a failure" >&2
       exit 1
     fi
   done
-  for code in "$machine_rc" "$operator_rc" "$unit_rc"; do
+  for code in "$machine_rc" "$operator_rc" "$unit_rc" "$alone_rc"; do
     [ "$code" -ne 0 ] && exit "$code"
   done
   exit 0
