@@ -56,8 +56,8 @@ build "operator image" STEWARD_OPERATOR_IMAGE hack/image/build-image.sh
 build "gitops health tools" STEWARD_GITOPS_BIN hack/gitops/build.sh
 build "helm 4" STEWARD_HELM4_BIN hack/helm4/build-helm4.sh
 
-# The whole suite (no arguments) runs as three pytest sessions side by side; on two cores
-# that works because most tests wait on real parts rather than compute:
+# The whole suite (no arguments) runs as three pytest sessions side by side (on two cores
+# that works because most tests wait on real parts rather than compute), then ALONE:
 #   unit      tests/unit: pure (no cluster, engine, sandbox or shared port), mostly CPU;
 #   operator  the operator suites and admission policies on their own control plane;
 #   machine   everything else: the kubelet node, the network-namespace labs, the Helm
@@ -81,11 +81,13 @@ if [ "$#" -eq 0 ] && [ "${STEWARD_SERIAL:-0}" != "1" ]; then
   STEWARD_TEST_NO_SANDBOX=1 .venv/bin/pytest -p no:cacheprovider tests/unit \
     >"$logs/unit" 2>&1 &
   unit_pid=$!
-  STEWARD_TEST_SHARD=1 .venv/bin/pytest -p no:cacheprovider --ignore="${ALONE[0]}" "${OPERATOR_SHARD[@]}" \
-    >"$logs/operator" 2>&1 &
+  not_alone=()
+  for path in "${ALONE[@]}"; do not_alone+=("--ignore=$path"); done
+  STEWARD_TEST_SHARD=1 .venv/bin/pytest -p no:cacheprovider "${not_alone[@]}" \
+    "${OPERATOR_SHARD[@]}" >"$logs/operator" 2>&1 &
   operator_pid=$!
   trap 'kill -INT "$unit_pid" "$operator_pid" 2>/dev/null; wait; rm -rf "$logs"' EXIT
-  ignore=(--ignore=tests/unit "--ignore=${ALONE[0]}")
+  ignore=(--ignore=tests/unit "${not_alone[@]}")
   for path in "${OPERATOR_SHARD[@]}"; do ignore+=("--ignore=$path"); done
   echo "==> machine tests (operator and unit tests run beside them; their reports follow)"
   STEWARD_TEST_SHARD=0 .venv/bin/pytest "${ignore[@]}"
