@@ -205,7 +205,7 @@ def _events(kubectl: Runner, namespace: str, name: str) -> dict[str, int]:
 def test_controller_and_serving_agent_with_only_the_shipped_rbac(
     control_plane: Any, kubectl: Runner, shipped_rbac: None, namespace: str, tmp_path: Path
 ) -> None:
-    ns, run = namespace, uuid.uuid4().hex[:6]
+    ns, run = namespace, "r" + uuid.uuid4().hex[:6]
     kubectl("create", "secret", "generic", "tok", "-n", ns, f"--from-literal=token={TOKEN_VALUE}")
     kubectl("create", "configmap", "cfg", "-n", ns, f"--from-literal=greeting={GREETING}")
     peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": PEERING}}

@@ -85,7 +85,7 @@ def install_crds(kubectl: Runner, *crds: Path | str, timeout: int = 60) -> None:
 def apply(
     kubectl: Runner, namespace: str, doc: dict[str, Any], check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    return kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc), check=check)
+    return kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc), check=check)
 
 
 def get(kubectl: Runner, namespace: str, name: str) -> dict[str, Any]:

@@ -301,7 +301,7 @@ def failover(
 ) -> Iterator[Failover]:
     mh, lab = netlab_cluster, netlab_cluster.lab
     kubectl, info = mh.kubectl, mh.control_plane
-    run = uuid.uuid4().hex[:6]
+    run = "r" + uuid.uuid4().hex[:6]
     nodes = {h: f"nf-{h}-{run}" for h in mh.hosts}
     tmp = tmp_path_factory.mktemp("netns-failover")
     api = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]

@@ -114,7 +114,7 @@ def node_of(obj: dict[str, Any]) -> str | None:
 def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     kubectl = tool_runner("kubectl", control_plane)
     install_crds(kubectl, MS_CRD_FILE, NODE_CRD)
-    run = uuid.uuid4().hex[:6]
+    run = "r" + uuid.uuid4().hex[:6]
     nodes = (f"fo-a-{run}", f"fo-b-{run}")
     tmp = tmp_path_factory.mktemp("failover")
     api = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))

@@ -187,7 +187,7 @@ def parent(pid: int) -> int | None:
 def hosts(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
     kubectl = tool_runner("kubectl", control_plane)
     install_crds(kubectl, MS_CRD_FILE, NODE_CRD)
-    run = uuid.uuid4().hex[:6]
+    run = "r" + uuid.uuid4().hex[:6]
     nodes = (f"pl-a-{run}", f"pl-b-{run}")
     tmp = tmp_path_factory.mktemp("placement")
     api = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
