@@ -9,7 +9,10 @@ namespace; there is no default route, only the /24's, so a host reaches the
 bridge's address and its sibling namespaces, and nothing else (its ``127.0.0.1``
 is its own, not the root namespace's). Traffic from a namespace to the bridge's
 own address is INPUT on the root namespace, not FORWARD, so a FORWARD policy of
-DROP (Docker's) does not matter for it.
+DROP (Docker's) does not matter for it. Traffic between two hosts is bridged, and with
+``br_netfilter`` loaded (Docker loads it) it passes the root namespace's FORWARD chain:
+the lab inserts one rule there accepting what enters and leaves its own bridge
+(``-i BR -o BR``, commented ``steward netlab BR``) and deletes it again in ``close()``.
 
 Fault injection: :meth:`NetLab.cut` sets the root end of the host's veth down.
 The bridge then drops what goes to the host and the veth drops what the host
@@ -221,6 +224,7 @@ class NetLab:
         self._made_netns: list[str] = []
         self._made_veths: list[str] = []
         self._cut: set[str] = set()
+        self._forward_allowed = False
 
     # -- set-up --------------------------------------------------------------
     def start(self) -> NetLab:
@@ -266,8 +270,33 @@ class NetLab:
             self.bridge_address = str(net.network_address + 1)
             _ip("addr", "add", f"{self.bridge_address}/{net.prefixlen}", "dev", bridge)
             _ip("link", "set", bridge, "up")
+            self._allow_forwarding()
             return
         raise NetLabError("could not claim a free /24: other labs keep taking them")
+
+    def _forward_rule(self) -> list[str]:
+        return ["FORWARD", "-i", self.bridge, "-o", self.bridge,
+                "-m", "comment", "--comment", f"steward netlab {self.bridge}", "-j", "ACCEPT"]  # fmt: skip
+
+    def _iptables(self, op: str) -> subprocess.CompletedProcess[str] | None:
+        tool = shutil.which("iptables")
+        if tool is None:  # no netfilter tooling: nothing can be filtering the bridge either
+            return None
+        return subprocess.run(
+            [tool, "-w", "5", op, *self._forward_rule()],
+            capture_output=True, text=True, timeout=_COMMAND_TIMEOUT, check=False,
+        )  # fmt: skip
+
+    def _allow_forwarding(self) -> None:
+        """Host-to-host traffic on this bridge, past a FORWARD policy of DROP."""
+        made = self._iptables("-I")
+        if made is not None and made.returncode != 0:
+            raise NetLabError(f"cannot allow forwarding on {self.bridge}: {made.stderr.strip()}")
+        self._forward_allowed = made is not None
+
+    def _forward_rule_exists(self) -> bool:
+        found = self._iptables("-C") if self._forward_allowed else None
+        return found is not None and found.returncode == 0
 
     def _add_host(self, i: int, name: str) -> None:
         assert self.subnet is not None
@@ -411,6 +440,8 @@ class NetLab:
         left += [f"network namespace {n}" for n in self._made_netns if _netns_exists(n)]
         if self._bridge_created and self.bridge and _interface_exists(self.bridge):
             left.append(f"bridge {self.bridge}")
+        if self._forward_rule_exists():
+            left.append(f"iptables rule {' '.join(self._forward_rule())}")
         return left
 
     def close(self) -> None:
@@ -436,9 +467,15 @@ class NetLab:
             proc = _ip("link", "delete", self.bridge, "type", "bridge", check=False)
             if proc.returncode != 0:
                 errors.append(f"ip link delete {self.bridge}: {proc.stderr.strip()}")
+        while self._forward_rule_exists():  # one -D per -I (and a rule is never doubled)
+            gone = self._iptables("-D")
+            if gone is None or gone.returncode != 0:
+                errors.append(f"iptables -D {self._forward_rule()}: {gone and gone.stderr}")
+                break
         self._cut.clear()
         left = self.leftovers()
         if not left:
+            self._forward_allowed = False
             atexit.unregister(self.close)
             self._made_veths.clear()
             self._made_netns.clear()
