@@ -35,7 +35,9 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def _operator_config(args: argparse.Namespace, node: str | None = None) -> Any:
+def _operator_config(
+    args: argparse.Namespace, node: str | None = None, host_ip: str | None = None
+) -> Any:
     """The OperatorConfig of `steward run` (and of an agent that serves), from its flags."""
     from steward.api.flavors import NAMES
     from steward.k8s.config import OperatorConfig
@@ -54,6 +56,7 @@ def _operator_config(args: argparse.Namespace, node: str | None = None) -> Any:
         workers={f: getattr(args, f"{f}_workers", None) for f in NAMES},
         workers_per_namespace={f: getattr(args, f"{f}_workers_per_namespace", None) for f in NAMES},
         node=node,
+        host_ip=host_ip or getattr(args, "host_ip", None),
     )
 
 
@@ -156,7 +159,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         return run_agent(options)
     # Register and renew from threads; run what is bound to this host in the main thread,
     # standalone (no kopf peering): each agent serves only its own node's services.
-    config = _operator_config(args, node=args.node)
+    config = _operator_config(args, node=args.node, host_ip=(args.address or [None])[0])
     _operator_logging(args)
     import steward.k8s.handlers  # noqa: F401 - registers the handlers
     from steward.k8s.fence import spawn
@@ -381,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_flags(p)
     _peering_flag(p)
     _workload_flags(p)
+    p.add_argument(
+        "--host-ip",
+        metavar="ADDRESS",
+        help="the address pods reach this host on: endpoint.expose: Cluster services bind "
+        "there and their Service points at it (env STEWARD_HOST_IP; default: loopback, no "
+        "reachable endpoint)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

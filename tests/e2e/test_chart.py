@@ -37,6 +37,15 @@ BASE_RULES: frozenset[Rule] = frozenset(
         ("", "events", "create", None),
         ("", "events", "get", None),
         ("", "events", "patch", None),
+        # endpoint.expose: Cluster
+        ("", "services", "get", None),
+        ("", "services", "list", None),
+        ("", "services", "create", None),
+        ("", "services", "patch", None),
+        ("", "services", "delete", None),
+        ("discovery.k8s.io", "endpointslices", "create", None),
+        ("discovery.k8s.io", "endpointslices", "patch", None),
+        ("discovery.k8s.io", "endpointslices", "delete", None),
         ("", "secrets", "get", None),
         ("", "configmaps", "get", None),
     }

@@ -686,6 +686,8 @@ def _denied_common(release: Release) -> list[tuple[str, ...]]:
         ("list", "managedservices.steward.dev", "-n", b),
         ("patch", "managedservices.steward.dev", "--subresource=status", "-n", b),
         ("create", "events", "-n", b),
+        ("patch", "services", "-n", b),
+        ("patch", "endpointslices.discovery.k8s.io", "-n", b),
         ("get", "secrets", "-n", system),
         ("list", "secrets", "--all-namespaces"),
         # what the operator never does to its own resources
@@ -712,6 +714,10 @@ def _denied_common(release: Release) -> list[tuple[str, ...]]:
         ("impersonate", "users"),
         ("create", "serviceaccounts", "--subresource=token", "-n", system),
         ("delete", "events", "-n", a),
+        # Services and slices only by apply: never replaced, never an Endpoints object
+        ("update", "services", "-n", a),
+        ("list", "endpointslices.discovery.k8s.io", "-n", a),
+        ("create", "endpoints", "-n", a),
         ("list", "events", "-n", a),
         ("list", "kopfpeerings.kopf.dev", "-n", a),
     ]
@@ -733,6 +739,13 @@ def test_the_same_identity_is_denied_what_it_must_not_need(
         ("get", "events"),
         ("get", "secrets"),
         ("get", "configmaps"),
+        # endpoint.expose: Cluster
+        ("get", "services"),
+        ("create", "services"),
+        ("patch", "services"),
+        ("delete", "services"),
+        ("create", "endpointslices.discovery.k8s.io"),
+        ("patch", "endpointslices.discovery.k8s.io"),
     ):
         assert can_i(kubectl, release, *args, "-n", a), f"needed but denied: {args} in {a}"
     allowed = [

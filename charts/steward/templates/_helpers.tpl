@@ -86,6 +86,16 @@ verb used by the operator (proven by tests/e2e/test_rbac.py):
 - apiGroups: [""]
   resources: ["secrets", "configmaps"]
   verbs: ["get"]
+# endpoint.expose: Cluster: a selector-less Service per exposed ManagedService and
+# its EndpointSlice, by server-side apply (patch; create when new), deleted with the
+# resource; Services listed once at start-up and read by name before the first apply
+# (one the operator did not create is never touched).
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["create", "patch", "delete"]
 {{- if .Values.terraform.secretsWrite }}
 # terraform.secretsWrite: Terraform's `kubernetes` state backend keeps state in
 # a Secret (list finds workspaces, create/update writes, delete on destroy) and

@@ -16,7 +16,7 @@ import yaml
 
 from steward.api.base import re2
 from steward.api.flavors import FLAVORS, one_of
-from steward.api.manifest import API_GROUP, API_VERSION, KIND
+from steward.api.manifest import API_GROUP, API_VERSION, KIND, SERVICE_NAME_MESSAGE
 from steward.api.node import (
     NODE_KIND,
     NODE_PLURAL,
@@ -169,7 +169,12 @@ def openapi_schema() -> dict[str, Any]:
                 "&& size(self.metadata.name) <= 63",
                 "message": "metadata.name must be a DNS-1123 label (at most 63 characters, "
                 "no dots): it names processes, containers and Terraform state",
-            }
+            },
+            {
+                "rule": "!has(self.spec.endpoint) || !has(self.spec.endpoint.expose) "
+                "|| self.spec.endpoint.expose != 'Cluster' || self.metadata.name.matches('^[a-z]')",
+                "message": SERVICE_NAME_MESSAGE,
+            },
         ],
         "description": "A service Steward runs beside Kubernetes workloads: "
         f"{one_of([f.noun for f in FLAVORS])}.",

@@ -18,6 +18,17 @@ class EndpointProtocol(StrEnum):
     HTTPS = "https"
 
 
+class Expose(StrEnum):
+    """Who reaches the endpoint: this host only, or the cluster through a Service."""
+
+    NONE = "None"
+    CLUSTER = "Cluster"
+
+
+HOST_IP = "$(HOST_IP)"
+"""What ``endpoint.host`` may say under ``expose: Cluster``: the host's routable address."""
+
+
 class HTTPGetCheck(CamelModel):
     """An HTTP request whose status decides health."""
 
@@ -73,6 +84,16 @@ class EndpointSpec(CamelModel):
             "has(self.port) || !has(self.allocatePort) || self.allocatePort",
             "endpoint: allocatePort: false needs a port to use",
         ),
+        (
+            "!has(self.expose) || self.expose != 'Cluster' || has(self.port)",
+            "endpoint: expose: Cluster needs a port (the Service's port)",
+        ),
+        (
+            "!has(self.expose) || self.expose != 'Cluster' || !has(self.host) "
+            "|| self.host == '127.0.0.1' || self.host == '$(HOST_IP)'",
+            "endpoint: with expose: Cluster the service binds on its host's address "
+            "($(HOST_IP)); leave host unset",
+        ),
     )
 
     protocol: EndpointProtocol = Field(
@@ -97,12 +118,37 @@ class EndpointSpec(CamelModel):
         default=None,
         description="Probe; unset means a TCP check for tcp and GET / for http(s).",
     )
+    expose: Expose = Field(
+        default=Expose.NONE,
+        description="None: reached on its host only. Cluster: bound and probed on the host's "
+        "routable address ($(HOST_IP)), behind a selector-less ClusterIP Service of the "
+        "resource's name (port: the Service's port) and an EndpointSlice Steward keeps.",
+    )
 
     @model_validator(mode="after")
     def _port_when_fixed(self) -> EndpointSpec:
         if not self.allocate_port and self.port is None:
             raise ValueError("endpoint: allocatePort: false needs a port to use")
+        if self.expose is Expose.CLUSTER:
+            if self.port is None:
+                raise ValueError("endpoint: expose: Cluster needs a port (the Service's port)")
+            if self.host not in ("127.0.0.1", HOST_IP):
+                raise ValueError(
+                    "endpoint: with expose: Cluster the service binds on its host's address "
+                    "($(HOST_IP)); leave host unset"
+                )
         return self
+
+    @property
+    def exposed(self) -> bool:
+        return self.expose is Expose.CLUSTER
+
+    def on_host(self, host_ip: str | None) -> EndpointSpec:
+        """The spec as this host serves it: under ``expose: Cluster`` bound and probed on
+        ``host_ip`` (no host address known, as in local mode: the loopback)."""
+        if not self.exposed:
+            return self
+        return self.model_copy(update={"host": host_ip or "127.0.0.1"})
 
     def effective_health_check(self) -> HealthCheck:
         """The probe to run: the spec's, or the protocol's natural default."""

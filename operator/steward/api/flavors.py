@@ -32,6 +32,9 @@ class Flavor:
     """The service type's description ("A local daemon process")."""
     field_description: str
     """The description of the spec field (shown by ``kubectl explain``)."""
+    listens_on_host: bool = True
+    """It listens on a port of its host, so ``endpoint.expose: Cluster`` can put a Service
+    in front of it (not Terraform, whose endpoint is whatever it created)."""
 
 
 FLAVORS: tuple[Flavor, ...] = (
@@ -58,6 +61,7 @@ FLAVORS: tuple[Flavor, ...] = (
         noun="a Terraform apply",
         description="Resources created by a Terraform apply",
         field_description="Apply a Terraform module.",
+        listens_on_host=False,
     ),
 )
 

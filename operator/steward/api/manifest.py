@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from steward.api.base import CamelModel
 from steward.api.spec import ManagedServiceSpec
@@ -16,6 +16,12 @@ API_VERSION = "v1alpha1"
 KIND = "ManagedService"
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z"
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z"
+
+
+SERVICE_NAME_MESSAGE = (
+    "metadata.name must start with a letter under endpoint.expose: Cluster "
+    "(it names the Service, a DNS-1035 label)"
+)
 
 
 class ObjectMeta(CamelModel):
@@ -47,6 +53,13 @@ class ManagedService(CamelModel):
     metadata: ObjectMeta = Field(description="Standard object metadata.")
     spec: ManagedServiceSpec = Field(description="Desired state.")
     status: ManagedServiceStatus | None = Field(default=None, description="Observed state.")
+
+    @model_validator(mode="after")
+    def _service_name(self) -> ManagedService:
+        ep = self.spec.endpoint
+        if ep is not None and ep.exposed and not self.metadata.name[:1].isalpha():
+            raise ValueError(SERVICE_NAME_MESSAGE)
+        return self
 
     @property
     def key(self) -> str:

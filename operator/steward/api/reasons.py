@@ -81,6 +81,10 @@ FAILED_SCHEDULING: Final = "FailedScheduling"
 RELEASED: Final = "Released"
 """The Event of a host that stopped its copy because the binding ended."""
 
+# endpoint.expose: Cluster
+SERVICE_NAME_TAKEN: Final = "ServiceNameTaken"
+"""Warning Event: a Service of the resource's name exists that Steward did not create."""
+
 # Failover (a host whose Lease ran out)
 NODE_LOST: Final = "NodeLost"
 """Ready=Unknown: the host the service is bound to stopped renewing its Lease."""

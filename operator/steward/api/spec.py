@@ -17,6 +17,11 @@ from steward.api.state import AdminState
 from steward.api.terraform import TerraformSpec
 
 _FIELDS = tuple(f.field for f in FLAVORS)
+_REMOTE = tuple(f.field for f in FLAVORS if not f.listens_on_host)
+_EXPOSE_MESSAGE = (
+    f"endpoint.expose: Cluster needs a flavor that listens on its host "
+    f"({one_of([f.name for f in FLAVORS if f.listens_on_host])})"
+)
 
 
 class DeletionPolicy(StrEnum):
@@ -33,6 +38,11 @@ class ManagedServiceSpec(CamelModel):
         (
             f"[{', '.join(f'has(self.{f})' for f in _FIELDS)}].filter(x, x).size() == 1",
             f"exactly one of {one_of([f'spec.{f}' for f in _FIELDS])} must be set",
+        ),
+        (
+            "!has(self.endpoint) || !has(self.endpoint.expose) || self.endpoint.expose != 'Cluster'"
+            f" || ({' && '.join(f'!has(self.{f})' for f in _REMOTE) or 'true'})",
+            _EXPOSE_MESSAGE,
         ),
     )
 
@@ -73,6 +83,9 @@ class ManagedServiceSpec(CamelModel):
                 f"spec: set exactly one of {one_of()}"
                 + (f" (got {', '.join(chosen)})" if chosen else " (got none)")
             )
+        exposed = self.endpoint is not None and self.endpoint.exposed
+        if exposed and not by_name(chosen[0]).listens_on_host:
+            raise ValueError(_EXPOSE_MESSAGE)
         return self
 
     @property

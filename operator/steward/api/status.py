@@ -37,6 +37,11 @@ class EndpointStatus(CamelModel):
         default=None, description="protocol://host:port, or a Terraform output."
     )
     health_url: str | None = Field(default=None, description="URL the HTTP probe requests.")
+    host_uri: str | None = Field(
+        default=None,
+        description="expose: Cluster: protocol://host-address:port on the host that runs it "
+        "(uri then names the Service).",
+    )
 
 
 class HealthStatus(CamelModel):

@@ -12,10 +12,13 @@ def fill_endpoint(
     ep: EndpointSpec | None,
     runtime_uri: str | None = None,
     from_outputs: bool = False,
+    service_host: str | None = None,
 ) -> None:
     """Set uri and healthUrl: from a URI the runtime knows (a Terraform output), else
     protocol://host:port of the chosen port. A runtime whose endpoint comes from its
-    outputs gets none until it reports one."""
+    outputs gets none until it reports one. With ``service_host`` (``expose: Cluster`` on a
+    host with a routable address) uri names the Service on the spec's port, and hostUri
+    the address the host serves it on; the probe keeps going to the host."""
     if runtime_uri:
         st.uri = runtime_uri
         check = ep.effective_health_check() if ep is not None else None
@@ -26,7 +29,13 @@ def fill_endpoint(
         return
     st.protocol = ep.protocol
     st.host = ep.host
-    st.uri = render_uri(ep.protocol, ep.host, st.port)
+    host_uri = render_uri(ep.protocol, ep.host, st.port)
+    if service_host is not None and ep.port is not None:
+        st.uri = render_uri(ep.protocol, service_host, ep.port)
+        st.host_uri = host_uri
+    else:
+        st.uri = host_uri
+        st.host_uri = None
     check = ep.effective_health_check()
     st.health_url = (
         render_uri(ep.protocol, ep.host, st.port, check.http.path)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from steward.api import reasons as R
+from steward.api.endpoint import EndpointSpec
 from steward.api.manifest import ManagedService
 from steward.api.state import AdminState, ServiceState
 from steward.api.status import HealthState, ManagedServiceStatus, utcnow
@@ -103,6 +104,14 @@ def _run_coro(coro: Any, loop: asyncio.AbstractEventLoop | None = None) -> Any:
     return box[0]
 
 
+def _endpoint_for_hash(ep: EndpointSpec | None) -> dict[str, Any] | None:
+    """The endpoint as the spec hash sees it: ``expose`` counts only when set, so adding
+    the field did not change the hash (and restart) of every service that runs today."""
+    if ep is None:
+        return None
+    return ep.model_dump(mode="json", exclude=None if ep.exposed else {"expose"})
+
+
 class Service:
     """A ManagedService and the runtime that serves it."""
 
@@ -116,8 +125,10 @@ class Service:
         policy: PolicyCheck | None = None,
         sandbox: Sandbox | None = None,
         credentials: CredentialSource | None = None,
+        host_ip: str | None = None,
     ) -> None:
         self.sandbox = sandbox
+        self.host_ip = host_ip
         self.credentials = credentials
         self.identity = ServiceIdentity(manifest.metadata.namespace, manifest.metadata.name)
         self.policy = policy
@@ -141,7 +152,16 @@ class Service:
     def _take(self, manifest: ManagedService) -> None:
         """Point the collaborators at this manifest (construction and update())."""
         self.manifest = manifest
-        self.prober.endpoint = manifest.spec.endpoint
+        spec_ep = manifest.spec.endpoint
+        self.endpoint = spec_ep.on_host(self.host_ip) if spec_ep is not None else None
+        """The endpoint as this host serves it (``expose: Cluster``: on ``host_ip``)."""
+        self.service_host = (
+            f"{manifest.metadata.name}.{manifest.metadata.namespace}.svc"
+            if spec_ep is not None and spec_ep.exposed and self.host_ip
+            else None
+        )
+        """The Service's DNS name, which status.endpoint.uri names; None: no Service."""
+        self.prober.endpoint = self.endpoint
         self.ledger.policy = manifest.spec.restart_policy
         self.ledger.backoff = manifest.spec.backoff
         self.recorder.generation = manifest.metadata.generation
@@ -208,9 +228,7 @@ class Service:
         return spec_hash(
             {
                 self.flavor: self.flavor_spec.model_dump(mode="json"),
-                "endpoint": self.manifest.spec.endpoint.model_dump(mode="json")
-                if self.manifest.spec.endpoint
-                else None,
+                "endpoint": _endpoint_for_hash(self.manifest.spec.endpoint),
             }
         )
 
@@ -244,9 +262,11 @@ class Service:
 
     # ------------------------------------------------------------ context
     def _context(self, port: int | None = None) -> RuntimeContext:
-        endpoint = self.manifest.spec.endpoint
+        endpoint = self.endpoint
         port = port if port is not None else self.status.endpoint.port
         base = {"PORT": str(port)} if port else {}
+        if endpoint is not None and endpoint.exposed:
+            base["HOST_IP"] = endpoint.host
         env_entries = getattr(self.flavor_spec, "env", None) or []
         env, secrets = resolve_env(env_entries, base, self.resolver)
         return RuntimeContext(
@@ -331,9 +351,10 @@ class Service:
     def _fill_endpoint(self, obs: Observation | None = None) -> None:
         fill_endpoint(
             self.status.endpoint,
-            self.manifest.spec.endpoint,
+            self.endpoint,
             obs.endpoint_uri if obs is not None else None,
             from_outputs=self.runtime.capabilities.endpoint_from_outputs,
+            service_host=self.service_host,
         )
 
     # ------------------------------------------------------------ actions
@@ -344,7 +365,7 @@ class Service:
             # Admission should have refused it (created before the policy, or bypassed).
             self._start_failed(R.POLICY_DENIED, "; ".join(denied))
             return False
-        ep = self.manifest.spec.endpoint
+        ep = self.endpoint
         port = None
         try:
             if ep is not None and self.runtime.capabilities.allocates_port:
@@ -568,7 +589,7 @@ class Service:
         return Decision(decision.action, decision.state, decision.reason, message, decision.stalled)
 
     def _update(self, obs: Observation, result: ProbeResult | None, act: bool) -> float:
-        ep = self.manifest.spec.endpoint
+        ep = self.endpoint
         check = ep.effective_health_check() if ep else None
         if obs.endpoint_uri or obs.details:
             self._fill_endpoint(obs)

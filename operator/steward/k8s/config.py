@@ -57,6 +57,10 @@ class OperatorConfig(BaseModel):
     node: str | None = None
     """An agent's StewardNode: serve only the ManagedServices bound to it (a server-side field
     selector on status.placement.nodeName). None: every one, placement ignored (`steward run`)."""
+    host_ip: str | None = None
+    """The address pods reach this host on (an agent's first ``--address``, the chart's
+    ``status.podIP``): ``endpoint.expose: Cluster`` services bind and are probed there, and
+    their status names the Service. None: the loopback, and no Service is named."""
     lease_namespace: str = "kube-node-lease"
     node_monitor_period: float = 5.0
     """`steward controller`: how often it lists the agents' Leases (node-monitor-period)."""
@@ -91,6 +95,8 @@ class OperatorConfig(BaseModel):
             values["state_dir"] = Path(env["STEWARD_STATE_DIR"])
         if env.get("STEWARD_METRICS_PORT"):
             values["metrics_port"] = int(env["STEWARD_METRICS_PORT"])
+        if env.get("STEWARD_HOST_IP"):
+            values["host_ip"] = env["STEWARD_HOST_IP"]
         if env.get("STEWARD_METRICS_ADDR"):
             values["metrics_addr"] = env["STEWARD_METRICS_ADDR"]
         if env.get("STEWARD_ENFORCE_POLICY", "").lower() in ("1", "true", "yes"):

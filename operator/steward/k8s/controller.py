@@ -174,6 +174,7 @@ class Controller:
             policy=policy,
             sandbox=sandbox,
             credentials=credentials,
+            host_ip=self.config.host_ip,
         )
 
     async def _patch_status(

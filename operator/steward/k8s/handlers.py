@@ -16,6 +16,7 @@ from steward.k8s import metrics
 from steward.k8s.clients import build_clients
 from steward.k8s.config import OperatorConfig
 from steward.k8s.controller import Controller
+from steward.k8s.exposure import Exposer
 from steward.k8s.login import login
 from steward.k8s.serving import controller_for, resume
 from steward.k8s.settings import apply_settings
@@ -33,8 +34,12 @@ def controller(memo: kopf.Memo) -> Controller:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config: OperatorConfig = getattr(memo, "config", None) or OperatorConfig.from_env()
     apply_settings(settings, config)
-    ctl = controller_for(build_clients(config.kubeconfig), config)
+    clients = build_clients(config.kubeconfig)
+    ctl = controller_for(clients, config)
     memo.controller = ctl
+    if config.node is None:  # `steward run`: one host owns the endpoints too (not an agent)
+        memo.exposer = Exposer(clients, ctl.recorder)
+        await memo.exposer.start(config.namespaces)
     await resume(ctl)
     if config.metrics_port:
         metrics.serve(config.metrics_port, config.metrics_addr, ctl.states)
@@ -55,6 +60,9 @@ async def changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None
     metrics.WATCH_EVENTS.inc()
     key = f"{body.meta.get('namespace')}/{body.meta['name']}"
     controller(memo).wake(key, gone=body if type == "DELETED" else None)
+    exposer: Exposer | None = getattr(memo, "exposer", None)
+    if exposer is not None:
+        await exposer.observe(type, body)
 
 
 def serves(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:

@@ -55,6 +55,7 @@ from steward.engine.placement import Bound
 from steward.k8s.clients import Clients, build_clients
 from steward.k8s.config import OperatorConfig
 from steward.k8s.events import EventRecorder, ObjectRef
+from steward.k8s.exposure import Exposer
 from steward.k8s.failover import HostMonitor
 from steward.k8s.login import login
 from steward.k8s.serving import binding_of, placement_of
@@ -364,8 +365,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     config: OperatorConfig = getattr(memo, "config", None) or OperatorConfig.from_env()
     apply_settings(settings, config)
     settings.persistence.finalizer = OWN_FINALIZER
-    sched = Scheduler(build_clients(config.kubeconfig), config)
+    clients = build_clients(config.kubeconfig)
+    sched = Scheduler(clients, config)
     memo.scheduler = sched
+    memo.exposer = Exposer(clients, sched.recorder)
+    await memo.exposer.start(config.namespaces)
     sched.start()
     sched.monitor = HostMonitor(sched)
     sched.monitor.start()
@@ -404,6 +408,8 @@ def bindings(body: kopf.Body, **_: Any) -> dict[str, Bound]:
 async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
     # The indices arrive as keyword arguments named after their handlers.
     scheduler(memo).observe_service(event, kwargs["stewardnodes"], kwargs["bindings"])
+    exposer: Exposer = memo.exposer
+    await exposer.observe(str(event.get("type")), event["object"])
 
 
 @kopf.on.event(*NODES, registry=REGISTRY)

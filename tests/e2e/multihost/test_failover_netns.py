@@ -21,6 +21,12 @@ lab's apiserver on the bridge. A :class:`tests.support.copies.Copies` sampler co
   same epoch and starts it again. Moved afterwards (host cordoned, the documented unbinding)
   while the host's agent is paused for 2 s, the copy elsewhere still starts only once the old
   one is gone: the release handshake holds after a fence too.
+* **Exposed, cut, moved** (``endpoint.expose: Cluster``): the service binds its host's bridge
+  address, is reached there from another host's namespace through the address its
+  EndpointSlice gives, and ``status.endpoint.uri`` names its Service. Cut off, the old address
+  goes not ready before the new one is ready (sampled every 100 ms); deleted, the Service and
+  the slice go with it. A Service of the same name that Steward did not create is left as it
+  is, gets no slice, and the resource gets a Warning Event.
 * **Never on a cut host**: cut for longer than the grace period, the service is NodeLost
   while its copy runs on, nothing moves; healed, the host renews and its agent writes its
   status again: StewardNode and service Ready, the same copy adopted in place.
@@ -117,8 +123,10 @@ class Failover:
     def host_of(self, node: str | None) -> str:
         return next(h for h, n in self.nodes.items() if n == node)
 
-    def apply(self, name: str, failover: dict[str, Any]) -> None:
-        spec = http_daemon_spec()
+    def apply(
+        self, name: str, failover: dict[str, Any], spec: dict[str, Any] | None = None
+    ) -> None:
+        spec = spec or http_daemon_spec()
         spec["daemon"]["env"] = [{"name": MARK, "value": name}]
         spec["placement"] = {"nodeSelector": {"e2e-run": self.run}, "failover": failover}
         self.custom.create_namespaced_custom_object(
@@ -772,3 +780,146 @@ def test_never_on_a_cut_host_runs_on_and_is_ready_again_after_the_heal(fo: Failo
         assert fo.copies.max_copies(name) == 1, fo.debug()
     finally:
         print("\n" + "\n".join(report))
+
+
+EXPOSED_PORT = 8080
+
+
+def _exposed_spec() -> dict[str, Any]:
+    spec = http_daemon_spec()
+    spec["daemon"]["command"][spec["daemon"]["command"].index("127.0.0.1")] = "$(HOST_IP)"
+    spec["endpoint"].update({"port": EXPOSED_PORT, "expose": "Cluster"})
+    return spec
+
+
+def _slice(fo: Failover, name: str) -> dict[str, Any] | None:
+    discovery = kubernetes.client.DiscoveryV1Api(fo.core.api_client)
+    try:
+        got = discovery.read_namespaced_endpoint_slice(
+            f"{name}-steward", fo.namespace, _request_timeout=TIMEOUT
+        )
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return fo.core.api_client.sanitize_for_serialization(got)  # type: ignore[no-any-return]
+
+
+def _ready_addresses(sl: dict[str, Any] | None) -> set[str]:
+    return {
+        a
+        for ep in (sl or {}).get("endpoints") or ()
+        if (ep.get("conditions") or {}).get("ready")
+        for a in ep.get("addresses") or ()
+    }
+
+
+def _service(fo: Failover, name: str) -> Any:
+    try:
+        return fo.core.read_namespaced_service(name, fo.namespace, _request_timeout=TIMEOUT)
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def test_an_exposed_endpoint_is_reached_through_its_slice_and_moves_first_out(
+    fo: Failover,
+) -> None:
+    name = "exposed"
+    fo.apply(name, AFTER_FENCING, _exposed_spec())
+    obj = wait_for(lambda: fo.ready(name), timeout=30, what=f"{name} Ready")
+    host = fo.host_of(node_of(obj))
+    address, port = fo.lab.address(host), obj["status"]["endpoint"]["port"]
+    ep = obj["status"]["endpoint"]
+    assert ep["uri"] == f"http://{name}.{fo.namespace}.svc:{EXPOSED_PORT}", ep
+    assert ep["hostUri"] == f"http://{address}:{port}" and ep["host"] == address, ep
+    svc = _service(fo, name)
+    assert svc is not None and svc.spec.selector is None and svc.spec.type == "ClusterIP"
+    assert [(p.name, p.port, p.app_protocol) for p in svc.spec.ports] == [
+        ("endpoint", EXPOSED_PORT, "http")
+    ]
+    assert svc.spec.cluster_ip and svc.spec.cluster_ip != "None"
+    sl = wait_for(
+        lambda: (got := _slice(fo, name)) and _ready_addresses(got) == {address} and got,
+        timeout=10,
+        what=f"the slice of {name} ready at {address}",
+    )
+    assert sl["metadata"]["labels"]["kubernetes.io/service-name"] == name
+    assert sl["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == (
+        "controller.steward.dev"
+    )
+    assert [p["port"] for p in sl["ports"]] == [port]
+    client = next(h for h in fo.mh.hosts if h != host)
+    assert fo.lab.probe(client, address, port) == "connected"
+    # Bound to the host's address, not to every address: the loopback of its host is closed.
+    assert fo.lab.probe(host, "127.0.0.1", port) == "refused"
+
+    # Cut off: sample the slice every 100 ms until another host's address is ready.
+    fo.wait_fence_target(host, name, pid_of(obj))
+    samples: list[tuple[float, set[str]]] = []
+    fo.lab.cut(host)
+    cut_at = time.monotonic()
+    try:
+        deadline = cut_at + REPLACE_AFTER + 15
+        while time.monotonic() < deadline:
+            ready = _ready_addresses(_slice(fo, name))
+            samples.append((time.monotonic() - cut_at, ready))
+            if ready - {address}:
+                break
+            time.sleep(0.1)
+    finally:
+        fo.lab.heal(host)
+    old_out = next((t for t, r in samples if address not in r), None)
+    new_in = next((t for t, r in samples if r - {address}), None)
+    print(f"exposed: old address {address} not ready {old_out} s after the cut, "
+          f"the new one ready {new_in} s after ({len(samples)} samples)")  # fmt: skip
+    assert old_out is not None and new_in is not None, samples[-5:]
+    assert old_out < new_in, samples
+    assert all(len(r) <= 1 for _, r in samples), samples
+    moved = wait_for(lambda: fo.ready(name), timeout=10, what=f"{name} Ready elsewhere")
+    new_host = fo.host_of(node_of(moved))
+    new_address, new_port = fo.lab.address(new_host), moved["status"]["endpoint"]["port"]
+    assert new_host != host and _ready_addresses(_slice(fo, name)) == {new_address}
+    assert moved["status"]["endpoint"]["uri"] == ep["uri"]
+    assert moved["status"]["endpoint"]["hostUri"] == f"http://{new_address}:{new_port}"
+    assert fo.lab.probe(host, new_address, new_port) == "connected"
+
+    # Deleted: the Service and the slice go with it.
+    fo.mh.kubectl("delete", "msvc", name, "-n", fo.namespace, "--wait=true", "--timeout=60s")
+    wait_for(
+        lambda: _service(fo, name) is None and _slice(fo, name) is None,
+        timeout=15,
+        what=f"the Service and the slice of {name} deleted with it",
+    )
+
+
+def test_a_service_steward_did_not_create_is_never_taken_over(fo: Failover) -> None:
+    name = "taken"
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": {"owner": "someone-else"}},
+        "spec": {"selector": {"app": "theirs"}, "ports": [{"port": 9999}]},
+    }
+    fo.core.create_namespaced_service(fo.namespace, theirs, _request_timeout=TIMEOUT)
+    try:
+        fo.apply(name, {"policy": "Never"}, _exposed_spec())
+        wait_for(lambda: fo.ready(name), timeout=30, what=f"{name} Ready (on its host)")
+        warned = wait_for(
+            lambda: fo.events(name, "ServiceNameTaken"),
+            timeout=10,
+            what="the ServiceNameTaken Warning Event",
+        )
+        assert warned[0].type == "Warning" and "did not create" in warned[0].message
+        svc = _service(fo, name)
+        assert svc.spec.selector == {"app": "theirs"} and svc.metadata.labels == {
+            "owner": "someone-else"
+        }
+        assert [p.port for p in svc.spec.ports] == [9999]
+        assert _slice(fo, name) is None
+        fo.mh.kubectl("delete", "msvc", name, "-n", fo.namespace, "--wait=true", "--timeout=60s")
+        time.sleep(1.0)  # the controller's DELETED event: it must not delete their Service
+        assert _service(fo, name) is not None
+    finally:
+        fo.core.delete_namespaced_service(name, fo.namespace, _request_timeout=TIMEOUT)

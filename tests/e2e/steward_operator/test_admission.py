@@ -29,6 +29,31 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         {"daemon": D, "endpoint": {"allocatePort": False}},
         "endpoint: allocatePort: false needs a port to use",
     ),
+    (
+        "expose-enum",
+        {"daemon": D, "endpoint": {"port": 8080, "expose": "LoadBalancer"}},
+        "spec.endpoint.expose",
+    ),
+    (
+        "expose-no-port",
+        {"daemon": D, "endpoint": {"expose": "Cluster"}},
+        "endpoint: expose: Cluster needs a port",
+    ),
+    (
+        "expose-own-host",
+        {"daemon": D, "endpoint": {"port": 8080, "host": "0.0.0.0", "expose": "Cluster"}},
+        "with expose: Cluster the service binds on its host's address",
+    ),
+    (
+        "expose-terraform",
+        {"terraform": {"module": {"path": "/m"}}, "endpoint": {"port": 80, "expose": "Cluster"}},
+        "endpoint.expose: Cluster needs a flavor that listens on its host",
+    ),
+    (
+        "9-exposed",
+        {"daemon": D, "endpoint": {"port": 8080, "expose": "Cluster"}},
+        "metadata.name must start with a letter under endpoint.expose: Cluster",
+    ),
     ("restart-enum", {"daemon": D, "restartPolicy": "Sometimes"}, "spec.restartPolicy"),
     ("admin-enum", {"daemon": D, "adminState": "paused"}, "spec.adminState"),
     ("deletion-enum", {"daemon": D, "deletionPolicy": "Keep"}, "spec.deletionPolicy"),
