@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     addresses = tuple(NodeAddress(type="InternalIP", address=a) for a in args.address or ())
+    serving_cert = None
+    if args.serve and args.log_port:
+        from steward.api.node import LogEndpoint
+        from steward.k8s.tls import ensure_serving_cert
+
+        state = _state_dir(args)
+        serving_cert = ensure_serving_cert(
+            state / "agent" / "tls", args.node, tuple(args.address or ())
+        )
     settings = NodeSettings(
         name=args.node,
         addresses=(*addresses, NodeAddress(type="Hostname", address=args.node)),
@@ -148,6 +158,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
         renew_interval=args.renew_interval,
         status_interval=args.status_interval,
         report_interval=args.report_interval,
+        log_endpoint=LogEndpoint(port=args.log_port, certificate=serving_cert.pem)
+        if serving_cert is not None
+        else None,
     )
     options = AgentOptions(
         settings=settings,
@@ -160,6 +173,16 @@ def cmd_agent(args: argparse.Namespace) -> int:
     # Register and renew from threads; run what is bound to this host in the main thread,
     # standalone (no kopf peering): each agent serves only its own node's services.
     config = _operator_config(args, node=args.node, host_ip=(args.address or [None])[0])
+    if serving_cert is not None:
+        config = config.model_copy(
+            update={
+                "log_port": args.log_port,
+                "log_address": (args.address or ["0.0.0.0"])[0],
+                "log_cert_file": serving_cert.cert_file,
+                "log_key_file": serving_cert.key_file,
+                "client_ca_file": Path(args.client_ca_file) if args.client_ca_file else None,
+            }
+        )
     _operator_logging(args)
     import steward.k8s.handlers  # noqa: F401 - registers the handlers
     from steward.k8s.fence import spawn
@@ -284,19 +307,43 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    """The local state directory's copy when it ran here; else its host's, through the API."""
     from steward.engine.service import Service
     from steward.engine.store import ServiceStore
     from steward.runtimes.base import ServiceIdentity
 
     state_dir = _state_dir(args)
-    manifest = ServiceStore(state_dir).load_manifest(ServiceIdentity(args.namespace, args.name))
+    manifest = None
+    if not args.cluster:
+        manifest = ServiceStore(state_dir).load_manifest(ServiceIdentity(args.namespace, args.name))
     if manifest is None:
-        print(f"error: no service {args.namespace}/{args.name} in {state_dir}", file=sys.stderr)
+        if args.cluster or args.kubeconfig or os.environ.get("KUBECONFIG") or _in_cluster():
+            return _cluster_logs(args)
+        print(f"error: no service {args.namespace}/{args.name} in {state_dir} "
+              "(--kubeconfig: ask the host that runs it)", file=sys.stderr)  # fmt: skip
         return 1
     svc = Service.from_manifest(manifest, state_dir=state_dir)
     try:
         for line in svc.get_logs(tail=args.tail, follow=args.follow):
             print(line, flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def _cluster_logs(args: argparse.Namespace) -> int:
+    from steward.k8s.logclient import LogsUnavailable, stream_logs
+
+    try:
+        for line in stream_logs(args.kubeconfig, args.namespace, args.name, args.tail, args.follow):
+            print(line, flush=True)
+    except LogsUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0
@@ -467,6 +514,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="with --serve: serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
     )
+    p.add_argument(
+        "--log-port",
+        type=int,
+        default=0,
+        help="with --serve: serve the services' logs over HTTPS on this port, on the first "
+        "--address (default 0: off); each request is authorized by a SubjectAccessReview "
+        "of get managedservices/log",
+    )
+    p.add_argument(
+        "--client-ca-file",
+        metavar="FILE",
+        help="with --log-port: client certificates signed by this CA authenticate too "
+        "(bearer tokens always do, by a TokenReview)",
+    )
     _workload_flags(p, verbose=False)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_agent)
@@ -549,6 +610,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("--tail", type=int, default=None)
+    p.add_argument(
+        "--kubeconfig",
+        help="read it from the host that runs it (its agent's log endpoint), as this user",
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="always ask its host, even when this machine's state directory has a copy",
+    )
     p.set_defaults(func=cmd_logs)
     return parser
 

@@ -31,7 +31,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.support.kubectl import Runner, apply, get, install_crds, patch
+from tests.support.kubectl import Runner, apply, get, install_crds, patch, token_kubeconfig
 from tests.support.manifests import http_daemon_spec, msvc
 from tests.support.namespaces import delete_namespace
 from tests.support.operator import read_log, start_steward
@@ -96,33 +96,6 @@ def shipped_rbac(kubectl: Runner) -> Iterator[None]:
         if created:
             kubectl("delete", "crd", *created, "--wait=true", "--timeout=60s", timeout=90,
                     check=False)  # fmt: skip
-
-
-def token_kubeconfig(kubectl: Runner, control_plane: Any, account: str, path: Path) -> Path:
-    """A kubeconfig holding only a fresh token of ``steward-system/ACCOUNT`` (and the CA)."""
-    token = kubectl("create", "token", account, "-n", SYSTEM, "--duration=1h").stdout.strip()
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {
-                            "server": control_plane.server,
-                            "certificate-authority": str(control_plane.ca_file),
-                        },
-                    }
-                ],
-                "users": [{"name": account, "user": {"token": token}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": account}}],
-                "current-context": "c",
-            }
-        )
-    )
-    path.chmod(0o600)
-    return path
 
 
 def process_env(control_plane: Any, kubeconfig: Path) -> dict[str, str]:
@@ -211,7 +184,9 @@ def test_controller_and_serving_agent_with_only_the_shipped_rbac(
     peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": PEERING}}
     apply(kubectl, ns, peering)  # the admin's: kopf never creates it
     kubeconfigs = {
-        account: token_kubeconfig(kubectl, control_plane, account, tmp_path / f"{account}.conf")
+        account: token_kubeconfig(
+            kubectl, control_plane, SYSTEM, account, tmp_path / f"{account}.conf"
+        )
         for account in (CONTROLLER_SA, AGENT_SA)
     }
     for account, kubeconfig in kubeconfigs.items():

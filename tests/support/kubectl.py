@@ -143,3 +143,32 @@ def delete_all_msvc(kubectl: Runner, namespace: str, timeout: int = 90) -> None:
         check=False,
         timeout=timeout + 30,
     )
+
+
+def token_kubeconfig(
+    kubectl: Runner, control_plane: Any, namespace: str, account: str, path: Path
+) -> Path:
+    """A kubeconfig holding only a fresh token of ``NAMESPACE/ACCOUNT`` (and the CA)."""
+    token = kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": control_plane.server,
+                            "certificate-authority": str(control_plane.ca_file),
+                        },
+                    }
+                ],
+                "users": [{"name": account, "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": account}}],
+                "current-context": "c",
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path

@@ -78,6 +78,17 @@ class AgentInfo(CamelModel):
     started_at: datetime | None = Field(default=None, description="When the agent started.")
 
 
+class LogEndpoint(CamelModel):
+    """Where the agent serves its services' logs (like a Node's daemonEndpoints)."""
+
+    port: int = Field(ge=1, le=65535, description="HTTPS port on the host's addresses.")
+    certificate: str = Field(
+        max_length=16384,
+        description="The agent's self-signed serving certificate (PEM): `steward logs` trusts "
+        "this one and nothing else for the host.",
+    )
+
+
 class StewardNodeStatus(CamelModel):
     """What the host's agent reports."""
 
@@ -97,6 +108,11 @@ class StewardNodeStatus(CamelModel):
     )
     services: int = Field(default=0, description="ManagedServices bound to this host.")
     agent: AgentInfo = Field(default_factory=AgentInfo, description="The agent.")
+    log_endpoint: LogEndpoint | None = Field(
+        default=None,
+        description="`steward agent --serve --log-port`: its HTTPS log endpoint (every request "
+        "authorized by a SubjectAccessReview of get managedservices/log).",
+    )
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

@@ -20,6 +20,7 @@ from steward.api.node import (
     RUNTIME_CONDITIONS,
     SERVICES,
     AgentInfo,
+    LogEndpoint,
     NodeAddress,
     StewardNodeStatus,
 )
@@ -50,6 +51,8 @@ class NodeSettings:
     renew_interval: float = 10.0
     status_interval: float = 10.0
     report_interval: float = 300.0
+    log_endpoint: LogEndpoint | None = None
+    """``--serve --log-port``: published in the status for `steward logs`."""
 
 
 def _memory(quantity: Decimal) -> str:
@@ -126,6 +129,7 @@ def node_status(
             boot_id=facts.boot_id,
             started_at=started_at,
         ),
+        log_endpoint=settings.log_endpoint,
     )
 
 

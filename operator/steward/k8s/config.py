@@ -61,6 +61,14 @@ class OperatorConfig(BaseModel):
     """The address pods reach this host on (an agent's first ``--address``, the chart's
     ``status.podIP``): ``endpoint.expose: Cluster`` services bind and are probed there, and
     their status names the Service. None: the loopback, and no Service is named."""
+    log_port: int = 0
+    """An agent's HTTPS log endpoint (`steward logs` from anywhere); 0: none."""
+    log_address: str = "0.0.0.0"
+    log_cert_file: Path | None = None
+    log_key_file: Path | None = None
+    client_ca_file: Path | None = None
+    """Client certificates signed by this CA authenticate at the log endpoint (as at the
+    apiserver); bearer tokens always do, through a TokenReview."""
     lease_namespace: str = "kube-node-lease"
     node_monitor_period: float = 5.0
     """`steward controller`: how often it lists the agents' Leases (node-monitor-period)."""

@@ -18,7 +18,7 @@ from steward.k8s.config import OperatorConfig
 from steward.k8s.controller import Controller
 from steward.k8s.exposure import Exposer
 from steward.k8s.login import login
-from steward.k8s.serving import controller_for, resume
+from steward.k8s.serving import controller_for, resume, serve_logs
 from steward.k8s.settings import apply_settings
 
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -43,11 +43,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     await resume(ctl)
     if config.metrics_port:
         metrics.serve(config.metrics_port, config.metrics_addr, ctl.states)
+    if config.node is not None and config.log_port:
+        memo.log_server = serve_logs(ctl, config)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctl: Controller | None = getattr(memo, "controller", None)
+    server = getattr(memo, "log_server", None)
+    if server is not None:
+        server.close()
     if ctl is not None:
         ctl.shutdown()
 

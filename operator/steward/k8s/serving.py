@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from steward.k8s.config import OperatorConfig
 from steward.k8s.controller import Controller, Tracked, _ref
 from steward.k8s.fence import read_renewed, write_targets
 from steward.k8s.fence import target as fence_target
+from steward.k8s.logserver import LogServer, Reviews
 from steward.k8s.patches import merge_patch
 from steward.runtimes.base import ServiceIdentity
 
@@ -536,3 +538,23 @@ def _ready_reason(status: dict[str, Any]) -> str | None:
         if c.get("type") == "Ready":
             return str(c.get("reason"))
     return None
+
+
+def serve_logs(ctl: Controller, config: OperatorConfig) -> LogServer:
+    """The agent's log endpoint over the Services it drives now (nothing else is found)."""
+    assert config.log_cert_file is not None and config.log_key_file is not None
+
+    def source(namespace: str, name: str, tail: int | None, follow: bool) -> Iterator[str] | None:
+        tracked = ctl.tracked.get(f"{namespace}/{name}")
+        svc = tracked.service if tracked is not None else None
+        return svc.get_logs(tail=tail, follow=follow) if svc is not None else None
+
+    return LogServer(
+        config.log_address,
+        config.log_port,
+        config.log_cert_file,
+        config.log_key_file,
+        Reviews(ctl.clients.core.api_client),
+        source,
+        client_ca_file=config.client_ca_file,
+    ).start()

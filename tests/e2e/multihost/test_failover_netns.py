@@ -27,6 +27,11 @@ lab's apiserver on the bridge. A :class:`tests.support.copies.Copies` sampler co
   goes not ready before the new one is ready (sampled every 100 ms); deleted, the Service and
   the slice go with it. A Service of the same name that Steward did not create is left as it
   is, gets no slice, and the resource gets a Warning Event.
+* **Logs from the host that runs it**: `steward logs NAME -n NS --kubeconfig` (in the root
+  namespace) finds the host from the binding and reads the agent's HTTPS endpoint, trusting
+  only the certificate its StewardNode publishes, as the user of that kubeconfig: a token
+  allowed ``get managedservices/log`` in the namespace reads (tail and follow), one allowed
+  everything else but that, or only in another namespace, gets 403, no or a forged token 401.
 * **Never on a cut host**: cut for longer than the grace period, the service is NodeLost
   while its copy runs on, nothing moves; healed, the host renews and its agent writes its
   status again: StewardNode and service Ready, the same copy adopted in place.
@@ -79,6 +84,8 @@ OUTAGE = REPLACE_AFTER + 2.0
 SLACK = 1.5
 """What a deadline may be late by: a renewal interval, the pollers' periods, a SIGKILL."""
 STALE_EPOCH = "this write is for a binding that is over (a stale epoch)"
+LOG_PORT = 10260
+"""Each agent's log endpoint, on its host's address (one port: one namespace per host)."""
 TIMEOUT = (3, 10)
 """Every request of the test's own client: connect, read (the apiserver may be stopped)."""
 
@@ -334,6 +341,7 @@ def failover(
                 argv = [sys.executable, "-m", "steward.cli", "--state-dir", str(states[host])]
                 argv += ["agent", "--node", node, "--serve", "-n", ns, "--label", f"e2e-run={run}"]
                 argv += ["--kubeconfig", str(mh.kubeconfig), "--address", lab.address(host)]
+                argv += ["--log-port", str(LOG_PORT)]
                 with open(logs[host], "ab") as out:
                     agents[host] = subprocess.Popen(
                         lab.argv(host, [*argv, *FAST]),
@@ -923,3 +931,100 @@ def test_a_service_steward_did_not_create_is_never_taken_over(fo: Failover) -> N
         assert _service(fo, name) is not None
     finally:
         fo.core.delete_namespaced_service(name, fo.namespace, _request_timeout=TIMEOUT)
+
+
+def _reader_rbac(kubectl: Runner, namespace: str, account: str, verbs_on_log: bool) -> None:
+    """``account`` in ``namespace``: get on ManagedServices there (and on managedservices/log
+    when ``verbs_on_log``), get on StewardNodes (to find the host)."""
+    kubectl("create", "serviceaccount", account, "-n", namespace)
+    resources = ["managedservices", *(["managedservices/log"] if verbs_on_log else [])]
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": account, "namespace": namespace},
+        "rules": [{"apiGroups": [GROUP], "resources": resources, "verbs": ["get"]}],
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(role))
+    kubectl("create", "rolebinding", account, "-n", namespace, f"--role={account}",
+            f"--serviceaccount={namespace}:{account}")  # fmt: skip
+    kubectl("create", "clusterrolebinding", f"{namespace}-{account}",
+            "--clusterrole=e2e-stewardnode-reader",
+            f"--serviceaccount={namespace}:{account}")  # fmt: skip
+
+
+def test_logs_are_read_from_the_host_by_whoever_may_read_them(fo: Failover, tmp_path: Path) -> None:
+    import ssl
+    import urllib.request
+
+    from tests.support.kubectl import token_kubeconfig
+
+    name, kubectl, ns = "talk", fo.mh.kubectl, fo.namespace
+    fo.apply(name, {"policy": "Never"}, http_daemon_spec())  # logs a line per probe (2 s)
+    obj = wait_for(lambda: fo.ready(name), timeout=30, what=f"{name} Ready")
+    host = fo.host_of(node_of(obj))
+    other = f"{ns}-other"
+    kubectl("create", "clusterrole", "e2e-stewardnode-reader", "--verb=get",
+            "--resource=stewardnodes.steward.dev")  # fmt: skip
+    kubectl("create", "namespace", other)
+    try:
+        _reader_rbac(kubectl, ns, "reader", verbs_on_log=True)
+        _reader_rbac(kubectl, ns, "peeker", verbs_on_log=False)
+        _reader_rbac(kubectl, other, "reader", verbs_on_log=True)
+        # the other namespace's reader may read the service itself, not its log
+        kubectl("create", "rolebinding", "other-reader", "-n", ns, "--role=peeker",
+                f"--serviceaccount={other}:reader")  # fmt: skip
+        configs = {
+            who: token_kubeconfig(kubectl, fo.mh.control_plane, n, a, tmp_path / f"{who}.conf")
+            for who, n, a in (("reader", ns, "reader"), ("peeker", ns, "peeker"),
+                              ("other", other, "reader"))
+        }  # fmt: skip
+        env = {k: v for k, v in fo.mh.control_plane.env().items() if k != "KUBECONFIG"}
+
+        def logs(who: str, *extra: str) -> subprocess.CompletedProcess[str]:
+            argv = [sys.executable, "-m", "steward.cli", "--state-dir", str(tmp_path / "none"),
+                    "logs", name, "-n", ns, "--kubeconfig", str(configs[who]), *extra]  # fmt: skip
+            return subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True,
+                                  timeout=30, check=False)  # fmt: skip
+
+        wait_for(lambda: "GET / HTTP" in logs("reader", "--tail", "3").stdout, timeout=15,
+                 what="a probe's request line in the log, read through the agent")  # fmt: skip
+        got = logs("reader", "--tail", "3")
+        assert got.returncode == 0 and 1 <= len(got.stdout.splitlines()) <= 3, got
+        for who in ("peeker", "other"):
+            denied = logs(who, "--tail", "3")
+            assert denied.returncode == 1 and "answered 403" in denied.stderr, (who, denied)
+            assert "cannot get managedservices/log" in denied.stderr, denied.stderr
+        # Follow: the next probe's line arrives while the command runs.
+        argv = [sys.executable, "-m", "steward.cli", "--state-dir", str(tmp_path / "none"),
+                "logs", name, "-n", ns, "--kubeconfig", str(configs["reader"]), "-f",
+                "--tail", "0"]  # fmt: skip
+        with open(tmp_path / "follow.out", "wb") as out:
+            follower = subprocess.Popen(argv, env=env, cwd=REPO, stdout=out,
+                                        stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            wait_for(lambda: b"GET / HTTP" in (tmp_path / "follow.out").read_bytes(),
+                     timeout=15, what="a new line while following")  # fmt: skip
+            assert follower.poll() is None, (tmp_path / "follow.out").read_text()
+        finally:
+            follower.terminate()
+            follower.wait(timeout=10)
+
+        # Without credentials, or with a forged token: 401. The endpoint's certificate is
+        # the agent's own (the StewardNode's): a client trusting the usual CAs refuses it.
+        node = fo.custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", node_of(obj))
+        endpoint = node["status"]["logEndpoint"]
+        assert endpoint["port"] == LOG_PORT and "BEGIN CERTIFICATE" in endpoint["certificate"]
+        url = f"https://{fo.lab.address(host)}:{LOG_PORT}/logs/{ns}/{name}?tail=1"
+        pinned = ssl.create_default_context(cadata=endpoint["certificate"])
+        for headers in ({}, {"Authorization": "Bearer forged"}):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                       context=pinned, timeout=10)  # fmt: skip
+            assert refused.value.code == 401, headers
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            urllib.request.urlopen(url, context=ssl.create_default_context(), timeout=10)
+    finally:
+        kubectl("delete", "namespace", other, "--wait=false", check=False)
+        for binding in (f"{ns}-reader", f"{ns}-peeker", f"{other}-reader"):
+            kubectl("delete", "clusterrolebinding", binding, check=False)
+        kubectl("delete", "clusterrole", "e2e-stewardnode-reader", check=False)
