@@ -84,6 +84,8 @@ RELEASED: Final = "Released"
 # endpoint.expose: Cluster
 SERVICE_NAME_TAKEN: Final = "ServiceNameTaken"
 """Warning Event: a Service of the resource's name exists that Steward did not create."""
+EXPOSE_FAILED: Final = "ExposeFailed"
+"""Warning Event: the Service or EndpointSlice could not be written (e.g. RBAC forbids it)."""
 
 # Failover (a host whose Lease ran out)
 NODE_LOST: Final = "NodeLost"

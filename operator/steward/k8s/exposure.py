@@ -53,6 +53,8 @@ class Exposer:
         """key -> what is in the API as far as this process knows (absent: nothing)."""
         self.refused: set[str] = set()
         """Keys whose Service name is taken by someone else's Service (warned once)."""
+        self.failed: dict[str, str] = {}
+        """key -> the last failure told as an Event (the same one is not told again)."""
         self._lock = asyncio.Lock()
 
     async def start(self, namespaces: tuple[str, ...] = ()) -> None:
@@ -91,9 +93,16 @@ class Exposer:
             try:
                 await asyncio.to_thread(self._converge, key, body, want)
             except kubernetes.client.ApiException as exc:
-                # The resource's next event retries (a watch resync brings one at the latest).
-                log.warning("%s: endpoints not updated: %s", key, _api_message(exc))
+                # The resource's next event retries (a watch resync brings one at the latest);
+                # the user hears of each new failure once, as an Event on the resource.
+                message = f"its Service and EndpointSlice are not updated: {_api_message(exc)}"
+                log.warning("%s: %s", key, message)
                 self.applied[key] = _UNKNOWN
+                if self.failed.get(key) != message and event_type != "DELETED":
+                    self.failed[key] = message
+                    await asyncio.to_thread(self._warn, body, R.EXPOSE_FAILED, message)
+            else:
+                self.failed.pop(key, None)
 
     def _converge(self, key: str, body: Mapping[str, Any], want: X.Exposure) -> None:
         namespace, _, name = key.partition("/")
@@ -106,8 +115,11 @@ class Exposer:
         if live is not None and not X.ours(live, name):
             if key not in self.refused:
                 self.refused.add(key)
-                self._warn(body, f"a Service named {name} exists and Steward did not create it: "
-                           "the endpoint is not exposed (rename one of them)")  # fmt: skip
+                message = (
+                    f"a Service named {name} exists and Steward did not create it: "
+                    "the endpoint is not exposed (rename one of them)"
+                )
+                self._warn(body, R.SERVICE_NAME_TAKEN, message)
             return
         self.refused.discard(key)
         previous = self.applied.get(key, _UNKNOWN)
@@ -144,7 +156,7 @@ class Exposer:
                 if exc.status != 404:
                     raise
 
-    def _warn(self, body: Mapping[str, Any], message: str) -> None:
+    def _warn(self, body: Mapping[str, Any], reason: str, message: str) -> None:
         meta = body["metadata"]
         ref = ObjectRef(
             api_version=str(body.get("apiVersion") or "steward.dev/v1alpha1"),
@@ -153,5 +165,5 @@ class Exposer:
             name=str(meta["name"]),
             uid=str(meta.get("uid") or ""),
         )
-        self.recorder.record(ref, "Warning", R.SERVICE_NAME_TAKEN, message)
+        self.recorder.record(ref, "Warning", reason, message)
         self.recorder.flush(ref)
