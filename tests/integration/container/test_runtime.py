@@ -265,8 +265,9 @@ def test_paused_container_is_an_error_and_still_stops(
     rt.start()
     c = docker_client.containers.get(rt.observe().details["containerId"])
     c.pause()
-    obs = rt.observe()
-    assert obs.state is ServiceState.ERROR and obs.reason == "Paused"
+    # observe() answers from the engine's events stream: the pause shows once it arrives.
+    obs = wait_for(lambda: (o := rt.observe()).state is ServiceState.ERROR and o, 5)
+    assert obs.reason == "Paused", obs
     assert rt.adopt() is Adoption.ADOPTED
     t0 = time.monotonic()
     rt.stop()
