@@ -314,6 +314,7 @@ def test_placement_patch_writes_the_binding_exactly() -> None:
         "epoch": 4,
         "boundAt": "2026-12-01T12:00:00Z",
         "reportedEpoch": None,
+        "fencedNodes": None,  # a clean unbinding forgets the fenced hosts
     }
     bound = Binding(node_name="a", epoch=5, bound_at=T0, released_epoch=3)
     assert "releasedEpoch" not in placement_patch(bound)  # the agents', kept

@@ -20,6 +20,7 @@ from steward.api.spec import ManagedServiceSpec
 from steward.api.status import Binding, ManagedServiceStatus
 from steward.engine.placement import (
     Bound,
+    fenced_unbinding,
     is_current,
     next_binding,
     place,
@@ -632,3 +633,20 @@ def test_epochs_only_grow_over_moves() -> None:
 )
 def test_is_current(binding: Binding | None, node_name: str, epoch: int, current: bool) -> None:
     assert is_current(binding, node_name, epoch) is current
+
+
+def test_fenced_hosts_follow_a_failover_to_the_next_host_and_a_clean_move_forgets_them() -> None:
+    """What lets the next host break a Terraform lock: the hosts released on their behalf."""
+    b = next_binding(None, "a", T0)
+    assert b.fenced_nodes is None
+    b = fenced_unbinding(b, T0)  # a is fenced; the controller releases its epoch
+    assert (b.node_name, b.epoch, b.fenced_nodes) == (None, 2, ["a"])
+    b = next_binding(b, "b", T0)
+    assert (b.node_name, b.epoch, b.fenced_nodes) == ("b", 3, ["a"])
+    b = fenced_unbinding(b, T0)
+    b = next_binding(b, "a", T0)  # back to a: a is still listed, b joins
+    assert (b.epoch, b.fenced_nodes) == (5, ["a", "b"])
+    b = fenced_unbinding(b, T0)
+    assert b.fenced_nodes == ["b", "a"]  # no duplicates; the newest last
+    b = unbinding(next_binding(b, "c", T0), T0)  # c releases it itself: a clean move
+    assert b.fenced_nodes is None

@@ -146,6 +146,14 @@ class Binding(CamelModel):
         "service that had a host only once it was released, so no two hosts run it at once.",
     )
 
+    fenced_nodes: list[str] | None = Field(
+        default=None,
+        max_length=16,
+        description="Hosts the controller released this service on behalf of after fencing "
+        "them (failover), since it last moved cleanly: the next host may break a Terraform "
+        "state lock one of them left before this binding began. Cleared by a clean unbinding.",
+    )
+
     @model_validator(mode="after")
     def _fenced(self) -> Binding:
         if self.reported_epoch is not None and self.reported_epoch != self.epoch:

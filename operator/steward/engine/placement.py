@@ -305,14 +305,24 @@ def next_binding(previous: Binding | None, node: str, now: datetime) -> Binding:
     if previous is not None and previous.node_name == node:
         return previous
     epoch = previous.epoch + 1 if previous is not None else 1
-    return Binding(node_name=node, epoch=epoch, bound_at=now)
+    fenced = previous.fenced_nodes if previous is not None else None
+    return Binding(node_name=node, epoch=epoch, bound_at=now, fenced_nodes=fenced)
 
 
 def unbinding(previous: Binding | None, now: datetime) -> Binding | None:
-    """No host: the epoch is raised too (the old host's writes become stale) and kept."""
+    """No host: the epoch is raised too (the old host's writes become stale) and kept. A
+    clean unbinding (the host releases it itself) forgets the fenced hosts."""
     if previous is None or previous.node_name is None:
         return previous
     return Binding(node_name=None, epoch=previous.epoch + 1, bound_at=now)
+
+
+def fenced_unbinding(previous: Binding, now: datetime) -> Binding:
+    """Unbound on behalf of a fenced host: the host joins ``fencedNodes`` (newest last)."""
+    moved = unbinding(previous, now)
+    assert moved is not None and previous.node_name is not None
+    hosts = [h for h in previous.fenced_nodes or () if h != previous.node_name]
+    return moved.model_copy(update={"fenced_nodes": [*hosts, previous.node_name][-16:]})
 
 
 def is_current(binding: Binding | None, node: str, epoch: int) -> bool:

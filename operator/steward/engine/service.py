@@ -53,6 +53,7 @@ from steward.health.tracker import reset as reset_health
 from steward.runtimes.base import (
     Adoption,
     CredentialSource,
+    FencedHolders,
     Observation,
     Resolver,
     Runtime,
@@ -126,9 +127,12 @@ class Service:
         sandbox: Sandbox | None = None,
         credentials: CredentialSource | None = None,
         host_ip: str | None = None,
+        fenced: FencedHolders | None = None,
     ) -> None:
         self.sandbox = sandbox
         self.host_ip = host_ip
+        self.fenced = fenced
+        """A host agent's proof that the hosts this ran on before were fenced (failover)."""
         self.credentials = credentials
         self.identity = ServiceIdentity(manifest.metadata.namespace, manifest.metadata.name)
         self.policy = policy
@@ -280,6 +284,7 @@ class Service:
             resolver=self.resolver,
             sandbox=self.sandbox,
             credentials=self.credentials,
+            fenced=self.fenced,
             log_hub_dir=self.store.log_hub_dir,
         )
 

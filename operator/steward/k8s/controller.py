@@ -175,7 +175,12 @@ class Controller:
             sandbox=sandbox,
             credentials=credentials,
             host_ip=self.config.host_ip,
+            **self._service_kwargs(ms),
         )
+
+    def _service_kwargs(self, ms: ManagedService) -> dict[str, Any]:
+        """More for the Service of ``ms`` (an agent's proof of fenced predecessors)."""
+        return {}
 
     async def _patch_status(
         self, body: kopf.Body, tracked: Tracked, status: dict[str, Any]

@@ -30,7 +30,7 @@ from steward.api.placement import Failover
 from steward.api.status import Binding, utcnow
 from steward.engine import hosts as H
 from steward.engine.binding import placement_patch, with_condition
-from steward.engine.placement import unbinding
+from steward.engine.placement import fenced_unbinding
 from steward.k8s.serving import binding_of, placement_of
 
 log = logging.getLogger("steward.controller.hosts")
@@ -42,8 +42,7 @@ LEASE_SELECTOR = "app.kubernetes.io/managed-by=steward"
 def released_unbinding(binding: Binding) -> dict[str, Any]:
     """``status.placement`` for a fenced host's service: unbound (epoch + 1) and the old
     epoch released on the host's behalf, so the scheduler binds it elsewhere."""
-    moved = unbinding(binding, utcnow())
-    assert moved is not None
+    moved = fenced_unbinding(binding, utcnow())
     return {**placement_patch(moved), "releasedEpoch": binding.epoch}
 
 

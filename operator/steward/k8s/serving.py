@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from steward.api import reasons as R
 from steward.api.crd import NODE_NAME_FIELD, PLURAL
 from steward.api.manifest import API_GROUP, API_VERSION, ManagedService
+from steward.api.node import NODE_PLURAL
 from steward.api.placement import Failover, FailoverPolicy, Placement
 from steward.api.status import STALE_EPOCH_MESSAGE, Binding
 from steward.engine.binding import ReleaseAction, holds, merged_conditions, release_action
@@ -48,7 +49,7 @@ from steward.k8s.fence import read_renewed, write_targets
 from steward.k8s.fence import target as fence_target
 from steward.k8s.logserver import LogServer, Reviews
 from steward.k8s.patches import merge_patch
-from steward.runtimes.base import ServiceIdentity
+from steward.runtimes.base import FencedHolders, ServiceIdentity
 
 log = logging.getLogger("steward.agent")
 
@@ -149,8 +150,31 @@ class AgentController(Controller):
         """key -> the resourceVersion of the controller's NodeLost write answered in full."""
         self.resumed: set[str] = set()
         """Services whose binding epoch this host held before this process (a restart)."""
+        self.predecessors: dict[str, FencedHolders] = {}
+        """key -> the fenced hosts it ran on before this binding (``fencedNodes``), by their
+        host names, and when this binding began: what lets Terraform break their lock."""
 
     # ------------------------------------------------------------ the hooks of Controller
+    def _service_kwargs(self, ms: ManagedService) -> dict[str, Any]:
+        return {"fenced": self.predecessors.get(ms.key)}
+
+    def _hostnames(self, nodes: list[str]) -> frozenset[str]:
+        """The host names the fenced StewardNodes' agents reported (a lock's ``Who``)."""
+        out = set()
+        for name in nodes:
+            try:
+                obj: Any = self.clients.custom.get_cluster_custom_object(
+                    API_GROUP, API_VERSION, NODE_PLURAL, name
+                )
+            except kubernetes.client.ApiException as exc:
+                if exc.status == 404:
+                    continue  # gone: nothing proves who it was
+                raise
+            hostname = ((obj.get("status") or {}).get("agent") or {}).get("hostname")
+            if hostname:
+                out.add(str(hostname))
+        return frozenset(out)
+
     def serves(self, body: kopf.Body) -> bool:
         return holds(binding_of(body), self.node, None)
 
@@ -316,6 +340,11 @@ class AgentController(Controller):
             self.resumed.add(key)
         else:
             self.resumed.discard(key)
+        self.predecessors.pop(key, None)
+        if binding.fenced_nodes and binding.bound_at is not None:
+            hosts = await asyncio.to_thread(self._hostnames, binding.fenced_nodes)
+            if hosts:
+                self.predecessors[key] = FencedHolders(hosts, binding.bound_at)
         self.held[key] = epoch
         self.records.put(key, epoch)
         self.fenced.discard(key)

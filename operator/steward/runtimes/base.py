@@ -81,6 +81,18 @@ class CredentialSource(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FencedHolders:
+    """Where this service ran before its binding here, and when that binding began: by then
+    the controller had seen those hosts fenced (or released), so nothing they started then
+    can still hold anything."""
+
+    hosts: frozenset[str]
+    """Their host names (a Terraform lock's ``Who`` is ``user@hostname``)."""
+    before: datetime
+    """When the binding this host holds was made (``status.placement.boundAt``)."""
+
+
 @dataclass
 class RuntimeContext:
     """What the engine hands a runtime: nothing here needs Kubernetes to exist."""
@@ -102,6 +114,10 @@ class RuntimeContext:
     (library and local mode)."""
     credentials: CredentialSource | None = None
     """In a sandbox: the namespace's credentials for the kubernetes state backend."""
+    fenced: FencedHolders | None = None
+    """A host agent's proof, after a failover, that the earlier holders are gone; None: no
+    such proof (one host, a library caller), and only a provably dead local run's Terraform
+    state lock is ever broken."""
     log_hub_dir: Path | None = None
     """Where the state directory's one log writer listens (runtimes/loghub.py); None: each
     daemon gets a writer process of its own."""

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from steward.api.terraform import TerraformSpec
-from steward.runtimes.base import Resolver, RuntimeContext, ServiceIdentity
+from steward.runtimes.base import FencedHolders, Resolver, RuntimeContext, ServiceIdentity
 from steward.runtimes.terraform import TerraformRuntime
 from steward.runtimes.terraform.binary import bundled_available
 from tests.support.env import unavailable
@@ -62,6 +62,7 @@ def make_rt(tmp_path: Path) -> Iterator[MakeRT]:
         secrets: frozenset[str] = frozenset(),
         env: dict[str, str] | None = None,
         resolver: Resolver | None = None,
+        fenced: FencedHolders | None = None,
     ) -> TerraformRuntime:
         ctx = RuntimeContext(
             identity=ServiceIdentity("t1", name),
@@ -70,6 +71,7 @@ def make_rt(tmp_path: Path) -> Iterator[MakeRT]:
             secret_values=secrets,
             env=env or {},
             resolver=resolver,
+            fenced=fenced,
         )
         rt = TerraformRuntime(TerraformSpec.model_validate(spec), ctx)
         made.append(rt)

@@ -1,7 +1,9 @@
 """The `kubernetes` state backend on a real kube-apiserver: state in a Secret, lock in a Lease.
 
 A run killed mid-apply leaves its Lease behind (the classic stuck object of
-tofu-controller users); the next run proves the holder dead and unlocks it.
+tofu-controller users); the next run proves the holder dead and unlocks it. On another
+host (an empty state directory) only the agent's proof that the old host was fenced
+before its binding began lets it break the lock.
 
 The control plane comes from $STEWARD_TESTBIN or the testbin cache that
 ``hack/testenv/build-testbin.sh`` fills; without either this module is
@@ -12,15 +14,17 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from steward.api.state import ServiceState
-from steward.runtimes.base import RuntimeFailure
+from steward.runtimes.base import FencedHolders, RuntimeFailure
 from tests.support.env import in_ci
 from tests.support.terraform import SLOW, Background, MakeRT, sleeps, spec_of, wait_for
 
@@ -123,3 +127,54 @@ def test_state_in_a_secret_and_stale_lease_unlocked(
     again.stop()
     assert again.observe().state is ServiceState.INACTIVE
     assert "Destroy complete!" in "\n".join(again.logs(tail=30))
+
+
+@pytest.mark.timeout(600)
+def test_a_lease_left_on_a_fenced_host_is_broken_only_by_the_host_bound_after_it(
+    tmp_path: Path, kube: Any, make_rt: MakeRT
+) -> None:
+    """Failover: the run on the old host was killed by its fence holding the Lease; the new
+    host has no record of it. Only the proof its agent hands over (that host, fenced before
+    this binding began) lets it force-unlock; without it, for another host, or for a lock
+    taken after the binding, the lock stays and the status says who holds it."""
+    backend = k8s_backend(kube, "t1.fenced")
+    old = make_rt(spec_of(SLOW, vars={"seconds": 66.75}, backend=backend),
+                  runtime_dir=tmp_path / "old")  # fmt: skip
+    bg = Background(old)
+    wait_for(lambda: sleeps("66.75"), "the provisioner's sleep", 60)
+    running = old.runner.running
+    assert running is not None
+    os.kill(running.pid, signal.SIGKILL)  # what the old host's fence does to it
+    assert isinstance(bg.join(60), RuntimeFailure)
+    lease = kubectl(kube, "get", "lease", "lock-tfstate-default-t1.fenced", "-n", "default",
+                    "-o", "jsonpath={.spec.holderIdentity}").strip()  # fmt: skip
+    assert lease, "the killed run's Lease should still hold the lock"
+    host = socket.gethostname()  # the old host ran here: its lock says user@this-host
+    after = datetime.now(UTC) + timedelta(seconds=6)  # the binding here, after the fence
+
+    refused = {
+        "no proof": None,
+        "another host fenced": FencedHolders(frozenset({"elsewhere"}), after),
+        "bound before the lock": FencedHolders(frozenset({host}), after - timedelta(minutes=5)),
+    }
+    for i, (case, fenced) in enumerate(refused.items()):
+        new = make_rt(spec_of(SLOW, vars={"seconds": 0}, backend=backend),
+                      runtime_dir=tmp_path / f"n{i}", fenced=fenced)  # fmt: skip
+        with pytest.raises(RuntimeFailure) as info:
+            new.start()
+        assert info.value.reason == "TerraformStateLocked", (case, info.value)
+        assert "not breaking it" in "\n".join(new.logs()), case
+        still = kubectl(kube, "get", "lease", "lock-tfstate-default-t1.fenced", "-n", "default",
+                        "-o", "jsonpath={.spec.holderIdentity}").strip()  # fmt: skip
+        assert still == lease, case
+
+    new = make_rt(spec_of(SLOW, vars={"seconds": 0}, backend=backend),
+                  runtime_dir=tmp_path / "new", fenced=FencedHolders(frozenset({host}), after))  # fmt: skip
+    new.start()
+    obs = new.observe()
+    assert obs.state is ServiceState.ACTIVE, obs.message
+    log = "\n".join(new.logs())
+    assert f"state lock {lease} was taken by" in log
+    assert "on a host fenced before this host's binding began: force-unlock" in log
+    new.stop()
+    assert new.observe().state is ServiceState.INACTIVE

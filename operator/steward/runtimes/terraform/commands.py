@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from steward.runtimes.base import RuntimeFailure
 from steward.runtimes.terraform.diag import LockInfo, Reason, classify, errors, lock_info, message
-from steward.runtimes.terraform.lock import Holder
+from steward.runtimes.terraform.lock import Holder, taken_by_fenced
 from steward.runtimes.terraform.runner import Result
 from steward.runtimes.terraform.session import Session
 
@@ -104,7 +104,15 @@ class Commands:
         s = self.s
         raw = (s.record.dead_holder or {}).get("raw")
         holder = Holder(**raw) if raw else None
-        if holder is None or holder.alive() or not holder.owns(info):
+        fenced = taken_by_fenced(info, s.ctx.fenced)
+        if fenced and (holder is None or not holder.alive()):
+            s.log.line(
+                f"--- state lock {info.id} was taken by {info.who or 'an unknown holder'} at "
+                f"{info.created}, on a host fenced before this host's binding began: "
+                "force-unlock"
+            )
+            holder = None
+        elif holder is None or holder.alive() or not holder.owns(info):
             why = (
                 "no record of who took it"
                 if holder is None
@@ -114,10 +122,11 @@ class Commands:
             )
             s.log.line(f"--- state lock {info.id} is held; not breaking it: {why}")
             return False
-        s.log.line(
-            f"--- state lock {info.id} belongs to terraform {holder.command} "
-            f"(pid {holder.pid}, dead): force-unlock"
-        )
+        if holder is not None:
+            s.log.line(
+                f"--- state lock {info.id} belongs to terraform {holder.command} "
+                f"(pid {holder.pid}, dead): force-unlock"
+            )
         res = self.run(
             "force-unlock", ["force-unlock", "-force", "-no-color", info.id], env, retry_lock=False
         )

@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from steward.runtimes.base import FencedHolders
 from steward.runtimes.terraform.diag import LockInfo
 
 START_TIME_TOLERANCE = 0.05
@@ -180,3 +181,15 @@ def stale_local_lock_info(state_dir: Path) -> Path | None:
     """
     path = state_dir / ".terraform.tfstate.lock.info"
     return path if path.exists() else None
+
+
+def taken_by_fenced(lock: LockInfo, fenced: FencedHolders | None) -> bool:
+    """Taken on one of the fenced hosts (``Who`` is ``user@host``) before this host's
+    binding began, by more than the clocks' slack: its run was stopped by the fence."""
+    if fenced is None or "@" not in lock.who:
+        return False
+    host = lock.who.rsplit("@", 1)[1]
+    created = _parse_lock_time(lock.created)
+    return (
+        host in fenced.hosts and created is not None and created < fenced.before - LOCK_CLOCK_SLACK
+    )
