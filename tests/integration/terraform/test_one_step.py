@@ -44,7 +44,8 @@ def test_apply_and_reapply_each_finish_in_one_step(
     try:
         asyncio.run(svc.areconcile(pool))
         assert svc.status.state is ServiceState.ACTIVE, svc.status.last_error
-        assert svc.status.condition("Ready").status == "True"
+        ready = svc.status.condition("Ready")
+        assert ready is not None and ready.status == "True"
         assert svc.status.endpoint.uri == "http://127.0.0.1:9/one"
         assert commands_in_log(svc) == ["init", "apply", "output"]
 
