@@ -26,6 +26,8 @@ from steward.k8s.events import EventRecorder, ObjectRef
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "steward-controller"
+TIMEOUT = (3.0, 10.0)
+"""(connect, read) seconds of each request: a stuck apiserver never holds the handlers."""
 APPLY = "application/apply-patch+yaml"
 
 
@@ -71,9 +73,18 @@ class Exposer:
         no controller ran still loses its Service, and others cost no request."""
         selector = X.OWNER_LABEL
         lists = (
-            [self.core.list_namespaced_service(ns, label_selector=selector) for ns in namespaces]
+            [
+                self.core.list_namespaced_service(
+                    ns, label_selector=selector, _request_timeout=TIMEOUT
+                )
+                for ns in namespaces
+            ]
             if namespaces
-            else [self.core.list_service_for_all_namespaces(label_selector=selector)]
+            else [
+                self.core.list_service_for_all_namespaces(
+                    label_selector=selector, _request_timeout=TIMEOUT
+                )
+            ]
         )
         for found in lists:
             for svc in found.items:
@@ -126,18 +137,19 @@ class Exposer:
         if live is None or previous.service != want.service:
             self.core.patch_namespaced_service(
                 name, namespace, want.service, field_manager=FIELD_MANAGER, force=True,
-                _content_type=APPLY,
+                _content_type=APPLY, _request_timeout=TIMEOUT,
             )  # fmt: skip
         if live is None or previous.endpoint_slice != want.endpoint_slice:
             self.discovery.patch_namespaced_endpoint_slice(
                 name + X.SLICE_SUFFIX, namespace, want.endpoint_slice,
                 field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+                _request_timeout=TIMEOUT,
             )  # fmt: skip
         self.applied[key] = want
 
     def _read_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            live = self.core.read_namespaced_service(name, namespace)
+            live = self.core.read_namespaced_service(name, namespace, _request_timeout=TIMEOUT)
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
                 return None
@@ -151,7 +163,7 @@ class Exposer:
             calls.append((self.core.delete_namespaced_service, name))
         for delete, obj in calls:
             try:
-                delete(obj, namespace)
+                delete(obj, namespace, _request_timeout=TIMEOUT)
             except kubernetes.client.ApiException as exc:
                 if exc.status != 404:
                     raise
