@@ -645,7 +645,13 @@ class DaemonRuntime(Runtime):
             return iter(())
         if not follow:
             return iter(tail_lines(self.log_file, tail))
-        return follow_lines(self.log_file, tail, lambda: self.observe().running)
+        return follow_lines(self.log_file, tail, self._alive)
+
+    def _alive(self) -> bool:
+        """Whether the daemon still runs, without observe()'s bookkeeping: a reader following
+        its log (the agent's log endpoint, in another thread) must record nothing."""
+        record = ProcessRecord.load(self.pid_file)
+        return record is not None and live_process(record) is not None
 
 
 def _no_cgroup(pid: int) -> None:

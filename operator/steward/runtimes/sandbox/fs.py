@@ -15,6 +15,7 @@ write, so it cannot forge the pid file the operator signals as root.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from steward.api import reasons as R
@@ -27,7 +28,9 @@ HOME = "home"
 def write_private(path: Path, text: str, owner: Sandbox | None = None) -> None:
     """Replace ``path`` atomically with a new file of mode 0600 (``owner``'s, when given,
     before it appears: readable by that service from its first moment)."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    # One temporary file per writer: two threads recording the same exit must not take
+    # each other's file away between write and rename.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     if owner is not None:
         os.fchown(fd, owner.uid, owner.gid)
