@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import kubernetes
@@ -34,3 +35,13 @@ def build_clients(kubeconfig: str | None = None) -> Clients:
     return Clients(
         core=kubernetes.client.CoreV1Api(api), custom=kubernetes.client.CustomObjectsApi(api)
     )
+
+
+def api_message(exc: kubernetes.client.ApiException) -> str:
+    """``STATUS message``: the apiserver's own message (which field, which rule), else the
+    HTTP reason."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (TypeError, ValueError):
+        message = None
+    return f"{exc.status} {message or exc.reason}"

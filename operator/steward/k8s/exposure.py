@@ -11,7 +11,6 @@ do it when no controller was running).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +19,7 @@ import kubernetes
 
 from steward.api import reasons as R
 from steward.engine import exposure as X
-from steward.k8s.clients import Clients
+from steward.k8s.clients import Clients, api_message
 from steward.k8s.events import EventRecorder, ObjectRef
 
 log = logging.getLogger(__name__)
@@ -29,15 +28,6 @@ FIELD_MANAGER = "steward-controller"
 TIMEOUT = (3.0, 10.0)
 """(connect, read) seconds of each request: a stuck apiserver never holds the handlers."""
 APPLY = "application/apply-patch+yaml"
-
-
-def _api_message(exc: kubernetes.client.ApiException) -> str:
-    """The apiserver's own message (which field, which rule), else status and reason."""
-    try:
-        message = json.loads(exc.body or "{}").get("message")
-    except (TypeError, ValueError):
-        message = None
-    return f"{exc.status} {message or exc.reason}"
 
 
 _UNKNOWN = X.Exposure({}, {})
@@ -65,7 +55,7 @@ class Exposer:
             await asyncio.to_thread(self.prime, namespaces)
         except kubernetes.client.ApiException as exc:
             log.error("cannot list Steward's Services (%s): a resource that stopped exposing "
-                      "while no controller ran keeps its Service", _api_message(exc))  # fmt: skip
+                      "while no controller ran keeps its Service", api_message(exc))  # fmt: skip
 
     def prime(self, namespaces: tuple[str, ...] = ()) -> None:
         """Learn which Services Steward made before this process started (one list per
@@ -106,7 +96,7 @@ class Exposer:
             except kubernetes.client.ApiException as exc:
                 # The resource's next event retries (a watch resync brings one at the latest);
                 # the user hears of each new failure once, as an Event on the resource.
-                message = f"its Service and EndpointSlice are not updated: {_api_message(exc)}"
+                message = f"its Service and EndpointSlice are not updated: {api_message(exc)}"
                 log.warning("%s: %s", key, message)
                 self.applied[key] = _UNKNOWN
                 if self.failed.get(key) != message and event_type != "DELETED":

@@ -10,7 +10,6 @@ apiserver whether this user may ``get managedservices/log`` there.
 from __future__ import annotations
 
 import http.client
-import json
 import ssl
 import urllib.parse
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import kubernetes
 from steward.api.crd import PLURAL
 from steward.api.manifest import API_GROUP, API_VERSION
 from steward.api.node import NODE_PLURAL, StewardNode
-from steward.k8s.clients import load_configuration
+from steward.k8s.clients import api_message, load_configuration
 
 CONNECT_TIMEOUT = 10.0
 
@@ -31,11 +30,7 @@ class LogsUnavailable(Exception):
 
 
 def _api_error(exc: kubernetes.client.ApiException, what: str) -> LogsUnavailable:
-    try:
-        message = json.loads(exc.body or "{}").get("message") or exc.reason
-    except (TypeError, ValueError):
-        message = exc.reason
-    return LogsUnavailable(f"cannot get {what}: {exc.status} {message}")
+    return LogsUnavailable(f"cannot get {what}: {api_message(exc)}")
 
 
 def _host_address(node: StewardNode) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from steward.runtimes.sandbox.fs import write_private
 
 VALID_DAYS = 365
 RENEW_BEFORE = datetime.timedelta(days=30)
@@ -90,11 +91,7 @@ def ensure_serving_cert(directory: Path, node: str, addresses: tuple[str, ...]) 
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    tmp = key_file.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key_bytes)
-    os.replace(tmp, key_file)
+    write_private(key_file, key_bytes.decode())
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     cert_file.write_text(pem)
     return ServingCert(cert_file, key_file, pem)

@@ -12,13 +12,14 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from dataclasses import InitVar, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from steward.runtimes.sandbox.fs import write_private
 
 # Children spawned by this Python process, so whichever Service object
 # observes them can reap the exit status (no zombies, real exit codes).
@@ -56,11 +57,7 @@ class ProcessRecord:
             self.cmdline_hash = argv_hash(cmdline)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(asdict(self)))
-        tmp.replace(path)
+        write_private(path, json.dumps(asdict(self)))
 
     @classmethod
     def load(cls, path: Path) -> ProcessRecord | None:
