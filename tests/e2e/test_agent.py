@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.kubectl import Runner, install_crds
+from tests.support.kubectl import Runner, install_crds, token_kubeconfig
 from tests.support.namespaces import delete_namespace
 from tests.support.operator import read_log, start_steward
 from tests.support.paths import CRDS
@@ -198,29 +198,9 @@ def test_the_shipped_agent_rbac_is_enough_and_no_more(
     kubectl("create", "namespace", "steward-system", check=False)
     kubectl("apply", "-f", str(AGENT_RBAC))
     kubectl("create", "serviceaccount", "steward-agent", "-n", "steward-system", check=False)
-    token = kubectl("create", "token", "steward-agent", "-n", "steward-system").stdout.strip()
-    kubeconfig = tmp_path / "agent.kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {
-                            "server": control_plane.server,
-                            "certificate-authority": str(control_plane.ca_file),
-                        },
-                    }
-                ],
-                "users": [{"name": "agent", "user": {"token": token}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "agent"}}],
-                "current-context": "c",
-            }
-        )
+    kubeconfig = token_kubeconfig(
+        kubectl, control_plane, "steward-system", "steward-agent", tmp_path / "agent.kubeconfig"
     )
-    kubeconfig.chmod(0o600)
     log = tmp_path / "agent.log"
     env = {k: v for k, v in control_plane.env().items() if k != "KUBECONFIG"}
     proc = start_steward(
