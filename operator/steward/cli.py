@@ -324,8 +324,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return 1
     svc = Service.from_manifest(manifest, state_dir=state_dir)
     try:
-        for line in svc.get_logs(tail=args.tail, follow=args.follow):
+        for line in svc.get_logs(tail=args.tail, follow=args.follow, previous=args.previous):
             print(line, flush=True)
+    except LookupError as exc:  # NoPreviousRun
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0
@@ -339,7 +342,10 @@ def _cluster_logs(args: argparse.Namespace) -> int:
     from steward.k8s.logclient import LogsUnavailable, stream_logs
 
     try:
-        for line in stream_logs(args.kubeconfig, args.namespace, args.name, args.tail, args.follow):
+        lines = stream_logs(
+            args.kubeconfig, args.namespace, args.name, args.tail, args.follow, args.previous
+        )
+        for line in lines:
             print(line, flush=True)
     except LogsUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -610,6 +616,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("--tail", type=int, default=None)
+    p.add_argument(
+        "-p",
+        "--previous",
+        action="store_true",
+        help="the run before the current one (the last restart's, as kubectl logs -p)",
+    )
     p.add_argument(
         "--kubeconfig",
         help="read it from the host that runs it (its agent's log endpoint), as this user",

@@ -784,11 +784,24 @@ class Service:
             self._engine.pending_update = in_place
             self.save()
 
-    def get_logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:
-        """Log lines of the workload (secret values redacted)."""
+    def get_logs(
+        self, tail: int | None = None, follow: bool = False, previous: bool = False
+    ) -> Iterator[str]:
+        """Log lines of the workload (secret values redacted); ``previous``: of the run before
+        the current one. Raises NoPreviousRun at once (not while iterating) when none was kept."""
         runtime = self.runtime
-        for line in runtime.logs(tail=tail, follow=follow):
-            yield runtime.ctx.redact(line)
+        lines = runtime.logs(tail=tail, follow=follow, previous=previous)
+
+        def redacted() -> Iterator[str]:
+            try:
+                for line in lines:
+                    yield runtime.ctx.redact(line)
+            finally:  # a reader that stops early ends the follow (and its Docker client)
+                close = getattr(lines, "close", None)
+                if close is not None:
+                    close()
+
+        return redacted()
 
     def supervise(self, stop: threading.Event | None = None) -> None:
         """Run the control loop in this thread until ``stop`` is set; the workload's end

@@ -47,7 +47,12 @@ def _context(certificate: str, cfg: Any) -> ssl.SSLContext:
 
 
 def stream_logs(
-    kubeconfig: str | None, namespace: str, name: str, tail: int | None, follow: bool
+    kubeconfig: str | None,
+    namespace: str,
+    name: str,
+    tail: int | None,
+    follow: bool,
+    previous: bool = False,
 ) -> Iterator[str]:
     """The lines, as the agent of the service's host serves them."""
     cfg = kubernetes.client.Configuration()
@@ -85,7 +90,8 @@ def stream_logs(
         headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
     elif not getattr(cfg, "cert_file", None):
         raise LogsUnavailable("the kubeconfig has neither a bearer token nor a client certificate")
-    query = {k: v for k, v in (("tail", tail), ("follow", "true" if follow else None)) if v}
+    flags = (("tail", tail), ("follow", follow or None), ("previous", previous or None))
+    query = {k: "true" if v is True else v for k, v in flags if v is not None}
     path = f"/logs/{urllib.parse.quote(namespace)}/{urllib.parse.quote(name)}"
     if query:
         path += "?" + urllib.parse.urlencode(query)

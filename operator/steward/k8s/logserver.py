@@ -1,7 +1,7 @@
 """The agent's log endpoint, like kubelet's: HTTPS, every request authorized by the apiserver.
 
-``GET /logs/<namespace>/<name>?tail=N&follow=true`` streams the log lines of a service this
-host runs (secret values redacted, as `steward logs` prints them). Who asks is authenticated
+``GET /logs/<namespace>/<name>?tail=N&follow=true&previous=true`` streams the log lines of a
+service this host runs (secret values redacted, as `steward logs` prints them). Who asks is authenticated
 by the apiserver — a bearer token through a TokenReview, or a client certificate signed by the
 CA given with ``--client-ca-file`` — and authorized by a SubjectAccessReview of ``get`` on
 ``managedservices/log`` in that namespace for that name. So a tenant reads the logs of its
@@ -95,8 +95,9 @@ class Reviews:
         return bool(review.status is not None and review.status.allowed)
 
 
-LogSource = Callable[[str, str, int | None, bool], Iterator[str] | None]
-"""(namespace, name, tail, follow) -> the lines, or None when this host does not run it."""
+LogSource = Callable[[str, str, int | None, bool, bool], Iterator[str] | None]
+"""(namespace, name, tail, follow, previous) -> the lines, or None when this host does not run
+it; raises LookupError when the previous run asked for was not kept."""
 
 
 def caller_from_cert(cert: dict[str, Any]) -> Caller | None:
@@ -156,7 +157,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._fail(HTTPStatus.BAD_REQUEST, "tail must be a number")
             return
-        follow = query.get("follow", ["false"])[0].lower() in ("1", "true", "yes")
+        follow, previous = (
+            query.get(flag, ["false"])[0].lower() in ("1", "true", "yes")
+            for flag in ("follow", "previous")
+        )
         who = "?"
         try:
             caller = self._caller()
@@ -176,11 +180,16 @@ class _Handler(BaseHTTPRequestHandler):
                         exc.status, exc.reason)  # fmt: skip
             self._fail(HTTPStatus.SERVICE_UNAVAILABLE, "the apiserver could not review the request")
             return
-        lines = self.server.source(namespace, name, tail, follow)
+        try:
+            lines = self.server.source(namespace, name, tail, follow, previous)
+        except LookupError as exc:  # kubelet answers a missing previous container the same way
+            self._fail(HTTPStatus.NOT_FOUND, str(exc))
+            return
         if lines is None:
             self._fail(HTTPStatus.NOT_FOUND, f"{namespace}/{name} does not run on this host")
             return
-        log.info("logs of %s/%s for %s%s", namespace, name, who, " (follow)" if follow else "")
+        how = " (previous)" if previous else " (follow)" if follow else ""
+        log.info("logs of %s/%s for %s%s", namespace, name, who, how)
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Cache-Control", "no-store")

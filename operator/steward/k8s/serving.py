@@ -573,10 +573,13 @@ def serve_logs(ctl: Controller, config: OperatorConfig) -> LogServer:
     """The agent's log endpoint over the Services it drives now (nothing else is found)."""
     assert config.log_cert_file is not None and config.log_key_file is not None
 
-    def source(namespace: str, name: str, tail: int | None, follow: bool) -> Iterator[str] | None:
+    def source(
+        namespace: str, name: str, tail: int | None, follow: bool, previous: bool
+    ) -> Iterator[str] | None:
         tracked = ctl.tracked.get(f"{namespace}/{name}")
-        svc = tracked.service if tracked is not None else None
-        return svc.get_logs(tail=tail, follow=follow) if svc is not None else None
+        if tracked is None or tracked.service is None:
+            return None
+        return tracked.service.get_logs(tail=tail, follow=follow, previous=previous)
 
     return LogServer(
         config.log_address,

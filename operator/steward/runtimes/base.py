@@ -32,6 +32,11 @@ class RuntimeFailure(Exception):
         self.reason = reason
 
 
+class NoPreviousRun(LookupError):
+    """``logs(previous=True)`` of a workload that has not been restarted (kubectl's "previous
+    terminated container not found")."""
+
+
 @dataclass(frozen=True)
 class ServiceIdentity:
     """Who a service is: namespace and name, as on the resource."""
@@ -224,8 +229,12 @@ class Runtime(abc.ABC):
         """Report the current state; cheap, never raises for an absent workload."""
 
     @abc.abstractmethod
-    def logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:
-        """Log lines, oldest first; ``follow`` keeps yielding until the workload ends."""
+    def logs(
+        self, tail: int | None = None, follow: bool = False, previous: bool = False
+    ) -> Iterator[str]:
+        """Log lines, oldest first; ``follow`` keeps yielding until the workload ends;
+        ``previous``: the run before the current one (raises NoPreviousRun when none was kept).
+        Raises before returning, never while iterating, so a server can still answer 404."""
 
     @abc.abstractmethod
     def adopt(self) -> Adoption:

@@ -48,6 +48,23 @@ def rotate_if_needed(path: Path, max_bytes: int, backups: int) -> bool:
     return True
 
 
+def previous_log(path: Path) -> Path:
+    """Where the run before the current one left its log (``daemon.log`` -> ``daemon.previous.log``)."""
+    return path.with_name(f"{path.stem}.previous{path.suffix}")
+
+
+def begin_run(path: Path) -> None:
+    """A new run starts a new log; the last run's becomes the previous one (kubelet keeps
+    one dead container's log for ``kubectl logs --previous``). A rename: a writer of the
+    last run still draining keeps writing into the file it belongs to."""
+    try:
+        if path.stat().st_size == 0:
+            return
+    except FileNotFoundError:
+        return
+    path.replace(previous_log(path))
+
+
 def tail_lines(path: Path, n: int | None) -> list[str]:
     """The last ``n`` lines (all when None); missing file gives none."""
     try:

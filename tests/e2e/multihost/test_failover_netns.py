@@ -1009,6 +1009,19 @@ def test_logs_are_read_from_the_host_by_whoever_may_read_them(fo: Failover, tmp_
             follower.terminate()
             follower.wait(timeout=10)
 
+        # --previous: none before a restart (404, as kubelet's); the killed run's after one.
+        never = logs("reader", "--previous")
+        assert never.returncode == 1 and "answered 404" in never.stderr, never
+        assert "no previous run" in never.stderr, never.stderr
+        before = logs("reader").stdout.splitlines()
+        os.kill(obj["status"]["runtime"]["pid"], signal.SIGKILL)  # the daemon this test made
+        wait_for(lambda: (fo.ready(name) or {}).get("status", {}).get("restarts", 0) >= 1,
+                 timeout=30, what=f"{name} restarted and Ready")  # fmt: skip
+        kept = logs("reader", "--previous")
+        assert kept.returncode == 0, kept
+        assert kept.stdout.splitlines()[: len(before)] == before, (before, kept.stdout)
+        assert logs("reader").stdout.splitlines()[: len(before)] != before  # a new run's log
+
         # Without credentials, or with a forged token: 401. The endpoint's certificate is
         # the agent's own (the StewardNode's): a client trusting the usual CAs refuses it.
         node = fo.custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", node_of(obj))

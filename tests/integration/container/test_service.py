@@ -11,6 +11,7 @@ import requests
 
 from steward import Service, ServiceState
 from steward.api.status import HealthState
+from steward.runtimes.base import NoPreviousRun
 from tests.support.containers import (
     APPS,
     Images,
@@ -197,3 +198,33 @@ def test_secret_values_are_redacted(
     assert secret not in svc.to_json()
     ready = svc.status.condition("Ready")
     assert ready is not None and ready.reason == "CommandNotFound"
+
+
+def test_previous_logs_are_the_removed_containers(
+    docker_images: Images, state_dir: Path, services: list[Service]
+) -> None:
+    m = busybox_sh(
+        docker_images,
+        "prev",
+        "echo run $(cat /proc/sys/kernel/random/uuid); sleep 0.6; exit 3",
+        restartPolicy="Always",
+        backoff={"initialSeconds": 0.2, "maxSeconds": 0.4},
+    )
+    svc = Service.from_manifest(m, state_dir=state_dir)
+    services.append(svc)
+    svc.start(timeout=5)
+    with pytest.raises(NoPreviousRun):
+        svc.get_logs(previous=True)  # raised at once, before any line is asked for
+    wait_for(lambda: any(line.startswith("run ") for line in svc.get_logs()), timeout=15)
+    [first] = [line for line in svc.get_logs() if line.startswith("run ")]
+
+    def restarted() -> bool:
+        svc.reconcile()
+        return svc.status.restarts >= 1 and any(x.startswith("run ") for x in svc.get_logs())
+
+    wait_for(restarted, timeout=30)
+    assert list(svc.get_logs(previous=True)) == [first]
+    [now] = [line for line in svc.get_logs() if line.startswith("run ")]
+    assert now != first
+    assert list(svc.get_logs(previous=True, tail=0)) == []
+    assert svc.stop(timeout=10)

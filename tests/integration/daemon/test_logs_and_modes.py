@@ -7,9 +7,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from steward import Service, ServiceState
+from steward.runtimes.base import NoPreviousRun
 from tests.support.manifests import manifest
 from tests.support.waits import wait_fast as wait_for
 
@@ -161,3 +163,31 @@ def test_survives_the_caller(state_dir: Path, services: list[Service], tmp_path:
     t0 = time.monotonic()
     assert svc.stop(timeout=10)
     assert time.monotonic() - t0 < 5
+
+
+def test_a_restart_starts_a_new_log_and_keeps_the_previous(
+    state_dir: Path, services: list[Service]
+) -> None:
+    code = "import uuid,time; print('run', uuid.uuid4(), flush=True); time.sleep(0.5); raise SystemExit(3)"
+    spec = {
+        "daemon": {"command": [PY, "-c", code]},
+        "restartPolicy": "Always",
+        "backoff": {"initialSeconds": 0.2, "maxSeconds": 0.4},
+    }
+    svc = Service.from_manifest(manifest("reruns", spec), state_dir=state_dir)
+    services.append(svc)
+    svc.start(timeout=0)
+    with pytest.raises(NoPreviousRun):
+        svc.get_logs(previous=True)
+    wait_for(lambda: list(svc.get_logs()) != [])
+    [first] = list(svc.get_logs())
+
+    def restarted() -> bool:
+        svc.reconcile()
+        return svc.status.restarts >= 1 and list(svc.get_logs()) != []
+
+    wait_for(restarted, timeout=30)
+    assert list(svc.get_logs(previous=True)) == [first]
+    [now] = list(svc.get_logs())
+    assert now != first and now.startswith("run ")
+    assert not list(svc.runtime_dir.glob("daemon.log.*"))  # no backups made by the move

@@ -12,6 +12,7 @@ import pytest
 
 from steward import Service, ServiceState
 from steward.api.status import HealthState
+from steward.runtimes.base import NoPreviousRun
 from tests.support.services import assert_start_fails
 from tests.support.terraform import MARKER, WEB
 
@@ -85,6 +86,8 @@ def test_service_applies_probes_the_output_endpoint_and_destroys(
     assert marker.exists()
     assert "pw-of-the-service-4242" not in st.model_dump_json()
     assert any("Apply complete!" in line for line in svc.get_logs())
+    with pytest.raises(NoPreviousRun, match="every command of every apply"):
+        svc.get_logs(previous=True)  # one log across applies: said plainly, not an empty answer
 
     svc.reconcile()
     assert svc.status.state is ServiceState.ACTIVE

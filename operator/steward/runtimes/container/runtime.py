@@ -11,9 +11,11 @@ name but not our labels is never touched.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import docker.errors
@@ -26,6 +28,7 @@ from steward.runtimes.base import (
     Adoption,
     Capabilities,
     Fingerprint,
+    NoPreviousRun,
     Observation,
     Runtime,
     RuntimeContext,
@@ -43,13 +46,20 @@ from steward.runtimes.container.docker import connect, ensure_image, translated
 from steward.runtimes.container.events import engine_events
 from steward.runtimes.container.state import hash_of, host_port, is_ours, observation
 from steward.runtimes.exits import ExitWatch
+from steward.runtimes.logfile import tail_lines
+from steward.runtimes.sandbox.fs import write_private
+
+log = logging.getLogger(__name__)
 
 FINGERPRINT_TIMEOUT = 3.0
 
 KILL_WAIT = 10.0
+"""Seconds to wait for the engine to reap a container after SIGKILL."""
 CACHE_SECONDS = 10.0
 """The longest an inspect's answer is reused while the events stream reports nothing."""
-"""Seconds to wait for the engine to reap a container after SIGKILL."""
+PREVIOUS_LOG = "container.previous.log"
+PREVIOUS_LINES = 10_000
+"""How much of a removed container's log is kept for ``logs --previous``."""
 POLL = 0.1
 LIVE = ("running", "restarting", "paused")
 
@@ -186,8 +196,26 @@ class ContainerRuntime(Runtime):
                             f"container {self.name} still running {KILL_WAIT:.0f}s after SIGKILL",
                             reason=R.STOP_FAILED,
                         )
+            self._keep_log(cid)
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_container(cid, force=True, v=True)
+
+    @property
+    def previous_log(self) -> Path:
+        return self.ctx.runtime_dir / PREVIOUS_LOG
+
+    def _keep_log(self, cid: str) -> None:
+        """The removed container's last lines, for ``logs --previous`` (kubelet keeps the dead
+        container itself; Steward removes it, so that its name is free for the next one)."""
+        try:
+            lines = list(self._log_lines(cid, PREVIOUS_LINES, follow=False))
+        except Exception:  # keeping a log must never keep a container from stopping
+            log.warning("cannot keep the log of container %s", self.name, exc_info=True)
+            return
+        if not lines:
+            return
+        self.ctx.runtime_dir.mkdir(parents=True, exist_ok=True)
+        write_private(self.previous_log, "".join(line + "\n" for line in lines))
 
     def _signal(self, cid: str, sig: str) -> None:
         try:
@@ -278,8 +306,15 @@ class ContainerRuntime(Runtime):
             return False
         return engine_events(lambda: connect(timeout=None)).connected.is_set()
 
-    def logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:
-        """stdout and stderr lines from the engine's json-file log, oldest first."""
+    def logs(
+        self, tail: int | None = None, follow: bool = False, previous: bool = False
+    ) -> Iterator[str]:
+        """stdout and stderr lines from the engine's json-file log, oldest first; the previous
+        run's from the copy kept when its container was removed."""
+        if previous:
+            if not self.previous_log.exists():
+                raise NoPreviousRun(f"no previous container of {self.ctx.identity.key} was kept")
+            return iter(tail_lines(self.previous_log, tail))
         attrs = self._inspect()
         if attrs is None or not is_ours(attrs, self.ctx.identity.key):
             return iter(())

@@ -26,6 +26,7 @@ from steward.pyentry import load_callable
 from steward.runtimes.base import (
     Adoption,
     Capabilities,
+    NoPreviousRun,
     Observation,
     Runtime,
     RuntimeContext,
@@ -36,10 +37,12 @@ from steward.runtimes.exits import ExitWatch, fd_readable, pidfd_open
 from steward.runtimes.expand import expand_all, expand_json
 from steward.runtimes.logfile import (
     HubStream,
+    begin_run,
     follow_lines,
     hub_close,
     hub_relay,
     open_for_append,
+    previous_log,
     rotate_if_needed,
     start_relay,
     tail_lines,
@@ -180,6 +183,8 @@ class DaemonRuntime(Runtime):
         cwd = self._workdir(home)
         self._resolve_executable(argv, env)
         self.exit_file.unlink(missing_ok=True)
+        if not self.spec.silent:
+            begin_run(self.log_file)
         if self.spec.blocking:
             self._run_blocking(argv, env, cwd)
             return
@@ -640,7 +645,14 @@ class DaemonRuntime(Runtime):
             return {}
         return {"enforced": True, "version": cgroup.version, "dirs": cgroup.record()}
 
-    def logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:
+    def logs(
+        self, tail: int | None = None, follow: bool = False, previous: bool = False
+    ) -> Iterator[str]:
+        if previous:
+            kept = previous_log(self.log_file)
+            if self.spec.silent or not kept.exists():
+                raise NoPreviousRun(f"no previous run of {self.ctx.identity.key} was kept")
+            return iter(tail_lines(kept, tail))  # a finished run: nothing to follow
         if self.spec.silent:
             return iter(())
         if not follow:

@@ -27,6 +27,7 @@ from steward.runtimes.base import (
     Adoption,
     Capabilities,
     Fingerprint,
+    NoPreviousRun,
     Observation,
     Runtime,
     RuntimeContext,
@@ -238,8 +239,15 @@ class TerraformRuntime(Runtime):
             reason=reason,
         )
 
-    def logs(self, tail: int | None = None, follow: bool = False) -> Iterator[str]:
+    def logs(
+        self, tail: int | None = None, follow: bool = False, previous: bool = False
+    ) -> Iterator[str]:
         """Every command's output (redacted when written), oldest first."""
+        if previous:
+            raise NoPreviousRun(
+                f"{self.ctx.identity.key} is a Terraform service: its one log holds every "
+                "command of every apply, so there is no previous run to show"
+            )
         s = self.session
         return s.log.lines(
             tail, follow, busy=lambda: s.activity is not None or s.runner.running is not None
