@@ -185,6 +185,7 @@ def kopf_crds(kubectl: Runner, chart_crds: None) -> None:
         list(TENANCY_OFF),
         ["--set", "watchNamespaces={a}", "--set", "tenancy.sandbox.enabled=false"],
         ["--set", "agent.enabled=true"],
+        ["--set", "agent.enabled=true", "--set", "agent.serve=true"],
     ],
     ids=[
         "defaults",
@@ -198,6 +199,7 @@ def kopf_crds(kubectl: Runner, chart_crds: None) -> None:
         "tenancy-off",
         "namespaced-no-sandbox",
         "agent",
+        "serve",
     ],
 )
 def test_helm_lint_strict(helm: Runner, values: list[str]) -> None:
@@ -547,6 +549,11 @@ DRY_RUN_MODES: dict[str, list[str]] = {
         "tenancy.sandbox.enabled=false",
     ],
     "agent": ["--set", "agent.enabled=true"],
+    "serve": ["--set", "agent.enabled=true", "--set", "agent.serve=true"],
+    "serve-namespaced": [
+        *("--set", "agent.enabled=true", "--set", "agent.serve=true"),
+        *("--set", "watchNamespaces={{ns},{other}}"),
+    ],
 }
 
 
@@ -1046,3 +1053,150 @@ def test_chart_version_and_crds_annotation_name_every_crd() -> None:
     assert "stewardnodes.steward.dev" in names
     annotated = {n.strip() for n in chart["annotations"]["steward.dev/crds"].split(",")}
     assert annotated == names
+
+
+# ---------------------------------------------------------------- agent.serve: controller + agents
+SERVE = ("agent.enabled=true", "agent.serve=true")
+
+
+def shipped_rules(name: str) -> dict[str, set[Rule]]:
+    """A deploy/NAME file's rules by kind (ClusterRole, Role)."""
+    docs = [d for d in yaml.safe_load_all((paths.REPO / "deploy" / name).read_text()) if d]
+    return {
+        d["kind"]: expand_rules(d["rules"]) for d in docs if d["kind"] in ("ClusterRole", "Role")
+    }
+
+
+def rules_of(docs: list[dict[str, Any]], kind: str, name: str) -> set[Rule]:
+    [doc] = [d for d in find(docs, kind) if d["metadata"]["name"] == name]
+    return expand_rules(doc["rules"])
+
+
+def test_serve_makes_the_deployment_a_controller_and_the_agents_the_runners(
+    helm: Runner,
+) -> None:
+    """agent.serve: the Deployment runs `steward controller` in the restricted pod with
+    deploy/controller-rbac.yaml's rules (no Secret); the DaemonSet runs `steward agent
+    --serve` with the sandbox (root, only its capabilities), the workload flags and env
+    `steward run` had, a state volume, the log endpoint, and deploy/agent-rbac.yaml +
+    deploy/agent-serve-rbac.yaml's rules plus the same tenancy/Terraform extras."""
+    docs = render(helm, *sets(*SERVE, "metrics.service.enabled=true"), release="r", namespace="sys")
+    deploy = pod_spec(one(docs, "Deployment"))
+    (ctl,) = deploy["containers"]
+    args = build_parser().parse_args(ctl["args"])
+    assert args.command == "controller" and args.lease_namespace == "kube-node-lease"
+    assert args.liveness == "http://0.0.0.0:8080/healthz"
+    assert set(env_of(ctl)) == {"POD_ID", "HOME"}
+    assert deploy["securityContext"] == pod_security(65532, fsGroup=65532)
+    assert ctl["securityContext"] == container_security()
+    assert [p["name"] for p in ctl["ports"]] == ["healthz"]
+
+    shipped = shipped_rules("controller-rbac.yaml")
+    controller = rules_of(docs, "ClusterRole", "sys-r-steward") | rules_of(
+        docs, "ClusterRole", "sys-r-steward-nodes"
+    )
+    assert controller == shipped["ClusterRole"] - peering_rules(
+        "clusterkopfpeerings", "steward-controller"
+    ) - peering_rules("kopfpeerings", "steward-controller")
+    assert rules_of(docs, "Role", "sys-r-steward-leases") == shipped["Role"]
+    assert not any(r[1] == "secrets" for r in controller)
+
+    ds = one(docs, "DaemonSet", "sys")
+    pod = pod_spec(ds)
+    (agent,) = pod["containers"]
+    args = build_parser().parse_args(agent["args"])
+    assert (args.command, args.serve, args.state_dir, args.log_port) == (
+        "agent",
+        True,
+        "/var/lib/steward",
+        10260,
+    )
+    assert (args.sandbox, args.enforce_policy, args.metrics_port) == (True, True, 9090)
+    assert (args.daemon_workers, args.container_workers, args.terraform_workers) == (8, 8, 2)
+    env = env_of(agent)
+    assert env["STEWARD_SANDBOX_UIDS"] == "1879048192-65536"
+    assert env["STEWARD_TERRAFORM_SERVICE_ACCOUNT"] == "steward-terraform"
+    assert pod["securityContext"] == pod_security(0)
+    assert agent["securityContext"] == container_security(*SANDBOX_CAPS)
+    assert {p["name"]: p["containerPort"] for p in agent["ports"]} == {
+        "logs": 10260,
+        "metrics": 9090,
+        "healthz": 8080,
+    }
+    assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    mounts = {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}
+    assert mounts == {"tmp": "/tmp", "state": "/var/lib/steward"}
+    assert {"name": "state", "emptyDir": {}} in pod["volumes"]
+
+    register, serve = agent_rbac_rules(), shipped_rules("agent-serve-rbac.yaml")
+    assert rules_of(docs, "ClusterRole", "sys-r-steward-agent") == register["ClusterRole"]
+    assert rules_of(docs, "ClusterRole", "sys-r-steward-agent-serve") == (
+        serve["ClusterRole"] | SECRETS_WRITE_RULES | NAMESPACE_RULES | POLICY_RULES | TOKEN_RULES
+    )
+    subject = [{"kind": "ServiceAccount", "name": "r-steward-agent", "namespace": "sys"}]
+    [crb] = [
+        d
+        for d in find(docs, "ClusterRoleBinding")
+        if d["metadata"]["name"] == "sys-r-steward-agent-serve"
+    ]
+    assert crb["subjects"] == subject
+    # Metrics are the agents' now: the metrics Service selects them.
+    selector = one(docs, "Service")["spec"]["selector"]
+    assert selector.items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_serve_namespaced_socket_and_host_path(helm: Runner) -> None:
+    """With watchNamespaces the agents' and the controller's namespaced rules are Roles in
+    those namespaces only; docker.mode=socket and the state hostPath go to the agents."""
+    docs = render(
+        helm,
+        *sets(
+            *SERVE,
+            "watchNamespaces={a,b}",
+            "docker.mode=socket",
+            "agent.stateHostPath=/var/lib/steward-agent",
+            "agent.logPort=0",
+            "tenancy.sandbox.enabled=false",
+        ),
+        release="r",
+        namespace="sys",
+    )
+    serve = shipped_rules("agent-serve-rbac.yaml")["ClusterRole"]
+    reviews = {r for r in serve if r[0] in ("authentication.k8s.io", "authorization.k8s.io")}
+    assert rules_of(docs, "ClusterRole", "sys-r-steward-agent-serve") == reviews | POLICY_RULES
+    for ns in ("a", "b"):
+        [role] = [d for d in find(docs, "Role", ns) if d["metadata"]["name"] == "r-steward-agent"]
+        assert expand_rules(role["rules"]) == (
+            serve - reviews | SECRETS_WRITE_RULES | NAMESPACE_RULES
+        )
+        [ctl_role] = [d for d in find(docs, "Role", ns) if d["metadata"]["name"] == "r-steward"]
+        assert not any(r[1] == "secrets" for r in expand_rules(ctl_role["rules"]))
+    pod = pod_spec(one(docs, "DaemonSet"))
+    (agent,) = pod["containers"]
+    args = build_parser().parse_args(agent["args"])
+    assert args.namespace == ["a", "b"] and args.log_port == 0 and not args.sandbox
+    assert env_of(agent)["DOCKER_HOST"] == "unix:///var/run/docker.sock"
+    assert "logs" not in {p["name"] for p in agent["ports"]}
+    assert pod["securityContext"] == pod_security(65532)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["state"]["hostPath"] == {
+        "path": "/var/lib/steward-agent",
+        "type": "DirectoryOrCreate",
+    }
+    assert volumes["docker-socket"]["hostPath"]["type"] == "Socket"
+    deploy = pod_spec(one(docs, "Deployment"))
+    assert "DOCKER_HOST" not in env_of(deploy["containers"][0])
+    assert not any("hostPath" in v for v in deploy["volumes"])
+    assert build_parser().parse_args(deploy["containers"][0]["args"]).namespace == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["agent.serve=true"], "agent.serve needs agent.enabled"),
+        ([*SERVE, "docker.mode=dind"], "agent.serve with docker.mode=dind"),
+    ],
+)
+def test_serve_guards(helm: Runner, values: list[str], message: str) -> None:
+    out = helm("template", "r", CHART, *sets(*values), check=False)
+    assert out.returncode != 0 and message in out.stderr, out.stderr

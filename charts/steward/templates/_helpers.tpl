@@ -96,6 +96,14 @@ verb used by the operator (proven by tests/e2e/test_rbac.py):
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["create", "patch", "delete"]
+{{- include "steward.workloadExtraRules" . }}
+{{- end -}}
+
+{{/*
+What running workloads adds with terraform.*, tenancy.* on: the operator's with
+`steward run`, a serving agent's with agent.serve.
+*/}}
+{{- define "steward.workloadExtraRules" -}}
 {{- if .Values.terraform.secretsWrite }}
 # terraform.secretsWrite: Terraform's `kubernetes` state backend keeps state in
 # a Secret (list finds workspaces, create/update writes, delete on destroy) and
@@ -213,4 +221,145 @@ an agent with a token of it): its StewardNode and that node's status ...
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
   verbs: ["get", "create", "update"]
+{{- end -}}
+
+
+{{/* ---------------------------------------------------------------- agent.serve */}}
+{{- define "steward.serve" -}}
+{{- if and .Values.agent.enabled .Values.agent.serve -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+A serving agent's rules, exactly deploy/agent-serve-rbac.yaml's (namespaced ones;
+the reviews are cluster-scoped, below), plus steward.workloadExtraRules.
+*/}}
+{{- define "steward.agentServeRules" -}}
+# kopf lists and watches the node's ManagedServices (a field selector on
+# status.placement.nodeName) and patches them (its finalizer, annotations); get: the
+# read before a release. Status only through the subresource, presenting the epoch.
+- apiGroups: ["steward.dev"]
+  resources: ["managedservices"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["steward.dev"]
+  resources: ["managedservices/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "get", "patch"]
+# env valueFrom and Terraform varsFrom, one by one.
+- apiGroups: [""]
+  resources: ["secrets", "configmaps"]
+  verbs: ["get"]
+{{- include "steward.workloadExtraRules" . }}
+{{- end -}}
+
+{{/* The log endpoint authenticates and authorizes each reader through the apiserver. */}}
+{{- define "steward.agentReviewRules" -}}
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
+{{- end -}}
+
+{{/*
+`steward controller`'s rules, exactly deploy/controller-rbac.yaml's: the namespaced
+ones here (a Role per watched namespace, or the ClusterRole) ...
+*/}}
+{{- define "steward.controllerRules" -}}
+# ManagedServices: read, and patch only to remove the agents' finalizer from one
+# no host runs; status: the binding (status.placement) and the Scheduled condition.
+- apiGroups: ["steward.dev"]
+  resources: ["managedservices"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["steward.dev"]
+  resources: ["managedservices/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "get", "patch"]
+# endpoint.expose: Cluster: the selector-less Service and its EndpointSlice.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["create", "patch", "delete"]
+{{- end -}}
+
+{{/* ... and the cluster-scoped hosts (a lost one: Ready=Unknown, NodeLost, on its status). */}}
+{{- define "steward.controllerNodeRules" -}}
+- apiGroups: ["steward.dev"]
+  resources: ["stewardnodes"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["steward.dev"]
+  resources: ["stewardnodes/status"]
+  verbs: ["patch"]
+{{- end -}}
+
+{{/*
+What runs workloads takes, the same for `steward run` (the Deployment) and a serving
+agent (the DaemonSet): flags ...
+*/}}
+{{- define "steward.workloadArgs" -}}
+{{- if .Values.metrics.enabled }}
+- --metrics-port={{ .Values.metrics.port }}
+{{- end }}
+- --daemon-workers={{ .Values.operator.workers.daemon }}
+- --container-workers={{ .Values.operator.workers.container }}
+- --terraform-workers={{ .Values.operator.workers.terraform }}
+{{- if .Values.tenancy.enforcePolicy }}
+- --enforce-policy
+{{- end }}
+{{- if .Values.tenancy.sandbox.enabled }}
+- --sandbox
+{{- end }}
+{{- end -}}
+
+{{/* ... and environment (docker.mode=dind is the Deployment's only: its sidecar). */}}
+{{- define "steward.workloadEnv" -}}
+{{- $sandbox := .Values.tenancy.sandbox -}}
+- name: STEWARD_TERRAFORM_BINARY
+  value: {{ .Values.terraform.binary | quote }}
+- name: STEWARD_TERRAFORM_STATE_BACKEND
+  value: {{ .Values.terraform.stateBackend | quote }}
+{{- if $sandbox.enabled }}
+- name: STEWARD_SANDBOX_UIDS
+  value: "{{ int64 $sandbox.uidRange.start }}-{{ int64 $sandbox.uidRange.count }}"
+- name: STEWARD_TERRAFORM_SERVICE_ACCOUNT
+  value: {{ $sandbox.terraformServiceAccount | quote }}
+{{- end }}
+{{- if eq .Values.docker.mode "socket" }}
+- name: DOCKER_HOST
+  value: unix:///var/run/docker.sock
+{{- end }}
+{{- end -}}
+
+{{/*
+The pod and container securityContexts of what runs workloads: with the sandbox, root
+with only tenancy.sandbox.capabilities (it switches to the services' own uids). `psc`
+and `sc` are the values to start from, `on` whether the sandbox applies. runAsUser 0
+also makes the kubelet write the ServiceAccount token 0600 root-owned (no fsGroup:
+0640 to that group), out of the sandbox uids' reach.
+*/}}
+{{- define "steward.sandboxPodSecurity" -}}
+{{- $psc := deepCopy .psc -}}
+{{- if .on -}}
+{{- $_ := set $psc "runAsNonRoot" false -}}
+{{- $_ := set $psc "runAsUser" 0 -}}
+{{- $_ := set $psc "runAsGroup" 0 -}}
+{{- $_ := unset $psc "fsGroup" -}}
+{{- end -}}
+{{- toYaml $psc -}}
+{{- end -}}
+
+{{- define "steward.sandboxSecurity" -}}
+{{- $sc := deepCopy .sc -}}
+{{- if .on -}}
+{{- $caps := deepCopy (default (dict) (get $sc "capabilities")) -}}
+{{- $_ := set $caps "add" (concat (default (list) (get $caps "add")) .sandbox.capabilities | uniq) -}}
+{{- $_ := set $sc "capabilities" $caps -}}
+{{- end -}}
+{{- toYaml $sc -}}
 {{- end -}}

@@ -39,41 +39,14 @@ import pytest
 from tests.support import helm_node as hn
 from tests.support.kubectl import Runner
 from tests.support.node import NodeSession
+from tests.support.sandbox_probe import PROBE, STATE_DIR, TOKEN, groups_of, report_of, uid_of
 
 TERRAFORM_RBAC = Path(__file__).resolve().parents[3] / "deploy" / "terraform-namespace-rbac.yaml"
 PLAIN_TF = 'resource "terraform_data" "x" {}\noutput "ok" { value = "yes" }\n'
 UID_START, UID_COUNT = 1879048192, 65536  # values.yaml tenancy.sandbox.uidRange
 OPERATOR_UID = 0  # the chart runs the operator pod as root when the sandbox is on
 SANDBOX_CAPS = ("SETUID", "SETGID", "KILL", "CHOWN", "FOWNER", "DAC_OVERRIDE")  # values.yaml
-TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-STATE_DIR = "/var/lib/steward"
 NAME = "probe"
-
-# What the daemon tries, written to report.json in its working directory (its home),
-# then it serves that directory on $(PORT) for the health check.
-PROBE = f"""
-import json, os, sys, http.server
-report = {{"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
-           "groups": os.getgroups(), "env": sorted(os.environ), "cwd": os.getcwd()}}
-for path in ({TOKEN!r}, "/proc/1/environ", {STATE_DIR + "/uids.json"!r}):
-    try:
-        with open(path, "rb") as fh:
-            fh.read(1)
-        report[path] = "read"
-    except OSError as exc:
-        report[path] = exc.strerror
-try:
-    os.listdir({STATE_DIR!r})
-    report["list-state-dir"] = "listed"
-except OSError as exc:
-    report["list-state-dir"] = exc.strerror
-with open("report.json", "w") as fh:
-    json.dump(report, fh)
-print("report", json.dumps(report), flush=True)
-http.server.ThreadingHTTPServer(
-    ("127.0.0.1", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler
-).serve_forever()
-"""
 
 
 def _probe(ns: str) -> dict[str, Any]:
@@ -106,43 +79,15 @@ def _denied(ns: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def _uid_of(pid: int) -> tuple[int, ...]:
-    """(real, effective, saved, fs) uid of a host pid."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return tuple(int(x) for x in line.split()[1:])
-    raise AssertionError(f"no Uid line for {pid}")
-
-
-def _groups_of(pid: int) -> list[int]:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Groups:"):
-            return [int(x) for x in line.split()[1:]]
-    return []
-
-
 def _daemon_pid(pod_uid: str, uid: int) -> int:
     """The host pid of the pod's process running the probe as ``uid``."""
     found = [
         p
         for p in hn.pod_pids(pod_uid)
-        if hn.argv(p)[:2] == ["/usr/bin/python3", "-c"] and _uid_of(p)[0] == uid
+        if hn.argv(p)[:2] == ["/usr/bin/python3", "-c"] and uid_of(p)[0] == uid
     ]
-    assert len(found) == 1, {p: (hn.argv(p)[:2], _uid_of(p)) for p in hn.pod_pids(pod_uid)}
+    assert len(found) == 1, {p: (hn.argv(p)[:2], uid_of(p)) for p in hn.pod_pids(pod_uid)}
     return found[0]
-
-
-def _report(pid: int, timeout: float = 30) -> dict[str, Any]:
-    path = Path(f"/proc/{pid}/cwd/report.json")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-            return data
-        except (OSError, ValueError):
-            time.sleep(0.5)
-    pytest.fail(f"no report.json from pid {pid}", pytrace=False)
-    raise AssertionError("unreachable")
 
 
 def _refused(kubectl: Runner, obj: dict[str, Any], rule: str, timeout: float = 60) -> str:
@@ -179,7 +124,7 @@ def test_chart_defaults_sandbox_two_tenants_and_admission(
             op = pod["spec"]["containers"][0]
             assert "--sandbox" in op["args"] and "--enforce-policy" in op["args"], op["args"]
             op_pid = hn.operator_pid(pod_uid)
-            assert _uid_of(op_pid)[0] == OPERATOR_UID
+            assert uid_of(op_pid)[0] == OPERATOR_UID
             # Root in the pod, with the chart's capabilities only (CapEff on the host).
             status = Path(f"/proc/{op_pid}/status").read_text()
             cap_eff = int(
@@ -221,9 +166,9 @@ def test_chart_defaults_sandbox_two_tenants_and_admission(
                 assert runtime["limitsEnforced"] is False, runtime
                 assert runtime.get("limitsUnavailable"), runtime
                 pid = _daemon_pid(pod_uid, uid)
-                assert _uid_of(pid) == (uid, uid, uid, uid)
-                assert _groups_of(pid) == []
-                report = _report(pid)
+                assert uid_of(pid) == (uid, uid, uid, uid)
+                assert groups_of(pid) == []
+                report = report_of(pid)
                 assert (report["uid"], report["euid"], report["gid"]) == (uid, uid, uid)
                 assert report["groups"] == []
                 assert report[TOKEN] == "Permission denied", report
