@@ -24,6 +24,7 @@ from typing import Any
 from steward.api.status import ManagedServiceStatus
 from steward.engine.state import EngineState
 from steward.runtimes.base import ServiceIdentity
+from steward.runtimes.sandbox.fs import write_private
 
 MANIFEST = "manifest.json"
 STATUS = "status.json"
@@ -112,9 +113,7 @@ class ServiceStore:
             if not made:
                 d.mkdir(parents=True, exist_ok=True)
                 made = True
-            tmp = d / f".{name}.tmp"
-            tmp.write_text(text)
-            tmp.replace(path)
+            write_private(path, text)
             self._written[path] = digest
 
     def forget(self, identity: ServiceIdentity, remove_runtime: bool) -> None:

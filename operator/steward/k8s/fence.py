@@ -30,6 +30,8 @@ from typing import Any
 
 import psutil
 
+from steward.runtimes.sandbox.fs import write_private
+
 log = logging.getLogger("steward.fence")
 
 RENEWED = "renewed"
@@ -39,11 +41,7 @@ POLL = 0.2
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_private(path, text)
 
 
 def write_renewed(directory: Path, started: float) -> None:

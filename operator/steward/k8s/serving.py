@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +49,7 @@ from steward.k8s.fence import target as fence_target
 from steward.k8s.logserver import LogServer, Reviews
 from steward.k8s.patches import merge_patch
 from steward.runtimes.base import FencedHolders, ServiceIdentity
+from steward.runtimes.sandbox.fs import write_private
 
 log = logging.getLogger("steward.agent")
 
@@ -102,9 +102,7 @@ class HeldEpochs:
     def put(self, key: str, epoch: int) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(str(epoch))
-        os.replace(tmp, path)
+        write_private(path, str(epoch))
 
     def get(self, key: str) -> int | None:
         try:

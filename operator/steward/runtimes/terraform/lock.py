@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from steward.runtimes.base import FencedHolders
+from steward.runtimes.sandbox.fs import write_private
 from steward.runtimes.terraform.diag import LockInfo
 
 START_TIME_TOLERANCE = 0.05
@@ -80,9 +81,7 @@ class Holder:
 
     # ------------------------------------------------------------ persistence
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        tmp.replace(path)
+        write_private(path, json.dumps(asdict(self)))
 
     @classmethod
     def load(cls, path: Path) -> Holder | None:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from steward.api.terraform import TerraformModule
 from steward.runtimes.base import RuntimeFailure
+from steward.runtimes.sandbox.fs import write_private
 from steward.runtimes.terraform.diag import Reason
 
 BACKEND_FILE = "zz_steward_backend_override.tf.json"
@@ -127,9 +128,7 @@ class Workspace:
 
     def save(self, record: Record) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.record_path.with_name(self.record_path.name + ".tmp")
-        tmp.write_text(record.model_dump_json(indent=1))
-        tmp.replace(self.record_path)
+        write_private(self.record_path, record.model_dump_json(indent=1))
         self._seen = _stamp(self.record_path)
 
     # ------------------------------------------------------------ module
@@ -243,11 +242,7 @@ def _write_if_changed(path: Path, text: str) -> None:
             return
     except OSError:
         pass
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    tmp.replace(path)
+    write_private(path, text)
 
 
 def _check_json(files: dict[str, bytes]) -> None:
