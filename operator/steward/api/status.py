@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -17,6 +18,16 @@ from steward.api.state import ServiceStatus
 def utcnow() -> datetime:
     """Timezone-aware now, second precision as Kubernetes stores it."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def raw_condition(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any]:
+    """The condition of ``type_`` in a status as the API holds it (camelCase dicts: a watch
+    event's body, a persisted status.json); {} when it has none. Cheaper than parsing the
+    whole status into :class:`ManagedServiceStatus` for one field."""
+    for c in (status or {}).get("conditions") or ():
+        if isinstance(c, Mapping) and c.get("type") == type_:
+            return c
+    return {}
 
 
 class HealthState(StrEnum):

@@ -19,7 +19,7 @@ from steward.api import reasons as R
 from steward.api.endpoint import EndpointProtocol, Expose
 from steward.api.manifest import API_GROUP, API_VERSION, KIND
 from steward.api.state import ServiceState
-from steward.api.status import HealthState
+from steward.api.status import HealthState, raw_condition
 
 MANAGED_BY = "steward"
 """``app.kubernetes.io/managed-by`` on both objects."""
@@ -76,13 +76,6 @@ def routable(address: str | None) -> str | None:
     return str(ip)
 
 
-def _ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any]:
-    for c in status.get("conditions") or ():
-        if isinstance(c, Mapping) and c.get("type") == R.READY:
-            return c
-    return {}
-
-
 def current_report(status: Mapping[str, Any]) -> bool:
     """The status was written by the host that holds the binding in force (or there is no
     binding at all: ``steward run`` serves everything from one host)."""
@@ -97,7 +90,7 @@ def conditions(body: Mapping[str, Any]) -> EndpointConditions:
     """ready / serving / terminating as Kubernetes means them for a Pod's endpoint:
     serving is ready-ignoring-termination, and neither holds for a lost or stale host."""
     status = body.get("status") or {}
-    ready_cond = _ready_condition(status)
+    ready_cond = raw_condition(status, R.READY)
     terminating = (
         bool(_get(body, "metadata", "deletionTimestamp"))
         or status.get("state") == ServiceState.PENDING_SHUTDOWN.value

@@ -9,6 +9,7 @@ import kubernetes
 
 from steward.api.manifest import API_GROUP, API_VERSION
 from steward.api.node import DOCKER_READY, NODE_PLURAL, NODE_READY, TERRAFORM_READY
+from steward.api.status import raw_condition
 from steward.engine.nodes import lease_expired
 from steward.k8s.agent import LEASE_NAMESPACE, lease_name
 from steward.k8s.clients import build_clients
@@ -27,10 +28,8 @@ def _ago(when: datetime | None, now: datetime) -> str:
 
 
 def _cond(status: dict[str, Any], type_: str) -> str:
-    for c in status.get("conditions", []):
-        if c.get("type") == type_:
-            return str(c.get("status", ""))
-    return "-"
+    found = raw_condition(status, type_)
+    return str(found.get("status", "")) if found else "-"
 
 
 def node_rows(kubeconfig: str | None, lease_namespace: str = LEASE_NAMESPACE) -> list[list[str]]:

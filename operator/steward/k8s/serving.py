@@ -35,7 +35,7 @@ from steward.api.crd import NODE_NAME_FIELD, PLURAL
 from steward.api.manifest import API_GROUP, API_VERSION, ManagedService
 from steward.api.node import NODE_PLURAL
 from steward.api.placement import Failover, FailoverPolicy, Placement
-from steward.api.status import STALE_EPOCH_MESSAGE, Binding
+from steward.api.status import STALE_EPOCH_MESSAGE, Binding, raw_condition
 from steward.engine.binding import ReleaseAction, holds, merged_conditions, release_action
 from steward.engine.fairness import Lane
 from steward.engine.hosts import fence_due
@@ -294,7 +294,7 @@ class AgentController(Controller):
         self, body: kopf.Body, tracked: Tracked, status: dict[str, Any]
     ) -> None:
         live = dict(body.get("status") or {})
-        if _ready_reason(live) == R.NODE_LOST and _ready_reason(tracked.written) != R.NODE_LOST:
+        if _node_lost(live) and not _node_lost(tracked.written):
             # The controller wrote NodeLost while this host could not renew: it is back, so
             # write its own status in full (diffed against what is there, not its last write).
             key = f"{body.meta.get('namespace')}/{body.meta['name']}"
@@ -560,11 +560,8 @@ async def resume(ctl: Controller) -> None:
         await ctl.sweep()
 
 
-def _ready_reason(status: dict[str, Any]) -> str | None:
-    for c in status.get("conditions") or []:
-        if c.get("type") == "Ready":
-            return str(c.get("reason"))
-    return None
+def _node_lost(status: dict[str, Any]) -> bool:
+    return raw_condition(status, R.READY).get("reason") == R.NODE_LOST
 
 
 def serve_logs(ctl: Controller, config: OperatorConfig) -> LogServer:

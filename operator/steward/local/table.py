@@ -12,7 +12,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from steward.api import reasons as R
 from steward.api.flavors import NAMES
+from steward.api.status import raw_condition
 
 RUNNING_STATES = frozenset({"active", "pending_startup", "pending_shutdown"})
 MESSAGE_MAX = 160
@@ -52,9 +54,7 @@ def row_from(manifest: dict[str, Any], status: dict[str, Any]) -> Row:
     spec = manifest.get("spec") or {}
     flavor = status.get("flavor") or next((f for f in NAMES if f in spec), "?")
     state = str(status.get("state") or "inactive")
-    ready: dict[str, Any] = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
-    )
+    ready = raw_condition(status, R.READY)
     reason = str(ready.get("reason") or "")
     message = "" if reason in ("Ready", "Starting") else str(ready.get("message") or "")
     # A service that is not running has no endpoint to offer (even if a port is chosen).
