@@ -35,6 +35,15 @@ lab's apiserver on the bridge. A :class:`tests.support.copies.Copies` sampler co
 * **Never on a cut host**: cut for longer than the grace period, the service is NodeLost
   while its copy runs on, nothing moves; healed, the host renews and its agent writes its
   status again: StewardNode and service Ready, the same copy adopted in place.
+* **An agent killed (SIGKILL), Never**: NodeLost within the grace, nothing moves past the
+  replace time, the copy runs on; the agent started again adopts it in place.
+* **An agent stopped (SIGSTOP) or killed (SIGKILL), AfterFencing**: the fence helper (its own
+  process) stops the copy after the fence time; the copy elsewhere starts only after it is
+  gone; the agent, continued or started again, does not start it again.
+* **Placement across the three hosts**: a label, a taint (tolerated or not) and a CPU request
+  decide where each service goes, and the refusals say why (kube-scheduler's words).
+* **Drain**: `steward drain` of a live host moves its service to another host, one copy at
+  a time, and returns once the old copy is stopped.
 """
 
 from __future__ import annotations
@@ -122,6 +131,9 @@ class Failover:
     core: Any
     leases: Any
     copies: Copies
+    argvs: dict[str, list[str]]
+    """host -> the argv its agent was started with (inside its namespace)."""
+    env: dict[str, str]
 
     @property
     def lab(self) -> NetLab:
@@ -130,12 +142,34 @@ class Failover:
     def host_of(self, node: str | None) -> str:
         return next(h for h, n in self.nodes.items() if n == node)
 
+    def start_agent(self, host: str) -> subprocess.Popen[bytes]:
+        """(Re)start ``host``'s agent in its namespace, as the fixture first started it."""
+        with open(self.logs[host], "ab") as out:
+            self.agents[host] = subprocess.Popen(
+                self.argvs[host],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        return self.agents[host]
+
     def apply(
-        self, name: str, failover: dict[str, Any], spec: dict[str, Any] | None = None
+        self,
+        name: str,
+        failover: dict[str, Any],
+        spec: dict[str, Any] | None = None,
+        placement: dict[str, Any] | None = None,
     ) -> None:
         spec = spec or http_daemon_spec()
         spec["daemon"]["env"] = [{"name": MARK, "value": name}]
         spec["placement"] = {"nodeSelector": {"e2e-run": self.run}, "failover": failover}
+        for key, value in (placement or {}).items():
+            if key == "nodeSelector":
+                spec["placement"]["nodeSelector"].update(value)
+            else:
+                spec["placement"][key] = value
         self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, msvc(name, spec), _request_timeout=TIMEOUT
         )
@@ -333,7 +367,12 @@ def failover(
         controller = start_steward(["controller", "-n", ns, *MONITOR], env, logs["controller"])
         agents: dict[str, subprocess.Popen[bytes]] = {}
         states: dict[str, Path] = {}
+        argvs: dict[str, list[str]] = {}
         try:
+            fo = Failover(
+                mh, ns, run, nodes, states, agents, controller, logs, custom, core, leases,
+                copies, argvs, env,
+            )  # fmt: skip
             for host, node in nodes.items():
                 states[host] = tmp / host / "state"
                 states[host].mkdir(parents=True)
@@ -342,18 +381,8 @@ def failover(
                 argv += ["agent", "--node", node, "--serve", "-n", ns, "--label", f"e2e-run={run}"]
                 argv += ["--kubeconfig", str(mh.kubeconfig), "--address", lab.address(host)]
                 argv += ["--log-port", str(LOG_PORT)]
-                with open(logs[host], "ab") as out:
-                    agents[host] = subprocess.Popen(
-                        lab.argv(host, [*argv, *FAST]),
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        cwd=REPO,
-                    )
-            fo = Failover(
-                mh, ns, run, nodes, states, agents, controller, logs, custom, core, leases, copies
-            )
+                argvs[host] = lab.argv(host, [*argv, *FAST])
+                fo.start_agent(host)
             wait_for(
                 lambda: all(fo.node_ready(h) for h in mh.hosts),
                 timeout=60,
@@ -1041,3 +1070,161 @@ def test_logs_are_read_from_the_host_by_whoever_may_read_them(fo: Failover, tmp_
         for binding in (f"{ns}-reader", f"{ns}-peeker", f"{other}-reader"):
             kubectl("delete", "clusterrolebinding", binding, check=False)
         kubectl("delete", "clusterrole", "e2e-stewardnode-reader", check=False)
+
+
+NEVER = {"policy": "Never"}
+
+
+def test_a_killed_agent_s_never_service_runs_on_and_is_adopted_when_it_returns(
+    fo: Failover,
+) -> None:
+    name = "orphaned"
+    fo.apply(name, NEVER)
+    obj = wait_for(lambda: fo.ready(name), timeout=30, what=f"{name} Ready")
+    node, pid, epoch = str(node_of(obj)), pid_of(obj), epoch_of(obj)
+    host = fo.host_of(node)
+    agent = fo.agents[host]
+    os.kill(agent.pid, signal.SIGKILL)  # the agent this fixture started, in its namespace
+    agent.wait(timeout=10)
+    killed_at = time.monotonic()
+    lost = wait_for(
+        lambda: (o := fo.get(name)) and condition(o, "Ready").get("reason") == "NodeLost" and o,
+        timeout=GRACE + 5,
+        what=f"{name} NodeLost",
+    )
+    lost_after = time.monotonic() - killed_at
+    assert condition(lost, "Ready")["status"] == "Unknown", lost["status"]
+    time.sleep(max(0.0, killed_at + REPLACE_AFTER + SLACK - time.monotonic()))
+    still = fo.get(name)
+    assert node_of(still) == node and epoch_of(still) == epoch, still["status"]
+    assert alive(pid), "a Never service's copy stopped while its agent was gone"
+    assert not fo.events(name, "FailedOver")
+    fo.start_agent(host)
+    restarted_at = time.monotonic()
+    back = wait_for(lambda: fo.ready(name), timeout=30, what=f"{name} Ready again")
+    assert pid_of(back) == pid and epoch_of(back) == epoch, back["status"]
+    assert fo.copies.max_copies(name) == 1, fo.debug()
+    print(
+        f"\nagent of {host} killed: {name} NodeLost after {lost_after:.2f} s, nothing moved "
+        f"for {REPLACE_AFTER + SLACK:.1f} s; restarted, adopted in place (pid {pid}) after "
+        f"{time.monotonic() - restarted_at:.2f} s"
+    )
+
+
+@pytest.mark.parametrize("how", ["SIGSTOP", "SIGKILL"])
+def test_a_hung_or_dead_agent_s_fence_helper_stops_the_copy_before_it_moves(
+    fo: Failover, how: str
+) -> None:
+    """The fence helper is its own process: it acts whether the agent hangs or dies."""
+    name = f"fenced-{how.lower()}"
+    fo.apply(name, AFTER_FENCING)
+    obj = wait_for(lambda: fo.ready(name), timeout=30, what=f"{name} Ready")
+    node, pid, epoch = str(node_of(obj)), pid_of(obj), epoch_of(obj)
+    host = fo.host_of(node)
+    fo.wait_fence_target(host, name, pid)
+    agent = fo.agents[host]
+    os.kill(agent.pid, getattr(signal, how))  # it can neither renew nor stop anything now
+    stopped_at = time.monotonic()
+    try:
+        wait_for(lambda: not alive(pid), timeout=FENCE_AFTER + 5, what="the fence helper")
+        fenced_after = time.monotonic() - stopped_at
+        moved = wait_for(
+            lambda: (o := fo.ready(name)) and node_of(o) not in (None, node) and o,
+            timeout=REPLACE_AFTER + GRACE + 20,
+            what=f"{name} Ready on another host",
+        )
+        moved_after = time.monotonic() - stopped_at
+        assert epoch_of(moved) == epoch + 2, moved["status"]["placement"]
+        assert fo.events(name, "FailedOver"), "no FailedOver Event"
+        gone, started = fo.copies.gone_at(name, pid), fo.copies.first_seen(name, pid_of(moved))
+        assert gone is not None and started is not None and gone < started, (gone, started)
+    finally:
+        if how == "SIGSTOP":
+            os.kill(agent.pid, signal.SIGCONT)
+        else:
+            agent.wait(timeout=10)
+            fo.start_agent(host)
+    time.sleep(3.0)  # the old agent is back: it must not start its copy again
+    assert fo.copies.sample().get(name, set()) == {pid_of(moved)}, fo.debug()
+    assert fo.copies.max_copies(name) == 1, fo.debug()
+    wait_for(lambda: fo.node_ready(host), timeout=15, what=f"{host} Ready again")
+    print(
+        f"\nagent of {host} {how}: copy fenced after {fenced_after:.2f} s, Ready on "
+        f"{node_of(moved)} after {moved_after:.2f} s, gap {started - gone:.2f} s"
+    )
+
+
+def test_placement_follows_labels_taints_and_capacity_across_the_hosts(fo: Failover) -> None:
+    a, b, c = fo.mh.hosts
+    kubectl, pool = fo.mh.kubectl, f"pool-{fo.run}"
+    taint = {"key": "dedicated", "value": "ml", "effect": "NoSchedule"}
+    kubectl("label", "stewardnode", fo.nodes[b], f"{pool}=gpu")
+    kubectl("label", "stewardnode", fo.nodes[c], f"{pool}=dedicated")
+    kubectl("patch", "stewardnode", fo.nodes[c], "--type=merge",
+            "-p", json.dumps({"spec": {"taints": [taint]}}))  # fmt: skip
+    tolerate = [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]
+
+    def placed(name: str) -> dict[str, Any]:
+        return wait_for(  # type: ignore[no-any-return]
+            lambda: (o := fo.get(name)) and condition(o, "Scheduled").get("status") and o,
+            timeout=30,
+            what=f"{name} scheduled or refused",
+        )
+
+    try:
+        fo.apply("gpu", NEVER, placement={"nodeSelector": {pool: "gpu"},
+                                          "resources": {"requests": {"cpu": "1500m"}}})  # fmt: skip
+        fo.apply("tolerant", NEVER, placement={"nodeSelector": {pool: "dedicated"},
+                                               "tolerations": tolerate})  # fmt: skip
+        fo.apply("intolerant", NEVER, placement={"nodeSelector": {pool: "dedicated"}})
+        for i in range(2):
+            fo.apply(f"plain-{i}", NEVER)
+        assert node_of(placed("gpu")) == fo.nodes[b]
+        assert node_of(placed("tolerant")) == fo.nodes[c]
+        refused = condition(placed("intolerant"), "Scheduled")
+        assert (refused["status"], refused["reason"]) == ("False", "Unschedulable"), refused
+        assert "untolerated taint {dedicated: ml}" in refused["message"], refused
+        for i in range(2):  # the taint keeps them off c
+            assert node_of(placed(f"plain-{i}")) in (fo.nodes[a], fo.nodes[b])
+        # b has 2 CPUs and gpu holds 1.5 of them: one more CPU does not fit there.
+        fo.apply("gpu-2", NEVER, placement={"nodeSelector": {pool: "gpu"},
+                                            "resources": {"requests": {"cpu": "1"}}})  # fmt: skip
+        full = condition(placed("gpu-2"), "Scheduled")
+        assert (full["status"], full["reason"]) == ("False", "Unschedulable"), full
+        assert "Insufficient cpu" in full["message"], full
+        for name in ("gpu", "tolerant", "plain-0", "plain-1"):
+            wait_for(lambda n=name: fo.ready(n), timeout=30, what=f"{name} Ready")  # type: ignore[misc]
+        print("\n" + "\n".join(fo.tables()))
+    finally:
+        kubectl("label", "stewardnode", fo.nodes[b], f"{pool}-", check=False)
+        kubectl("label", "stewardnode", fo.nodes[c], f"{pool}-", check=False)
+        kubectl("patch", "stewardnode", fo.nodes[c], "--type=merge",
+                "-p", json.dumps({"spec": {"taints": []}}), check=False)  # fmt: skip
+
+
+def test_drain_moves_a_live_host_s_service_without_two_copies(fo: Failover) -> None:
+    name = "drained"
+    fo.apply(name, NEVER)  # drain moves whatever the policy
+    obj = wait_for(lambda: fo.ready(name), timeout=30, what=f"{name} Ready")
+    node, pid, epoch = str(node_of(obj)), pid_of(obj), epoch_of(obj)
+    argv = [sys.executable, "-m", "steward.cli", "drain", node,
+            "--kubeconfig", str(fo.mh.kubeconfig), "--timeout", "60"]  # fmt: skip
+    try:
+        t0 = time.monotonic()
+        done = subprocess.run(argv, env=fo.env, cwd=REPO, capture_output=True, text=True,
+                              timeout=90, check=False)  # fmt: skip
+        took = time.monotonic() - t0
+        assert done.returncode == 0, (done, fo.debug())
+        assert done.stdout.rstrip().endswith(f"stewardnode/{node} drained"), done.stdout
+        assert not alive(pid), "drain returned before the host's agent stopped the copy"
+        moved = wait_for(
+            lambda: (o := fo.ready(name)) and node_of(o) not in (None, node) and o,
+            timeout=30,
+            what=f"{name} Ready on another host",
+        )
+        assert epoch_of(moved) == epoch + 2, moved["status"]["placement"]
+        assert fo.copies.max_copies(name) == 1, fo.debug()
+        print(f"\ndrain of {node}: {took:.2f} s; Ready on {node_of(moved)}")
+    finally:
+        fo.mh.kubectl("patch", "stewardnode", node, "--type=merge",
+                      "-p", '{"spec":{"unschedulable":false}}', check=False)  # fmt: skip
