@@ -1,9 +1,11 @@
 """A daemon's log file: size-based rotation and tail/follow.
 
 A daemon's stdout/stderr go through a pipe to a writer that rotates by size as
-the log grows: the state directory's one log hub (``loghub.py``, ``hub_relay``),
+the log grows: the state directory's one log hub (``loghub.py``, ``hub_attach``),
 or, where that cannot be used, a writer process of its own (``loghub.py --relay``,
-``start_relay``).
+``start_relay``). The daemon is spawned first with the pipe's write end and the read end
+is handed over after, so a hub (or relay) that has to start costs the daemon nothing:
+what it writes meanwhile waits in the pipe.
 ``rotate_if_needed`` (copy-then-truncate, as logrotate's copytruncate) remains for
 logs written straight to the file (Terraform's, a blocking daemon's, and daemons
 launched by an earlier Steward).
@@ -139,39 +141,32 @@ def _relay_args(max_bytes: int, backups: int, mode: int) -> list[str]:
 
 
 def start_relay(
-    path: Path, max_bytes: int, backups: int, mode: int = 0o640
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Start a writer of its own for ``path`` (``loghub.py --relay``); returns it and the write end
-    of its pipe, for the daemon's stdout and stderr (the caller closes it once passed on).
+    path: Path, r: int, max_bytes: int, backups: int, mode: int = 0o640
+) -> subprocess.Popen[bytes]:
+    """Start a writer of its own for ``path`` (``loghub.py --relay``) reading the pipe's read
+    end ``r`` (the caller closes its copy).
 
     The writer rotates as the log grows, so the file never exceeds ``max_bytes``, and it
     runs in its own session so it outlives a Steward restart along with the daemon.
     """
-    r, w = os.pipe()
-    try:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-I",
-                "-S",
-                str(HUB_SCRIPT),
-                "--relay",
-                str(path),
-                *_relay_args(max_bytes, backups, mode),
-            ],
-            stdin=r,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-        )
-    except BaseException:
-        os.close(w)
-        raise
-    finally:
-        os.close(r)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            str(HUB_SCRIPT),
+            "--relay",
+            str(path),
+            *_relay_args(max_bytes, backups, mode),
+        ],
+        stdin=r,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
     register_child(proc)
-    return proc, w
+    return proc
 
 
 HUB_START_SECONDS = 3.0
@@ -189,28 +184,23 @@ class HubStream:
     sid: str
 
 
-def hub_relay(
-    hub_dir: Path, path: Path, max_bytes: int, backups: int, mode: int = 0o640
-) -> tuple[HubStream, int] | None:
-    """Hand a new pipe to ``hub_dir``'s log hub (starting it when none runs); returns the
-    stream and the write end for the daemon's stdout and stderr (the caller closes it once
-    passed on). None: no hub can be used here; the caller starts a relay of its own."""
-    r, w = os.pipe()
-    try:
-        request = {
-            "op": "add",
-            "path": str(path),
-            "maxBytes": max_bytes,
-            "backups": backups,
-            "mode": mode,
-        }
-        reply = _hub_request(hub_dir, request, fd=r, start=True)
-    finally:
-        os.close(r)
+def hub_attach(
+    hub_dir: Path, path: Path, r: int, max_bytes: int, backups: int, mode: int = 0o640
+) -> HubStream | None:
+    """Hand the pipe's read end ``r`` to ``hub_dir``'s log hub (starting it when none runs;
+    the caller closes its copy). None: no hub can be used here; the caller starts a relay
+    of its own on the same pipe."""
+    request = {
+        "op": "add",
+        "path": str(path),
+        "maxBytes": max_bytes,
+        "backups": backups,
+        "mode": mode,
+    }
+    reply = _hub_request(hub_dir, request, fd=r, start=True)
     if reply is None or "id" not in reply:
-        os.close(w)
         return None
-    return HubStream(int(reply["pid"]), str(reply["id"])), w
+    return HubStream(int(reply["pid"]), str(reply["id"]))
 
 
 def hub_close(hub_dir: Path, sid: str) -> bool:

@@ -39,8 +39,8 @@ from steward.runtimes.logfile import (
     HubStream,
     begin_run,
     follow_lines,
+    hub_attach,
     hub_close,
-    hub_relay,
     open_for_append,
     previous_log,
     rotate_if_needed,
@@ -197,18 +197,9 @@ class DaemonRuntime(Runtime):
         relay: subprocess.Popen[bytes] | None = None
         hub: HubStream | None = None
         out: int = subprocess.DEVNULL
-        if not self.spec.silent:  # sandbox or not, the writer rotates as the log grows
-            mode = 0o600 if sandbox is not None else 0o640
-            log = self.spec.log
-            held = (
-                hub_relay(self.ctx.log_hub_dir, self.log_file, log.max_bytes, log.backups, mode)
-                if self.ctx.log_hub_dir is not None
-                else None
-            )
-            if held is not None:
-                hub, out = held
-            else:
-                relay, out = start_relay(self.log_file, log.max_bytes, log.backups, mode)
+        logs: int | None = None
+        if not self.spec.silent:  # the read end goes to the log writer once the daemon runs
+            logs, out = os.pipe()
         popen_kwargs: dict[str, Any] = {
             "stdout": out,
             "stderr": subprocess.STDOUT,
@@ -231,10 +222,9 @@ class DaemonRuntime(Runtime):
                     argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, **popen_kwargs
                 )
         except OSError as exc:
-            if out != subprocess.DEVNULL:
-                os.close(out)
-                out = subprocess.DEVNULL
-            self._abandon(relay, cgroup)
+            if logs is not None:
+                os.close(logs)
+            self._abandon(None, cgroup)
             raise RuntimeFailure(
                 self.ctx.redact(f"cannot start {argv[0]}: {exc.strerror or exc}"),
                 reason=R.START_FAILED,
@@ -243,6 +233,19 @@ class DaemonRuntime(Runtime):
             if out != subprocess.DEVNULL:
                 os.close(out)
         register_child(proc)
+        if logs is not None:
+            try:
+                hub, relay = self._log_writer(logs, sandbox is not None)
+            except OSError as exc:
+                # Without a reader its output would fail: this daemon cannot run as asked.
+                _kill_session(proc.pid)
+                self._abandon(None, cgroup)
+                raise RuntimeFailure(
+                    f"cannot start the log writer of {argv[0]}: {exc.strerror or exc}",
+                    reason=R.START_FAILED,
+                ) from exc
+            finally:
+                os.close(logs)
         writer = relay.pid if relay is not None else hub.pid if hub is not None else 0
         record = ProcessRecord(
             pid=proc.pid,
@@ -259,6 +262,21 @@ class DaemonRuntime(Runtime):
         record.save(self.pid_file)
         self.intent_file.unlink(missing_ok=True)
         self._track(record, proc)
+
+    def _log_writer(
+        self, r: int, private: bool
+    ) -> tuple[HubStream | None, subprocess.Popen[bytes] | None]:
+        """The state directory's hub takes the pipe's read end, or a relay of its own does;
+        sandbox or not, the writer rotates as the log grows."""
+        mode = 0o600 if private else 0o640
+        log = self.spec.log
+        if self.ctx.log_hub_dir is not None:
+            hub = hub_attach(
+                self.ctx.log_hub_dir, self.log_file, r, log.max_bytes, log.backups, mode
+            )
+            if hub is not None:
+                return hub, None
+        return None, start_relay(self.log_file, r, log.max_bytes, log.backups, mode)
 
     # -- what runs now, without the pid file ---------------------------------
     def _track(self, record: ProcessRecord, proc: subprocess.Popen[bytes] | None) -> None:
@@ -664,6 +682,12 @@ class DaemonRuntime(Runtime):
         its log (the agent's log endpoint, in another thread) must record nothing."""
         record = ProcessRecord.load(self.pid_file)
         return record is not None and live_process(record) is not None
+
+
+def _kill_session(pid: int) -> None:
+    """A daemon that was just spawned and must not run: it leads its own session."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _no_cgroup(pid: int) -> None:
