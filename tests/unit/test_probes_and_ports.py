@@ -163,3 +163,22 @@ def test_startup_probe_cadence(since_start: float, period: float, expected: floa
     from steward.engine.probing import startup_interval
 
     assert startup_interval(since_start, period) == expected
+
+
+def test_a_release_reads_the_owner_s_list_and_still_finds_unlisted_claims(
+    tmp_path: Path,
+) -> None:
+    reg = PortRegistry(tmp_path)
+    first, second = free_port(), free_port()
+    reg.choose("a/one", "127.0.0.1", first, None, allocate=True)
+    reg.choose("a/one", "127.0.0.1", second, None, allocate=True)  # a second claim, listed too
+    reg.choose("a/two", "127.0.0.1", None, None, allocate=True)
+    claims = {p.name for p in tmp_path.glob("*.json")}
+    reg.release("a/one")
+    left = {p.name for p in tmp_path.glob("*.json")}
+    assert len(claims - left) == 2 and len(left) == 1  # a/two's stays
+    assert not list((tmp_path / "owners").glob("*.json"))[1:]  # only a/two's list remains
+    # A claim written by an earlier Steward (no list): a release scans for it.
+    (tmp_path / f"127.0.0.1-{first}.json").write_text('{"owner": "a/old", "at": 0}')
+    reg.release("a/old")
+    assert not (tmp_path / f"127.0.0.1-{first}.json").exists()

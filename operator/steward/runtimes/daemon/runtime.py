@@ -56,6 +56,7 @@ from steward.runtimes.process import (
     live_process,
     reap,
     register_child,
+    session_members,
     signal_number,
     terminate_tree,
 )
@@ -709,12 +710,6 @@ def _running(p: psutil.Process) -> bool:
 
 
 def _session_members(record: ProcessRecord) -> list[psutil.Process]:
-    """Processes still in the daemon's session (it is the session leader) but not below it."""
-    out = []
-    for p in psutil.process_iter(["pid", "create_time"]):
-        try:
-            if p.pid != record.pid and os.getsid(p.pid) == record.pid:
-                out.append(p)
-        except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
-            continue
-    return out
+    """Processes still in the daemon's session (it is the session leader), below it or
+    re-parented away from it."""
+    return session_members(record.pid)
