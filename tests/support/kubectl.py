@@ -172,3 +172,33 @@ def token_kubeconfig(
     )
     path.chmod(0o600)
     return path
+
+
+def get_or_none(kubectl: Runner, *what: str) -> dict[str, Any] | None:
+    """``kubectl get WHAT -o json``; None when it is not found (any other error fails)."""
+    out = kubectl("get", *what, "-o", "json", check=False)
+    if out.returncode != 0:
+        assert "NotFound" in out.stderr, out.stderr
+        return None
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def log_reader(
+    kubectl: Runner, namespace: str, account: str, may_read_log: bool, node_reader: str
+) -> None:
+    """ServiceAccount ``account`` in ``namespace``: get on ManagedServices there (and on
+    managedservices/log when ``may_read_log``), and ClusterRole ``node_reader`` (get on
+    StewardNodes, to find the host): what `steward logs --kubeconfig` needs."""
+    kubectl("create", "serviceaccount", account, "-n", namespace)
+    resources = ["managedservices", *(["managedservices/log"] if may_read_log else [])]
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": account, "namespace": namespace},
+        "rules": [{"apiGroups": ["steward.dev"], "resources": resources, "verbs": ["get"]}],
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(role))
+    kubectl("create", "rolebinding", account, "-n", namespace, f"--role={account}",
+            f"--serviceaccount={namespace}:{account}")  # fmt: skip
+    kubectl("create", "clusterrolebinding", f"{namespace}-{account}",
+            f"--clusterrole={node_reader}", f"--serviceaccount={namespace}:{account}")  # fmt: skip

@@ -68,7 +68,7 @@ from hack.testenv import controlplane
 
 from tests.support.copies import Copies
 from tests.support.hosts import alive, condition, continue_stopped, forget_hosts
-from tests.support.kubectl import Runner
+from tests.support.kubectl import Runner, log_reader
 from tests.support.manifests import http_daemon_spec, msvc
 from tests.support.namespaces import fresh_namespace
 from tests.support.netns import NetLab
@@ -962,25 +962,6 @@ def test_a_service_steward_did_not_create_is_never_taken_over(fo: Failover) -> N
         fo.core.delete_namespaced_service(name, fo.namespace, _request_timeout=TIMEOUT)
 
 
-def _reader_rbac(kubectl: Runner, namespace: str, account: str, verbs_on_log: bool) -> None:
-    """``account`` in ``namespace``: get on ManagedServices there (and on managedservices/log
-    when ``verbs_on_log``), get on StewardNodes (to find the host)."""
-    kubectl("create", "serviceaccount", account, "-n", namespace)
-    resources = ["managedservices", *(["managedservices/log"] if verbs_on_log else [])]
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": account, "namespace": namespace},
-        "rules": [{"apiGroups": [GROUP], "resources": resources, "verbs": ["get"]}],
-    }
-    kubectl("apply", "-f", "-", input=json.dumps(role))
-    kubectl("create", "rolebinding", account, "-n", namespace, f"--role={account}",
-            f"--serviceaccount={namespace}:{account}")  # fmt: skip
-    kubectl("create", "clusterrolebinding", f"{namespace}-{account}",
-            "--clusterrole=e2e-stewardnode-reader",
-            f"--serviceaccount={namespace}:{account}")  # fmt: skip
-
-
 def test_logs_are_read_from_the_host_by_whoever_may_read_them(fo: Failover, tmp_path: Path) -> None:
     import ssl
     import urllib.request
@@ -996,9 +977,9 @@ def test_logs_are_read_from_the_host_by_whoever_may_read_them(fo: Failover, tmp_
             "--resource=stewardnodes.steward.dev")  # fmt: skip
     kubectl("create", "namespace", other)
     try:
-        _reader_rbac(kubectl, ns, "reader", verbs_on_log=True)
-        _reader_rbac(kubectl, ns, "peeker", verbs_on_log=False)
-        _reader_rbac(kubectl, other, "reader", verbs_on_log=True)
+        log_reader(kubectl, ns, "reader", True, "e2e-stewardnode-reader")
+        log_reader(kubectl, ns, "peeker", False, "e2e-stewardnode-reader")
+        log_reader(kubectl, other, "reader", True, "e2e-stewardnode-reader")
         # the other namespace's reader may read the service itself, not its log
         kubectl("create", "rolebinding", "other-reader", "-n", ns, "--role=peeker",
                 f"--serviceaccount={other}:reader")  # fmt: skip

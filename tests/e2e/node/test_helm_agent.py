@@ -41,7 +41,7 @@ import yaml
 
 from steward.k8s.nodes import node_rows
 from tests.support import helm_node as hn
-from tests.support.kubectl import Runner
+from tests.support.kubectl import Runner, get_or_none
 from tests.support.node import NodeSession
 from tests.support.paths import REPO
 from tests.support.waits import wait_for
@@ -68,14 +68,6 @@ def _shipped_rules() -> dict[str, set[Rule]]:
     """deploy/agent-rbac.yaml's rules by kind (ClusterRole, Role)."""
     docs = [d for d in yaml.safe_load_all(AGENT_RBAC.read_text()) if d]
     return {d["kind"]: _rules(d) for d in docs if d["kind"] in ("ClusterRole", "Role")}
-
-
-def _get(kubectl: Runner, *what: str) -> dict[str, Any] | None:
-    out = kubectl("get", *what, "-o", "json", check=False)
-    if out.returncode != 0:
-        assert "NotFound" in out.stderr, out.stderr
-        return None
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
 def _conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -197,7 +189,7 @@ def test_agent_daemonset_registers_the_node_least_privilege_and_goodbye(
             t_pod = time.monotonic()
             stewardnode = _wait(
                 lambda: (
-                    (n := _get(kubectl, "stewardnode", node))
+                    (n := get_or_none(kubectl, "stewardnode", node))
                     and _conditions(n).get("Ready", {}).get("status") == "True"
                     and n
                 ),
@@ -215,14 +207,14 @@ def test_agent_daemonset_registers_the_node_least_privilege_and_goodbye(
             runtimes = {t: (c["status"], c["reason"]) for t, c in conditions.items()}
 
             # --- its Lease, held by it and renewed.
-            held = _wait(lambda: _get(kubectl, "lease", lease, "-n", LEASE_NS), 30, "Lease")
+            held = _wait(lambda: get_or_none(kubectl, "lease", lease, "-n", LEASE_NS), 30, "Lease")
             assert held["spec"]["holderIdentity"] == node
             assert held["spec"]["leaseDurationSeconds"] == LEASE_SECONDS
             owner = held["metadata"]["ownerReferences"][0]
             assert (owner["kind"], owner["uid"]) == ("StewardNode", stewardnode["metadata"]["uid"])
             first = _renewed(held)
             _wait(
-                lambda: _renewed(_get(kubectl, "lease", lease, "-n", LEASE_NS)) > first,
+                lambda: _renewed(get_or_none(kubectl, "lease", lease, "-n", LEASE_NS)) > first,
                 RENEW_SECONDS * 3,
                 "Lease renewed",
             )
@@ -235,8 +227,8 @@ def test_agent_daemonset_registers_the_node_least_privilege_and_goodbye(
 
             # --- its ServiceAccount: deploy/agent-rbac.yaml's rules, no more.
             shipped = _shipped_rules()
-            cluster_role = _get(kubectl, "clusterrole", f"{rns}-{agent}")
-            role = _get(kubectl, "role", f"{rns}-{agent}", "-n", LEASE_NS)
+            cluster_role = get_or_none(kubectl, "clusterrole", f"{rns}-{agent}")
+            role = get_or_none(kubectl, "role", f"{rns}-{agent}", "-n", LEASE_NS)
             assert cluster_role and _rules(cluster_role) == shipped["ClusterRole"]
             assert role and _rules(role) == shipped["Role"]
 
@@ -286,14 +278,14 @@ def test_agent_daemonset_registers_the_node_least_privilege_and_goodbye(
                 timeout=100,
             )
             assert not _agent_pods(kubectl, rns, release)
-            ready = _conditions(_get(kubectl, "stewardnode", node))["Ready"]
+            ready = _conditions(get_or_none(kubectl, "stewardnode", node))["Ready"]
             assert (ready["status"], ready["reason"]) == ("False", "AgentStopped"), ready
             print(
                 f"agents stopped (foreground delete) in {time.monotonic() - t_stop:.1f}s: {ready}"
             )
-            last = _renewed(_get(kubectl, "lease", lease, "-n", LEASE_NS))
+            last = _renewed(get_or_none(kubectl, "lease", lease, "-n", LEASE_NS))
             time.sleep(RENEW_SECONDS * 2)
-            assert _renewed(_get(kubectl, "lease", lease, "-n", LEASE_NS)) == last
+            assert _renewed(get_or_none(kubectl, "lease", lease, "-n", LEASE_NS)) == last
 
             # --- helm upgrade brings the DaemonSet back: the agent takes the node over.
             hn.helm(
@@ -310,7 +302,7 @@ def test_agent_daemonset_registers_the_node_least_privilege_and_goodbye(
             )
             again = _wait(
                 lambda: (
-                    (n := _get(kubectl, "stewardnode", node))
+                    (n := get_or_none(kubectl, "stewardnode", node))
                     and _conditions(n).get("Ready", {}).get("reason") == "AgentReady"
                     and n
                 ),
@@ -337,17 +329,17 @@ def test_agent_daemonset_registers_the_node_least_privilege_and_goodbye(
                 ("role", f"{rns}-{agent}", "-n", LEASE_NS),
                 ("rolebinding", f"{rns}-{agent}", "-n", LEASE_NS),
             ):
-                assert _get(kubectl, *what) is None, f"{what} left after helm uninstall"
+                assert get_or_none(kubectl, *what) is None, f"{what} left after helm uninstall"
             assert can("patch", "stewardnodes.steward.dev", "--subresource=status") == "no"
-            last = _renewed(_get(kubectl, "lease", lease, "-n", LEASE_NS))
-            ready = _conditions(_get(kubectl, "stewardnode", node))["Ready"]
+            last = _renewed(get_or_none(kubectl, "lease", lease, "-n", LEASE_NS))
+            ready = _conditions(get_or_none(kubectl, "stewardnode", node))["Ready"]
 
             def judged() -> str:
                 (row,) = [r for r in node_rows(str(info.kubeconfig)) if r[0] == node]
                 return row[1] if row[1] != "True" else ""
 
             verdict = _wait(judged, LEASE_SECONDS * 3, "StewardNode not Ready")
-            assert _renewed(_get(kubectl, "lease", lease, "-n", LEASE_NS)) == last
+            assert _renewed(get_or_none(kubectl, "lease", lease, "-n", LEASE_NS)) == last
             if ready["status"] == "False":
                 assert (ready["reason"], verdict) == ("AgentStopped", "False"), ready
             else:

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from tests.support import helm_node as hn
-from tests.support.kubectl import Runner, token_kubeconfig
+from tests.support.kubectl import Runner, get_or_none, log_reader, token_kubeconfig
 from tests.support.node import NodeSession
 from tests.support.paths import REPO
 from tests.support.sandbox_probe import PROBE, TOKEN, report_of, uid_of
@@ -43,14 +43,6 @@ PORT = 18182
 NAME = "probe"
 
 
-def _get(kubectl: Runner, *what: str) -> dict[str, Any] | None:
-    out = kubectl("get", *what, "-o", "json", check=False)
-    if out.returncode != 0:
-        assert "NotFound" in out.stderr, out.stderr
-        return None
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
-
-
 def _pods(kubectl: Runner, ns: str, release: str, component: str | None) -> list[dict[str, Any]]:
     sel = f"app.kubernetes.io/instance={release}"
     sel += (
@@ -60,17 +52,6 @@ def _pods(kubectl: Runner, ns: str, release: str, component: str | None) -> list
     )
     items = json.loads(kubectl("get", "pods", "-n", ns, "-l", sel, "-o", "json").stdout)["items"]
     return [p for p in items if p["status"].get("phase") == "Running"]
-
-
-def _reader(kubectl: Runner, ns: str, account: str, log: bool) -> None:
-    """A ServiceAccount that may read ManagedServices in NS (and their log when LOG)."""
-    kubectl("create", "serviceaccount", account, "-n", ns)
-    resources = "managedservices.steward.dev" + (",managedservices.steward.dev/log" if log else "")
-    kubectl("create", "role", account, "-n", ns, "--verb=get", f"--resource={resources}")
-    kubectl("create", "rolebinding", account, "-n", ns, f"--role={account}",
-            f"--serviceaccount={ns}:{account}")  # fmt: skip
-    kubectl("create", "clusterrolebinding", f"{ns}-{account}", "--clusterrole=e2e-serve-nodes",
-            f"--serviceaccount={ns}:{account}")  # fmt: skip
 
 
 @pytest.mark.timeout(420)
@@ -119,15 +100,15 @@ def test_controller_and_serving_agents_run_a_tenant_service_on_the_node(
             wait_for(
                 lambda: any(
                     c["type"] == "Ready" and c["status"] == "True"
-                    for c in ((_get(kubectl, "stewardnode", node) or {}).get("status") or {})
+                    for c in ((get_or_none(kubectl, "stewardnode", node) or {}).get("status") or {})
                     .get("conditions", [])
                 ),
                 60, 0.5, "StewardNode Ready",
             )  # fmt: skip
 
             # --- a tenant's service, exposed to the cluster.
-            _reader(kubectl, tenant, "reader", log=True)
-            _reader(kubectl, tenant, "peeker", log=False)
+            log_reader(kubectl, tenant, "reader", True, "e2e-serve-nodes")
+            log_reader(kubectl, tenant, "peeker", False, "e2e-serve-nodes")
             msvc = {
                 "apiVersion": "steward.dev/v1alpha1",
                 "kind": "ManagedService",
@@ -147,7 +128,7 @@ def test_controller_and_serving_agents_run_a_tenant_service_on_the_node(
             t_apply = time.monotonic()
             hn.apply(kubectl, msvc)
             ready_after = hn.wait_ready(kubectl, tenant, [NAME], 120, (rns, release), t_apply)
-            obj = _get(kubectl, "msvc", NAME, "-n", tenant)
+            obj = get_or_none(kubectl, "msvc", NAME, "-n", tenant)
             assert obj is not None
             status = obj["status"]
             assert status["placement"]["nodeName"] == node, status
@@ -167,7 +148,7 @@ def test_controller_and_serving_agents_run_a_tenant_service_on_the_node(
             assert not [k for k in report["env"] if k.startswith("KUBERNETES_")], report
 
             # --- the controller's Service and EndpointSlice; a pod reaches it by ClusterIP.
-            svc = _get(kubectl, "service", NAME, "-n", tenant)
+            svc = get_or_none(kubectl, "service", NAME, "-n", tenant)
             assert svc is not None and "selector" not in svc["spec"], svc
             slices = json.loads(
                 kubectl(
@@ -208,7 +189,7 @@ def test_controller_and_serving_agents_run_a_tenant_service_on_the_node(
             # --- deleted: its process, Service and EndpointSlice go.
             kubectl("delete", "msvc", NAME, "-n", tenant, "--timeout=60s", timeout=70)
             wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, 0.5, "daemon gone")
-            wait_for(lambda: _get(kubectl, "service", NAME, "-n", tenant) is None, 30, 0.5,
+            wait_for(lambda: get_or_none(kubectl, "service", NAME, "-n", tenant) is None, 30, 0.5,
                      "Service deleted")  # fmt: skip
             print(
                 f"\nhelm install --wait {installed:.1f}s; {NAME} Ready {ready_after[NAME]}s "
