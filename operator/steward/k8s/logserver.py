@@ -1,11 +1,11 @@
 """The agent's log endpoint, like kubelet's: HTTPS, every request authorized by the apiserver.
 
 ``GET /logs/<namespace>/<name>?tail=N&follow=true&previous=true`` streams the log lines of a
-service this host runs (secret values redacted, as `steward logs` prints them). Who asks is authenticated
-by the apiserver — a bearer token through a TokenReview, or a client certificate signed by the
-CA given with ``--client-ca-file`` — and authorized by a SubjectAccessReview of ``get`` on
-``managedservices/log`` in that namespace for that name. So a tenant reads the logs of its
-own namespace and nothing else, without exec into anything and without the agent's
+service this host runs (secret values redacted, as `steward logs` prints them). Who asks is
+authenticated by the apiserver — a bearer token through a TokenReview, or a client certificate
+signed by the CA given with ``--client-ca-file`` — and authorized by a SubjectAccessReview of
+``get`` on ``managedservices/log`` in that namespace for that name. So a tenant reads the logs
+of its own namespace and nothing else, without exec into anything and without the agent's
 credentials; the agent needs only ``create`` on tokenreviews and subjectaccessreviews.
 """
 

@@ -225,7 +225,7 @@ class DaemonRuntime(Runtime):
         except OSError as exc:
             if logs is not None:
                 os.close(logs)
-            self._abandon(None, cgroup)
+            self._abandon(cgroup)
             raise RuntimeFailure(
                 self.ctx.redact(f"cannot start {argv[0]}: {exc.strerror or exc}"),
                 reason=R.START_FAILED,
@@ -240,7 +240,7 @@ class DaemonRuntime(Runtime):
             except OSError as exc:
                 # Without a reader its output would fail: this daemon cannot run as asked.
                 _kill_session(proc.pid)
-                self._abandon(None, cgroup)
+                self._abandon(cgroup)
                 raise RuntimeFailure(
                     f"cannot start the log writer of {argv[0]}: {exc.strerror or exc}",
                     reason=R.START_FAILED,
@@ -386,17 +386,13 @@ class DaemonRuntime(Runtime):
             out["cgroup"] = cgroup.describe()
         return out
 
-    def _abandon(self, relay: subprocess.Popen[bytes] | None, cgroup: Cgroup | None) -> None:
-        """Undo a launch that did not happen: the log writer ends at EOF, the cgroup goes."""
+    @staticmethod
+    def _abandon(cgroup: Cgroup | None) -> None:
+        """Undo a launch that did not happen: its cgroup goes (no log writer was started
+        yet: the pipe is handed over only once the daemon runs)."""
         if cgroup is not None:
             cgroup.kill()
             cgroup.remove()
-        if relay is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                relay.wait(RELAY_WAIT_SECONDS)
-            if relay.poll() is None:
-                relay.kill()
-                relay.wait()
 
     def _run_blocking(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
         """The seed's blocking mode: run in the caller and return when it ends."""
