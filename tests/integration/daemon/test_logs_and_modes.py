@@ -44,10 +44,12 @@ def test_log_rotation_keeps_backups(
     for burst in range(4):
         wait_for(lambda b=burst: Path(f"{done}{b}").exists(), timeout=20)  # type: ignore[misc]
         # the relay rotates as the log grows (each burst is ~88 KB), without reconcile()
+        # The marker may come before the writer has drained the pipe: wait for the last line.
+        wait_for(lambda b=burst: f"line {b}-0999 " in log.read_text())  # type: ignore[misc]
         files = sorted(svc.runtime_dir.glob("daemon.log*"))
         assert all(f.stat().st_size <= 65536 for f in files), files
         kept = "".join(f.read_text() for f in files)
-        assert f"line {burst}-0999 " in wait_for(lambda: log.read_text())
+        assert f"line {burst}-0999 " in log.read_text()
         assert f"line {burst}-0000 " in kept
     assert (svc.runtime_dir / "daemon.log.2").exists()
     assert not (svc.runtime_dir / "daemon.log.3").exists()  # only `backups` files are kept
