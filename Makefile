@@ -63,9 +63,9 @@ testenv: install
 	  bash hack/testenv/node/ensure-packages.sh && \
 	  STEWARD_TESTBIN="$$(bash hack/testenv/build-testbin.sh)" \
 	  STEWARD_NODEBIN="$$(bash hack/testenv/build-node.sh)" \
-	  $(BIN)/python hack/testenv/cluster.py $(ARGS); \
+	  $(BIN)/python -m hack.testenv.cluster $(ARGS); \
 	else \
-	  STEWARD_TESTBIN="$$(bash hack/testenv/build-testbin.sh)" $(BIN)/python hack/testenv/controlplane.py $(ARGS); \
+	  STEWARD_TESTBIN="$$(bash hack/testenv/build-testbin.sh)" $(BIN)/python -m hack.testenv.controlplane $(ARGS); \
 	fi
 
 ## Build (or reuse) the node binaries: kubelet, scheduler, controller-manager, kube-proxy, pause.

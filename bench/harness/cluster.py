@@ -7,7 +7,6 @@ import json
 import os
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -15,17 +14,13 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from hack.testenv import controlplane
+
 from bench.harness.cleanup import Reaper, log
 
 REPO = Path(__file__).resolve().parents[2]
-TESTENV = REPO / "hack" / "testenv"
 CRD = REPO / "crds" / "managedservices.steward.dev.yaml"
 GROUP, VERSION, PLURAL = "steward.dev", "v1alpha1", "managedservices"
-
-if str(TESTENV) not in sys.path:
-    sys.path.insert(0, str(TESTENV))
-
-import controlplane  # type: ignore[import-not-found]  # noqa: E402  (hack/testenv)
 
 
 class ControlPlaneInfo(Protocol):

@@ -30,7 +30,7 @@ Library use::
 
 Human use (root)::
 
-    python hack/testenv/cluster.py --node     # prints export lines, Ctrl-C stops
+    python -m hack.testenv.cluster --node     # prints export lines, Ctrl-C stops
 
 Only one such cluster runs at a time on a machine (a lock file serialises
 them: the bridge, the cgroups and iptables chains are machine-wide).
@@ -64,17 +64,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-if __package__:  # imported as hack.testenv.cluster (the repository root on sys.path)
-    from hack.image import imagetar
-    from hack.testenv import controlplane
-else:  # run as a script, or imported as `cluster` with hack/testenv on sys.path
-    for _dir in (HERE, HERE.parent / "image"):
-        if str(_dir) not in sys.path:
-            sys.path.insert(0, str(_dir))
-    import controlplane
-    import imagetar
+from hack.image import imagetar
+from hack.testenv import controlplane
 
+HERE = Path(__file__).resolve().parent
 NODE_BUILD_SCRIPT = HERE / "build-node.sh"
 PACKAGES_SCRIPT = HERE / "node" / "ensure-packages.sh"
 NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "pause")

@@ -19,13 +19,13 @@ does not happen.
 
 Library use::
 
-    from controlplane import ControlPlane, build_testbin
+    from hack.testenv.controlplane import ControlPlane, build_testbin
     with ControlPlane(build_testbin()) as info:
         subprocess.run(["kubectl", "get", "ns"], env=info.env(), check=True)
 
 Human use::
 
-    python hack/testenv/controlplane.py      # prints export lines, Ctrl-C stops
+    python -m hack.testenv.controlplane      # prints export lines, Ctrl-C stops
 
 Only the Python standard library and the ``openssl`` command are needed.
 Processes are stopped by PID (SIGTERM, then SIGKILL after a grace period).
