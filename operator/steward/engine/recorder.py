@@ -27,6 +27,12 @@ EventSink = Callable[[str, str, str], None]
 BACKOFF_MARK = "; back-off "
 """Separates a failure from the retry time in messages (Events compare the part before it)."""
 
+
+def ready_message(probed: bool) -> str:
+    """Ready's text when the decision carries none (the steady-state check compares it)."""
+    return "service is running and healthy" if probed else "service is running"
+
+
 DEFAULT_MESSAGES = {
     R.STARTING: "waiting for the service to start",
     R.RESTARTING: "starting again after the back-off",
@@ -75,7 +81,7 @@ class StatusRecorder:
             self.status.clear_error()
         text = msg or DEFAULT_MESSAGES.get(decision.reason, "")
         if decision.ready and not text:
-            text = "service is running" + (" and healthy" if self.probed else "")
+            text = ready_message(self.probed)
         gen = self.generation
         ready: Literal["True", "False"] = "True" if decision.ready else "False"
         cond_changed = self.status.set_condition("Ready", ready, decision.reason, text, gen)

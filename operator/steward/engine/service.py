@@ -15,14 +15,12 @@ is computed here and persisted next to the runtime files, so a second
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +28,8 @@ from steward.api import reasons as R
 from steward.api.endpoint import EndpointSpec
 from steward.api.manifest import ManagedService
 from steward.api.state import AdminState, ServiceState
-from steward.api.status import HealthState, ManagedServiceStatus, utcnow
-from steward.engine.backoff import restart_delay
+from steward.api.status import ManagedServiceStatus, utcnow
+from steward.engine import guarded
 from steward.engine.decide import (
     Action,
     Decision,
@@ -41,11 +39,16 @@ from steward.engine.decide import (
     exited,
 )
 from steward.engine.endpoints import fill_endpoint
-from steward.engine.environment import ValueResolver, as_resolver, resolve_env
+from steward.engine.environment import ValueResolver, as_resolver
+from steward.engine.explain import explain
 from steward.engine.ledger import RunLedger
 from steward.engine.probing import STARTUP_PROBE_INTERVAL, Prober
-from steward.engine.recorder import BACKOFF_MARK, EventSink, StatusRecorder, log_event
+from steward.engine.recorder import EventSink, StatusRecorder, log_event
+from steward.engine.steady import is_quiet
 from steward.engine.store import ServiceStore, default_state_dir
+from steward.engine.supervise import run_coro
+from steward.engine.supervise import supervise as supervise_loop
+from steward.engine.workload import Workload
 from steward.health.ports import PortRegistry, PortUnavailable
 from steward.health.probes import ProbeResult, ProbeTarget
 from steward.health.tracker import record_probe
@@ -59,10 +62,8 @@ from steward.runtimes.base import (
     Runtime,
     RuntimeContext,
     RuntimeFailure,
-    ServiceIdentity,
-    spec_hash,
 )
-from steward.runtimes.exits import ExitWatch, fd_readable
+from steward.runtimes.exits import ExitWatch
 from steward.runtimes.registry import make_runtime
 from steward.runtimes.sandbox import Sandbox
 
@@ -84,35 +85,6 @@ MIN_RUNNING_WITHOUT_PROBE = 0.3
 """start() of a service without endpoint waits this long so an instant crash is not 'active'."""
 
 
-def _digest(env: dict[str, str]) -> str:
-    """A hash of resolved values: compares them without keeping secrets around."""
-    return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
-
-
-def _run_coro(coro: Any, loop: asyncio.AbstractEventLoop | None = None) -> Any:
-    """Run a coroutine from sync code, even when the caller already has a loop; ``loop``:
-    one the caller keeps for a series of calls (a fresh loop per probe costs ~1.5 ms)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        if loop is not None:
-            return loop.run_until_complete(coro)
-        return asyncio.run(coro)
-    box: list[Any] = []
-    t = threading.Thread(target=lambda: box.append(asyncio.run(coro)))
-    t.start()
-    t.join()
-    return box[0]
-
-
-def _endpoint_for_hash(ep: EndpointSpec | None) -> dict[str, Any] | None:
-    """The endpoint as the spec hash sees it: ``expose`` counts only when set, so adding
-    the field did not change the hash (and restart) of every service that runs today."""
-    if ep is None:
-        return None
-    return ep.model_dump(mode="json", exclude=None if ep.exposed else {"expose"})
-
-
 class Service:
     """A ManagedService and the runtime that serves it."""
 
@@ -129,17 +101,14 @@ class Service:
         host_ip: str | None = None,
         fenced: FencedHolders | None = None,
     ) -> None:
-        self.sandbox = sandbox
-        self.host_ip = host_ip
-        self.fenced = fenced
-        """A host agent's proof that the hosts this ran on before were fenced (failover)."""
-        self.credentials = credentials
-        self.identity = ServiceIdentity(manifest.metadata.namespace, manifest.metadata.name)
         self.policy = policy
         self.store = store or ServiceStore(Path(state_dir))
         self.state_dir = self.store.state_dir
-        self.service_dir = self.store.service_dir(self.identity)
-        self.resolver = as_resolver(resolver)
+        self.workload = Workload(
+            manifest, self.store, as_resolver(resolver), sandbox, credentials, host_ip, fenced
+        )
+        self.identity = self.workload.identity
+        self.service_dir = self.workload.service_dir
         self.ports = PortRegistry(self.store.ports_dir)
         self._lock = threading.RLock()
         self._runtime: Runtime | None = None
@@ -156,21 +125,23 @@ class Service:
     def _take(self, manifest: ManagedService) -> None:
         """Point the collaborators at this manifest (construction and update())."""
         self.manifest = manifest
-        spec_ep = manifest.spec.endpoint
-        self.endpoint = spec_ep.on_host(self.host_ip) if spec_ep is not None else None
-        """The endpoint as this host serves it (``expose: Cluster``: on ``host_ip``)."""
-        self.service_host = (
-            f"{manifest.metadata.name}.{manifest.metadata.namespace}.svc"
-            if spec_ep is not None and spec_ep.exposed and self.host_ip
-            else None
-        )
-        """The Service's DNS name, which status.endpoint.uri names; None: no Service."""
+        self.workload.take(manifest)
         self.prober.endpoint = self.endpoint
         self.ledger.policy = manifest.spec.restart_policy
         self.ledger.backoff = manifest.spec.backoff
         self.recorder.generation = manifest.metadata.generation
         self.recorder.flavor = manifest.spec.flavor
         self.recorder.probed = manifest.spec.endpoint is not None
+
+    @property
+    def resolver(self) -> Resolver:
+        """Where env ``valueFrom`` and Terraform ``varsFrom`` are read (local mode swaps it
+        on each reload of the files)."""
+        return self.workload.resolver
+
+    @resolver.setter
+    def resolver(self, value: Resolver) -> None:
+        self.workload.resolver = value
 
     @property
     def status(self) -> ManagedServiceStatus:
@@ -213,28 +184,25 @@ class Service:
     # ------------------------------------------------------------ properties
     @property
     def flavor(self) -> str:
-        return self.manifest.spec.flavor
+        return self.workload.flavor
 
     @property
     def flavor_spec(self) -> Any:
-        return getattr(self.manifest.spec, self.flavor)
+        return self.workload.flavor_spec
+
+    @property
+    def endpoint(self) -> EndpointSpec | None:
+        """The endpoint as this host serves it (``expose: Cluster``: on its host's address)."""
+        return self.workload.endpoint
 
     @property
     def runtime_dir(self) -> Path:
-        spec = self.flavor_spec
-        if getattr(spec, "singleton", False):
-            return self.state_dir
-        return self.service_dir / "runtime"
+        return self.workload.runtime_dir
 
     @property
     def spec_hash(self) -> str:
         """Hash of what a running workload depends on (not adminState or restart policy)."""
-        return spec_hash(
-            {
-                self.flavor: self.flavor_spec.model_dump(mode="json"),
-                "endpoint": _endpoint_for_hash(self.manifest.spec.endpoint),
-            }
-        )
+        return self.workload.spec_hash
 
     @property
     def is_running(self) -> bool:
@@ -266,27 +234,7 @@ class Service:
 
     # ------------------------------------------------------------ context
     def _context(self, port: int | None = None) -> RuntimeContext:
-        endpoint = self.endpoint
-        port = port if port is not None else self.status.endpoint.port
-        base = {"PORT": str(port)} if port else {}
-        if endpoint is not None and endpoint.exposed:
-            base["HOST_IP"] = endpoint.host
-        env_entries = getattr(self.flavor_spec, "env", None) or []
-        env, secrets = resolve_env(env_entries, base, self.resolver)
-        return RuntimeContext(
-            identity=self.identity,
-            runtime_dir=self.runtime_dir,
-            env=env,
-            port=port,
-            host=endpoint.host if endpoint else "127.0.0.1",
-            spec_hash=self.spec_hash,
-            secret_values=frozenset(secrets),
-            resolver=self.resolver,
-            sandbox=self.sandbox,
-            credentials=self.credentials,
-            fenced=self.fenced,
-            log_hub_dir=self.store.log_hub_dir,
-        )
+        return self.workload.context(port if port is not None else self.status.endpoint.port)
 
     def _adopt(self) -> None:
         """Take over what an earlier process started; never start a second copy."""
@@ -319,13 +267,7 @@ class Service:
         """A new watch on the end of what runs now (the caller closes it); cheap, never raises.
 
         The per-service loop waits on it, so a crash wakes the loop at once."""
-        runtime = self._runtime
-        if runtime is None:
-            return None
-        try:
-            return runtime.exit_watch()
-        except Exception:
-            return None
+        return guarded.exit_watch(self._runtime)
 
     @property
     def _updates_in_place(self) -> bool:
@@ -351,7 +293,7 @@ class Service:
 
     @property
     def _probed(self) -> bool:
-        return self.manifest.spec.endpoint is not None
+        return self.workload.probed
 
     def _fill_endpoint(self, obs: Observation | None = None) -> None:
         fill_endpoint(
@@ -359,7 +301,7 @@ class Service:
             self.endpoint,
             obs.endpoint_uri if obs is not None else None,
             from_outputs=self.runtime.capabilities.endpoint_from_outputs,
-            service_host=self.service_host,
+            service_host=self.workload.service_host,
         )
 
     # ------------------------------------------------------------ actions
@@ -415,26 +357,7 @@ class Service:
             self._fail(exc.reason, str(exc))
 
     def _observe(self) -> Observation:
-        try:
-            return self.runtime.observe()
-        except RuntimeFailure as exc:
-            return Observation(state=ServiceState.ERROR, message=str(exc), reason=exc.reason)
-        except Exception as exc:
-            return Observation(
-                state=ServiceState.ERROR,
-                message=f"{type(exc).__name__}: {exc}",
-                reason=R.OBSERVE_FAILED,
-            )
-
-    @staticmethod
-    def _observe_cached(rt: Runtime | None) -> Observation | None:
-        """The runtime's answer from memory (no I/O, fine on the event loop), if it has one."""
-        if rt is None:
-            return None
-        try:
-            return rt.observe_cached()
-        except Exception:
-            return None
+        return guarded.observe(self.runtime)
 
     def _probe_due(self, obs: Observation) -> bool:
         return self.prober.due(obs, self.status.health)
@@ -463,14 +386,14 @@ class Service:
         """Observe and probe now, update status; take no action (the seed's update_status)."""
         with self._lock:
             obs = self._observe()
-            result = _run_coro(self.probe(obs)) if self._probe_target(obs) and obs.running else None
+            result = run_coro(self.probe(obs)) if self._probe_target(obs) and obs.running else None
             self._update(obs, result, act=False)
 
     def reconcile(self) -> float:
         """One control-loop step; returns seconds until the next step is useful."""
         with self._lock:
             obs = self._observe()
-            result = _run_coro(self.probe(obs)) if self._probe_due(obs) else None
+            result = run_coro(self.probe(obs)) if self._probe_due(obs) else None
             return self._update(obs, result, act=True)
 
     async def areconcile(self, executor: Executor | None = None) -> float:
@@ -487,7 +410,7 @@ class Service:
         if rt is not None and rt.capabilities.cheap_observe:
             obs = self._observe()
         else:
-            cached = self._observe_cached(rt)
+            cached = guarded.observe_cached(rt)
             if cached is not None:
                 obs = cached
             else:
@@ -502,41 +425,16 @@ class Service:
         return await loop.run_in_executor(executor, self._locked_step, obs, result)
 
     def _quiet(self, obs: Observation, result: ProbeResult | None) -> bool:
-        """``_update`` would change nothing but the probe record: the workload runs as
-        observed before, healthy if probed, Ready for this generation, nothing pending.
-        (Anything else, and any doubt, goes through ``_update`` in the worker.)"""
-        st = self.status
-        if not (
-            obs.state is ServiceState.ACTIVE
-            and st.state is ServiceState.ACTIVE
-            and not obs.reason
-            # A probed, healthy service's Ready says nothing of the runtime's message
-            # ("container is running"); an unprobed one's does (checked below).
-            and (not obs.message or self._probed)
-            and (result is None or result.ok)
-            and self.manifest.spec.admin_state is AdminState.ACTIVE
-            and not self._engine.pending_update
-            and not self._engine.warned
-            and not st.last_error
-            and obs.details == st.runtime
-            and (obs.endpoint_uri is None or obs.endpoint_uri == st.endpoint.uri)
-        ):
-            return False
-        probed = self._probed
-        if probed and st.health.state is not HealthState.HEALTHY:
-            return False
-        gen = self.recorder.generation
-        ready = st.condition("Ready")
-        return (
-            ready is not None
-            and ready.status == "True"
-            and ready.reason == R.READY
-            and ready.observed_generation == gen
-            and st.observed_generation == gen
-            and st.flavor == self.recorder.flavor
-            # the recorder's text for a Ready decision without a message
-            and ready.message
-            == ("service is running and healthy" if probed else "service is running")
+        """``_update`` would change nothing but the probe record (engine.steady)."""
+        return is_quiet(
+            obs,
+            result,
+            self.status,
+            self._engine,
+            self.manifest.spec.admin_state,
+            self._probed,
+            self.recorder.generation,
+            self.recorder.flavor,
         )
 
     def _record_quiet(self, result: ProbeResult | None) -> float:
@@ -577,21 +475,15 @@ class Service:
             last_run=self._engine.last_run,
             update_pending=act and self._engine.pending_update,
         )
-        message = decision.message
-        if decision.reason == R.UNHEALTHY and obs.running:
-            message = f"liveness probe failed: {self.status.health.message}"
-        elif decision.reason == R.UNHEALTHY and not message:
-            message = f"stopped after failed probes; restartPolicy {self.manifest.spec.restart_policy.value}"
-        if decision.action is Action.WAIT and next_at:
-            # An absolute time, not a countdown: the message stays the same while it waits.
-            at = datetime.fromtimestamp(next_at, UTC).strftime("%H:%M:%SZ")
-            delay = restart_delay(self.manifest.spec.backoff, self._engine.crashes)
-            message = f"{message or 'ended'}{BACKOFF_MARK}{delay:g}s, next attempt at {at}"
-        elif decision.reason == R.STARTING and self.status.health.message:
-            message = f"waiting for the first successful probe: {self.status.health.message}"
-        if message == decision.message:
-            return decision
-        return Decision(decision.action, decision.state, decision.reason, message, decision.stalled)
+        spec = self.manifest.spec
+        return explain(
+            decision,
+            obs.running,
+            self.status.health,
+            spec.restart_policy,
+            spec.backoff,
+            self._engine,
+        )
 
     def _update(self, obs: Observation, result: ProbeResult | None, act: bool) -> float:
         ep = self.endpoint
@@ -649,12 +541,7 @@ class Service:
     def _unprobed_delay(self) -> float:
         """When to look again at a running workload without probes: rarely when its end
         wakes us, else every second."""
-        rt = self._runtime
-        try:
-            watched = rt is not None and rt.watches_exit()
-        except Exception:
-            watched = False
-        return WATCHED_RESYNC if watched else UNWATCHED_RECHECK
+        return WATCHED_RESYNC if guarded.watches_exit(self._runtime) else UNWATCHED_RECHECK
 
     # ------------------------------------------------------------ public verbs
     def start(self, timeout: float = 30) -> bool:
@@ -685,7 +572,7 @@ class Service:
                         msg = f"failed during start: {obs.message}"
                         self._fail(obs.reason or R.START_FAILED, msg)
                 return False
-            result = _run_coro(self.probe(obs), probes) if self._probe_due(obs) else None
+            result = run_coro(self.probe(obs), probes) if self._probe_due(obs) else None
             self._update(obs, result, act=False)
             if self.status.state is ServiceState.ACTIVE and (
                 self._probed
@@ -723,7 +610,7 @@ class Service:
             return True
 
     def _grace(self) -> float:
-        return float(getattr(self.flavor_spec, "stop_grace_period_seconds", 10.0))
+        return self.workload.stop_grace
 
     def update(self, manifest: dict[str, Any] | str | ManagedService) -> bool:
         """Take a new manifest; a changed spec replaces the running workload. True if replaced."""
@@ -750,17 +637,10 @@ class Service:
     @property
     def has_references(self) -> bool:
         """The spec takes values from Secrets or ConfigMaps (env valueFrom, Terraform varsFrom)."""
-        spec = self.flavor_spec
-        env_refs = any(e.value_from is not None for e in getattr(spec, "env", None) or [])
-        return env_refs or bool(getattr(spec, "vars_from", None))
+        return self.workload.has_references
 
     def _references_digest(self, ctx: RuntimeContext) -> str:
-        runtime = self.runtime
-        saved, runtime.ctx = runtime.ctx, ctx
-        try:
-            return _digest(ctx.env) + runtime.inputs_digest()
-        finally:
-            runtime.ctx = saved
+        return self.workload.references_digest(self.runtime, ctx)
 
     def references_changed(self) -> bool:
         """True when Secrets/ConfigMaps now resolve differently from what the workload got."""
@@ -806,35 +686,4 @@ class Service:
     def supervise(self, stop: threading.Event | None = None) -> None:
         """Run the control loop in this thread until ``stop`` is set; the workload's end
         wakes it at once (its exit watch), as it wakes the operator's loop."""
-        stop = stop or threading.Event()
-        while not stop.is_set():
-            delay = self.reconcile()
-            watch = self.exit_watch()
-            try:
-                _sleep_until_exit(stop, delay, watch)
-            finally:
-                if watch is not None:
-                    watch.close()
-
-
-SUPERVISE_SLICE = 0.1
-"""How often a supervising thread looks at its stop event while it waits."""
-
-
-def _sleep_until_exit(stop: threading.Event, delay: float, watch: ExitWatch | None) -> None:
-    """Wait ``delay`` seconds, less when ``stop`` is set or the watched workload ends."""
-    deadline = time.monotonic() + delay
-    fd = watch.fileno() if watch is not None else None
-    ended = threading.Event()
-    if watch is not None and fd is None:
-        watch.subscribe(ended.set)
-    while not stop.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        step = min(left, SUPERVISE_SLICE)
-        if fd is not None:
-            if fd_readable(fd, step):
-                return
-        elif ended.wait(step):
-            return
+        supervise_loop(self.reconcile, self.exit_watch, stop or threading.Event())
