@@ -12,10 +12,13 @@ cache) instead of once per model that embeds it, which was 12 MB of every proces
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+T = TypeVar("T")
 
 
 class CamelModel(BaseModel):
@@ -52,3 +55,20 @@ def cel(*rules: tuple[str, str]) -> ConfigDict:
             "x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]
         }
     )
+
+
+def lookup(items: Iterable[T], key: Callable[[T], str], wanted: str, what: str) -> T:
+    """The item whose ``key`` is ``wanted``; KeyError names ``what`` and lists the known keys."""
+    items = tuple(items)
+    for item in items:
+        if key(item) == wanted:
+            return item
+    known = ", ".join(key(i) for i in items)
+    raise KeyError(f"unknown {what} {wanted!r} (known: {known})")
+
+
+def name_and_labels(data: dict[str, Any]) -> dict[str, Any]:
+    """A cluster-scoped object from the API with only the metadata Steward reads (name and
+    labels; the rest is dropped), for ``model_validate``."""
+    meta = data.get("metadata") or {}
+    return {**data, "metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}}}

@@ -179,23 +179,55 @@ def openapi_schema() -> dict[str, Any]:
         "description": "A service Steward runs beside Kubernetes workloads: "
         f"{one_of([f.noun for f in FLAVORS])}.",
         "required": ["spec"],
-        "properties": {
-            "apiVersion": {"type": "string", "description": "steward.dev/v1alpha1"},
-            "kind": {"type": "string", "description": "ManagedService"},
-            "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
-        },
+        "properties": _object_properties(KIND, spec, status),
     }
 
 
-def _crd_object(
-    plural: str,
-    names: dict[str, Any],
-    scope: str,
-    version: dict[str, Any],
+def _object_properties(
+    kind: str, spec: dict[str, Any], status: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """One CustomResourceDefinition of the steward.dev group with a single served version."""
+    """The top-level properties of a steward.dev object's schema (``status`` only if it has one)."""
+    props: dict[str, Any] = {
+        "apiVersion": {"type": "string", "description": f"{API_GROUP}/{API_VERSION}"},
+        "kind": {"type": "string", "description": kind},
+        "metadata": {"type": "object"},
+        "spec": spec,
+    }
+    if status is not None:
+        props["status"] = status
+    return props
+
+
+def _crd_object(
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: list[str],
+    *,
+    categories: list[str],
+    scope: str,
+    columns: list[dict[str, Any]],
+    schema: dict[str, Any],
+    status: bool,
+    selectable_fields: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """One CustomResourceDefinition of the steward.dev group with a single served version
+    (``status``: it has the status subresource)."""
+    version: dict[str, Any] = {}
+    if status:
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = columns
+    if selectable_fields:
+        version["selectableFields"] = [{"jsonPath": f".{f}"} for f in selectable_fields]
+    version["schema"] = {"openAPIV3Schema": schema}
+    names = {
+        "kind": kind,
+        "listKind": f"{kind}List",
+        "plural": plural,
+        "singular": singular,
+        "shortNames": short_names,
+        "categories": categories,
+    }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -209,32 +241,31 @@ def _crd_object(
     }
 
 
+def _generated_yaml(obj: dict[str, Any]) -> str:
+    """A generated CRD as its committed YAML file."""
+    header = "# Generated from the pydantic models by `steward crd`. Do not edit.\n"
+    return header + yaml.safe_dump(obj, sort_keys=False, width=100)
+
+
 def crd() -> dict[str, Any]:
     """The CustomResourceDefinition object."""
     return _crd_object(
+        KIND,
         PLURAL,
-        {
-            "kind": KIND,
-            "listKind": f"{KIND}List",
-            "plural": PLURAL,
-            "singular": SINGULAR,
-            "shortNames": SHORT_NAMES,
-            "categories": CATEGORIES,
-        },
-        "Namespaced",
-        {
-            "subresources": {"status": {}},
-            "additionalPrinterColumns": PRINTER_COLUMNS,
-            "selectableFields": [{"jsonPath": f".{NODE_NAME_FIELD}"}],
-            "schema": {"openAPIV3Schema": openapi_schema()},
-        },
+        SINGULAR,
+        SHORT_NAMES,
+        categories=CATEGORIES,
+        scope="Namespaced",
+        columns=PRINTER_COLUMNS,
+        schema=openapi_schema(),
+        status=True,
+        selectable_fields=(NODE_NAME_FIELD,),
     )
 
 
 def crd_yaml() -> str:
     """The CRD as the committed YAML file (generated; do not edit by hand)."""
-    header = "# Generated from the pydantic models by `steward crd`. Do not edit.\n"
-    return header + yaml.safe_dump(crd(), sort_keys=False, width=100)
+    return _generated_yaml(crd())
 
 
 # --------------------------------------------------------------------------- StewardPolicy
@@ -260,38 +291,27 @@ def policy_openapi_schema() -> dict[str, Any]:
         "it selects may do. Every policy selecting a namespace applies (the most restrictive "
         "result); enforced at admission and again before a service starts.",
         "required": ["spec"],
-        "properties": {
-            "apiVersion": {"type": "string", "description": "steward.dev/v1alpha1"},
-            "kind": {"type": "string", "description": POLICY_KIND},
-            "metadata": {"type": "object"},
-            "spec": model_schema(StewardPolicySpec),
-        },
+        "properties": _object_properties(POLICY_KIND, model_schema(StewardPolicySpec)),
     }
 
 
 def policy_crd() -> dict[str, Any]:
     """The StewardPolicy CustomResourceDefinition (cluster-scoped, no status)."""
     return _crd_object(
+        POLICY_KIND,
         POLICY_PLURAL,
-        {
-            "kind": POLICY_KIND,
-            "listKind": f"{POLICY_KIND}List",
-            "plural": POLICY_PLURAL,
-            "singular": POLICY_SINGULAR,
-            "shortNames": POLICY_SHORT_NAMES,
-            "categories": ["steward"],
-        },
-        "Cluster",
-        {
-            "additionalPrinterColumns": POLICY_PRINTER_COLUMNS,
-            "schema": {"openAPIV3Schema": policy_openapi_schema()},
-        },
+        POLICY_SINGULAR,
+        POLICY_SHORT_NAMES,
+        categories=["steward"],
+        scope="Cluster",
+        columns=POLICY_PRINTER_COLUMNS,
+        schema=policy_openapi_schema(),
+        status=False,
     )
 
 
 def policy_crd_yaml() -> str:
-    header = "# Generated from the pydantic models by `steward crd`. Do not edit.\n"
-    return header + yaml.safe_dump(policy_crd(), sort_keys=False, width=100)
+    return _generated_yaml(policy_crd())
 
 
 # --------------------------------------------------------------------------- StewardNode
@@ -327,36 +347,25 @@ def node_crd() -> dict[str, Any]:
     schema = {
         "type": "object",
         "description": "A host that runs ManagedServices, registered by its `steward agent`.",
-        "properties": {
-            "apiVersion": {"type": "string", "description": "steward.dev/v1alpha1"},
-            "kind": {"type": "string", "description": NODE_KIND},
-            "metadata": {"type": "object"},
-            "spec": model_schema(StewardNodeSpec),
-            "status": model_schema(StewardNodeStatus),
-        },
+        "properties": _object_properties(
+            NODE_KIND, model_schema(StewardNodeSpec), model_schema(StewardNodeStatus)
+        ),
     }
     return _crd_object(
+        NODE_KIND,
         NODE_PLURAL,
-        {
-            "kind": NODE_KIND,
-            "listKind": f"{NODE_KIND}List",
-            "plural": NODE_PLURAL,
-            "singular": NODE_SINGULAR,
-            "shortNames": NODE_SHORT_NAMES,
-            "categories": ["steward"],
-        },
-        "Cluster",
-        {
-            "subresources": {"status": {}},
-            "additionalPrinterColumns": NODE_PRINTER_COLUMNS,
-            "schema": {"openAPIV3Schema": schema},
-        },
+        NODE_SINGULAR,
+        NODE_SHORT_NAMES,
+        categories=["steward"],
+        scope="Cluster",
+        columns=NODE_PRINTER_COLUMNS,
+        schema=schema,
+        status=True,
     )
 
 
 def node_crd_yaml() -> str:
-    header = "# Generated from the pydantic models by `steward crd`. Do not edit.\n"
-    return header + yaml.safe_dump(node_crd(), sort_keys=False, width=100)
+    return _generated_yaml(node_crd())
 
 
 # --------------------------------------------------------------------------- admission

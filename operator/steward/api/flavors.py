@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from steward.api.base import CamelModel
+from steward.api.base import CamelModel, lookup
 from steward.api.container import ContainerSpec
 from steward.api.daemon import DaemonSpec
 from steward.api.terraform import TerraformSpec
@@ -71,10 +71,7 @@ NAMES: tuple[str, ...] = tuple(f.name for f in FLAVORS)
 
 def by_name(name: str) -> Flavor:
     """The catalog entry for ``name``; KeyError lists the known ones."""
-    for f in FLAVORS:
-        if f.name == name:
-            return f
-    raise KeyError(f"unknown flavor {name!r} (known: {', '.join(NAMES)})")
+    return lookup(FLAVORS, lambda f: f.name, name, "flavor")
 
 
 def one_of(words: list[str] | tuple[str, ...] | None = None, conjunction: str = "or") -> str:

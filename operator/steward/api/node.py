@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from steward.api.base import CamelModel
+from steward.api.base import CamelModel, name_and_labels
 from steward.api.status import Condition
 
 NODE_KIND = "StewardNode"
@@ -148,10 +148,8 @@ class StewardNode(CamelModel):
         if isinstance(data, StewardNode):
             return data
         if isinstance(data, dict):
-            meta = data.get("metadata") or {}
             data = {
-                **data,
-                "metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
+                **name_and_labels(data),
                 "spec": data.get("spec") or {},
                 "status": data.get("status") or {},
             }

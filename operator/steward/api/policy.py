@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
-from steward.api.base import CamelModel, cel
+from steward.api.base import CamelModel, cel, lookup, name_and_labels
 from steward.api.container import QUANTITY_PATTERN, ContainerSpec, parse_quantity
 from steward.api.daemon import DaemonSpec, LogSpec
 from steward.api.flavors import FLAVORS, NAMES
@@ -82,6 +82,20 @@ def _clean_abs(path: str, what: str, allow_dir_slash: bool = False) -> str:
     if not body.startswith("/") or (body != "/" and posixpath.normpath(body) != body):
         raise ValueError(f"{what}: {path!r} is not a normalized absolute path")
     return path
+
+
+def _normalized_paths(field: str, what: str, allow_dir_slash: bool = False) -> Any:
+    """A field validator: every path of the list ``field`` (None: none) passes ``_clean_abs``."""
+
+    def check(cls: type, value: list[str] | None) -> list[str] | None:
+        for p in value or []:
+            _clean_abs(p, what, allow_dir_slash=allow_dir_slash)
+        return value
+
+    return field_validator(field)(check)
+
+
+_AbsPath = Annotated[str, Field(max_length=4096, pattern=_ABS_PATH)]
 
 
 class LabelSelectorRequirement(CamelModel):
@@ -141,12 +155,7 @@ class DaemonPolicy(CamelModel):
     )
     allow_singleton: bool = Field(default=False, description="Allow `singleton: true`.")
 
-    @field_validator("commands")
-    @classmethod
-    def _absolute(cls, value: list[str] | None) -> list[str] | None:
-        for c in value or []:
-            _clean_abs(c, "daemon.commands", allow_dir_slash=True)
-        return value
+    _absolute = _normalized_paths("commands", "daemon.commands", allow_dir_slash=True)
 
 
 class ContainerPolicy(CamelModel):
@@ -170,38 +179,28 @@ class ContainerPolicy(CamelModel):
         description="Allow running as root. When false, `user` must be set with a numeric uid "
         "other than 0 (a name is resolved inside the image and could be root).",
     )
-    host_path_prefixes: list[Annotated[str, Field(max_length=4096, pattern=_ABS_PATH)]] = Field(
+    host_path_prefixes: list[_AbsPath] = Field(
         default_factory=list,
         max_length=_LIST_MAX,
         description="Each `volumes[].hostPath` must be one of these or under one. `/`, the "
         "container-engine sockets and their directories only when listed exactly.",
     )
 
-    @field_validator("host_path_prefixes")
-    @classmethod
-    def _normalized(cls, value: list[str]) -> list[str]:
-        for p in value:
-            _clean_abs(p, "container.hostPathPrefixes")
-        return value
+    _normalized = _normalized_paths("host_path_prefixes", "container.hostPathPrefixes")
 
 
 class ModuleSources(CamelModel):
     """Where Terraform modules may come from."""
 
     inline: bool = Field(default=True, description="Allow `module.inline`.")
-    path_prefixes: list[Annotated[str, Field(max_length=4096, pattern=_ABS_PATH)]] = Field(
+    path_prefixes: list[_AbsPath] = Field(
         default_factory=list,
         max_length=_LIST_MAX,
         description="`module.path` must be a normalized absolute path equal to or under one of "
         "these (it is read from the operator's file system). Empty: no path modules.",
     )
 
-    @field_validator("path_prefixes")
-    @classmethod
-    def _normalized(cls, value: list[str]) -> list[str]:
-        for p in value:
-            _clean_abs(p, "terraform.moduleSources.pathPrefixes")
-        return value
+    _normalized = _normalized_paths("path_prefixes", "terraform.moduleSources.pathPrefixes")
 
 
 class TerraformBackendPolicy(CamelModel):
@@ -330,11 +329,7 @@ class StewardPolicy(CamelModel):
         if isinstance(data, StewardPolicy):
             return data
         if isinstance(data, dict):
-            meta = data.get("metadata") or {}
-            data = {
-                **data,
-                "metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
-            }
+            data = name_and_labels(data)
         return cls.model_validate(data)
 
 
@@ -709,10 +704,7 @@ RULE_IDS: tuple[str, ...] = tuple(r.id for r in RULES)
 
 def rule(rule_id: str) -> PolicyRule:
     """The rule with this id; KeyError lists the known ones."""
-    for r in RULES:
-        if r.id == rule_id:
-            return r
-    raise KeyError(f"unknown policy rule {rule_id!r} (known: {', '.join(RULE_IDS)})")
+    return lookup(RULES, lambda r: r.id, rule_id, "policy rule")
 
 
 def _check_models() -> None:

@@ -31,6 +31,7 @@ from steward.api.status import Binding, utcnow
 from steward.engine import hosts as H
 from steward.engine.binding import placement_patch, with_condition
 from steward.engine.placement import fenced_unbinding
+from steward.k8s.background import BackgroundLoop
 from steward.k8s.serving import binding_of, placement_of
 
 log = logging.getLogger("steward.controller.hosts")
@@ -46,7 +47,7 @@ def released_unbinding(binding: Binding) -> dict[str, Any]:
     return {**placement_patch(moved), "releasedEpoch": binding.epoch}
 
 
-class HostMonitor:
+class HostMonitor(BackgroundLoop):
     """One loop: list the Leases, judge every host, act on the services of the lost ones."""
 
     def __init__(self, scheduler: Any) -> None:
@@ -65,16 +66,6 @@ class HostMonitor:
         self.marked: set[str] = set()
         """Services on a lost host already written NodeLost (with their Event)."""
         self.nodes_marked: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self.run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

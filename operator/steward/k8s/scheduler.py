@@ -52,6 +52,7 @@ from steward.engine.binding import (
 )
 from steward.engine.hosts import as_lost
 from steward.engine.placement import Bound
+from steward.k8s.background import BackgroundLoop
 from steward.k8s.clients import Clients, build_clients
 from steward.k8s.config import OperatorConfig
 from steward.k8s.events import EventRecorder, ObjectRef
@@ -77,7 +78,7 @@ def _key(meta: Any) -> str:
     return f"{meta.get('namespace')}/{meta['name']}"
 
 
-class Scheduler:
+class Scheduler(BackgroundLoop):
     """The queue, the worker and the writes; ``nodes``/``bound`` are kopf's indices."""
 
     def __init__(self, clients: Clients, config: OperatorConfig) -> None:
@@ -96,7 +97,6 @@ class Scheduler:
         self._due: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.bindings_written = 0
         self.monitor: HostMonitor | None = None
 
@@ -160,15 +160,6 @@ class Scheduler:
             del self._due[key]
             return key, 0.0
         return None, 3600.0
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self.run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def run(self) -> None:
         while True:

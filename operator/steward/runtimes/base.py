@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, overload, runtime_checkable
 
 from steward.api.state import ServiceState
 from steward.runtimes.exits import ExitWatch
@@ -280,6 +280,26 @@ class Runtime(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and handles; the workload keeps running."""
+
+
+class RuntimeFile:
+    """A read-only attribute of a runtime: the file ``name`` in its ``ctx.runtime_dir``, as
+    ``pid_file = RuntimeFile("daemon.pid")``. Read at each access, so a new ``ctx`` counts."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> RuntimeFile: ...
+    @overload
+    def __get__(self, obj: Runtime, owner: type | None = None) -> Path: ...
+    def __get__(self, obj: Runtime | None, owner: type | None = None) -> Path | RuntimeFile:
+        if obj is None:
+            return self
+        return obj.ctx.runtime_dir / self.name
+
+    def __set__(self, obj: Runtime, value: Path) -> None:
+        raise AttributeError(f"{self.name} of a runtime is not assignable")
 
 
 def spec_hash(spec: Any) -> str:

@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import docker.errors
@@ -33,6 +32,7 @@ from steward.runtimes.base import (
     Runtime,
     RuntimeContext,
     RuntimeFailure,
+    RuntimeFile,
 )
 from steward.runtimes.container.config import (
     build,
@@ -200,9 +200,7 @@ class ContainerRuntime(Runtime):
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_container(cid, force=True, v=True)
 
-    @property
-    def previous_log(self) -> Path:
-        return self.ctx.runtime_dir / PREVIOUS_LOG
+    previous_log = RuntimeFile(PREVIOUS_LOG)
 
     def _keep_log(self, cid: str) -> None:
         """The removed container's last lines, for ``logs --previous`` (kubelet keeps the dead

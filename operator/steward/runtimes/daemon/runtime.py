@@ -31,6 +31,7 @@ from steward.runtimes.base import (
     Runtime,
     RuntimeContext,
     RuntimeFailure,
+    RuntimeFile,
 )
 from steward.runtimes.daemon.tracked import Tracked, track
 from steward.runtimes.exits import ExitWatch, fd_readable, pidfd_open
@@ -97,21 +98,10 @@ class DaemonRuntime(Runtime):
         """Guards ``_tracked``: its pidfd is duplicated on the event loop's thread."""
 
     # -- paths ------------------------------------------------------------
-    @property
-    def pid_file(self) -> Path:
-        return self.ctx.runtime_dir / PID_FILE
-
-    @property
-    def log_file(self) -> Path:
-        return self.ctx.runtime_dir / LOG_FILE
-
-    @property
-    def intent_file(self) -> Path:
-        return self.ctx.runtime_dir / INTENT_FILE
-
-    @property
-    def exit_file(self) -> Path:
-        return self.ctx.runtime_dir / EXIT_FILE
+    pid_file = RuntimeFile(PID_FILE)
+    log_file = RuntimeFile(LOG_FILE)
+    intent_file = RuntimeFile(INTENT_FILE)
+    exit_file = RuntimeFile(EXIT_FILE)
 
     # -- command ----------------------------------------------------------
     def argv(self) -> list[str]:
