@@ -261,91 +261,17 @@ class Controller:
         key = f"{body.meta.get('namespace')}/{body.meta['name']}"
         tracked = self.tracked.setdefault(key, Tracked(service=None))
         tracked.written = dict(body.get("status") or {})
-        resuming = self._resuming(body)
-
-        async def refresh(loop: ServiceLoop) -> float | None:
-            nonlocal resuming
-            generation = body.meta.get("generation")
-            ms = tracked.manifest if tracked.generation == generation else None
-            if ms is None:  # parsed once per generation
-                try:
-                    ms = self._manifest(body)
-                except ValidationError as exc:
-                    message = format_validation_error("spec", exc)
-                    await self._invalid(body, tracked, message, generation)
-                    return INVALID_SLEEP
-            flavor, namespace = ms.spec.flavor, ms.metadata.namespace
-            executor = self.executor(flavor, namespace)
-            running = asyncio.get_running_loop()
-            if loop.service is None:
-                if resuming:  # after an operator restart: stagger, no stampede
-                    await asyncio.sleep(random.uniform(0, self.options.resume_jitter_seconds))
-                resume = self._resume.setdefault(
-                    namespace, asyncio.Semaphore(self.options.resume_concurrency)
-                )
-                async with resume:
-                    svc = await running.run_in_executor(executor, self._new_service, ms, tracked)
-                loop.service = tracked.service = svc
-            elif generation != tracked.generation:  # may stop the old workload first
-                stops = self.executor(flavor, namespace, Lane.STOP)
-                await running.run_in_executor(stops, loop.service.update, ms)
-            lane = lane_for(ms.spec.admin_state, loop.service.status.state)
-            loop.executor = self.executor(flavor, namespace, lane)
-            resuming = False
-            tracked.generation, tracked.manifest = generation, ms
-            return None
-
-        async def publish(svc: Service, running_for: float | None) -> None:
-            # Status first: what watchers wait for (a crash seen) is not held behind an Event.
-            await self._patch_status(body, tracked, svc.status.to_dict())
-            await self._flush_events(body, tracked)
-
-        async def count(svc: Service) -> None:
-            metrics.RECONCILES.labels(svc.flavor).inc()
-            probed_at, latency = (
-                svc.status.health.last_probe_time,
-                svc.status.health.latency_seconds,
-            )
-            if probed_at != tracked.probed_at and latency is not None:
-                metrics.PROBE_LATENCY.labels(svc.flavor).observe(latency)
-            tracked.probed_at = probed_at
-
-        async def outputs(svc: Service) -> None:
-            if (
-                not svc.runtime.capabilities.has_outputs
-                or svc.status.state is not ServiceState.ACTIVE
-            ):
-                return
-            try:
-                tracked.outputs_digest = await asyncio.get_running_loop().run_in_executor(
-                    self.executor(svc.flavor, svc.manifest.metadata.namespace),
-                    sync_outputs_secret,
-                    self.clients,
-                    body,
-                    svc,
-                    tracked.outputs_digest,
-                )
-            except kubernetes.client.ApiException as exc:
-                tracked.events.append(
-                    ("Warning", R.OUTPUTS_SECRET_FAILED, f"{exc.status}: {exc.reason}")
-                )
-            except SecretNotOwned as exc:
-                tracked.events.append(("Warning", R.OUTPUTS_SECRET_NOT_OWNED, str(exc)))
-
-        def failed(svc: Service, exc: Exception) -> None:
-            metrics.RECONCILE_ERRORS.labels(svc.flavor).inc()
-            tracked.events.append(("Warning", R.RECONCILE_FAILED, f"{type(exc).__name__}: {exc}"))
-
+        adapter = ResourceAdapter(self, body, tracked, resuming=self._resuming(body))
         loop = ServiceLoop(
-            publish,
+            adapter.publish,
             service=tracked.service,
-            refresh=refresh,
+            refresh=adapter.refresh,
             settings=LoopSettings(
                 progress_interval=PROGRESS_INTERVAL,
                 reference_check_seconds=self.options.reference_check_seconds,
             ),
-            hooks=[count, outputs],
-            on_error=failed,
+            hooks=[adapter.count, adapter.outputs],
+            on_error=adapter.failed,
         )
         tracked.loop = loop
         await loop.run(
@@ -445,3 +371,87 @@ def _ref(body: kopf.Body) -> ObjectRef:
         name=str(body.meta["name"]),
         uid=str(body.meta.get("uid") or ""),
     )
+
+
+class ResourceAdapter:
+    """One resource's side of its ServiceLoop: the callbacks that translate between the
+    object kopf hands us and the engine's Service (nothing here decides)."""
+
+    def __init__(self, ctl: Controller, body: kopf.Body, tracked: Tracked, resuming: bool) -> None:
+        self.ctl = ctl
+        self.body = body
+        self.tracked = tracked
+        self.resuming = resuming
+        """Started by an operator restart: the first build of the Service is staggered."""
+
+    async def refresh(self, loop: ServiceLoop) -> float | None:
+        """The wanted spec: parsed once per generation; builds or updates the Service."""
+        ctl, tracked = self.ctl, self.tracked
+        generation = self.body.meta.get("generation")
+        ms = tracked.manifest if tracked.generation == generation else None
+        if ms is None:
+            try:
+                ms = ctl._manifest(self.body)
+            except ValidationError as exc:
+                message = format_validation_error("spec", exc)
+                await ctl._invalid(self.body, tracked, message, generation)
+                return INVALID_SLEEP
+        flavor, namespace = ms.spec.flavor, ms.metadata.namespace
+        executor = ctl.executor(flavor, namespace)
+        running = asyncio.get_running_loop()
+        if loop.service is None:
+            if self.resuming:  # after an operator restart: stagger, no stampede
+                await asyncio.sleep(random.uniform(0, ctl.options.resume_jitter_seconds))
+            resume = ctl._resume.setdefault(
+                namespace, asyncio.Semaphore(ctl.options.resume_concurrency)
+            )
+            async with resume:
+                svc = await running.run_in_executor(executor, ctl._new_service, ms, tracked)
+            loop.service = tracked.service = svc
+        elif generation != tracked.generation:  # may stop the old workload first
+            stops = ctl.executor(flavor, namespace, Lane.STOP)
+            await running.run_in_executor(stops, loop.service.update, ms)
+        lane = lane_for(ms.spec.admin_state, loop.service.status.state)
+        loop.executor = ctl.executor(flavor, namespace, lane)
+        self.resuming = False
+        tracked.generation, tracked.manifest = generation, ms
+        return None
+
+    async def publish(self, svc: Service, running_for: float | None) -> None:
+        # Status first: what watchers wait for (a crash seen) is not held behind an Event.
+        await self.ctl._patch_status(self.body, self.tracked, svc.status.to_dict())
+        await self.ctl._flush_events(self.body, self.tracked)
+
+    async def count(self, svc: Service) -> None:
+        """Hook: the reconcile and probe-latency metrics."""
+        metrics.RECONCILES.labels(svc.flavor).inc()
+        health = svc.status.health
+        probed_at, latency = health.last_probe_time, health.latency_seconds
+        if probed_at != self.tracked.probed_at and latency is not None:
+            metrics.PROBE_LATENCY.labels(svc.flavor).observe(latency)
+        self.tracked.probed_at = probed_at
+
+    async def outputs(self, svc: Service) -> None:
+        """Hook: a runtime with outputs (Terraform) keeps its outputs Secret current."""
+        if not svc.runtime.capabilities.has_outputs or svc.status.state is not ServiceState.ACTIVE:
+            return
+        tracked = self.tracked
+        try:
+            tracked.outputs_digest = await asyncio.get_running_loop().run_in_executor(
+                self.ctl.executor(svc.flavor, svc.manifest.metadata.namespace),
+                sync_outputs_secret,
+                self.ctl.clients,
+                self.body,
+                svc,
+                tracked.outputs_digest,
+            )
+        except kubernetes.client.ApiException as exc:
+            tracked.events.append(
+                ("Warning", R.OUTPUTS_SECRET_FAILED, f"{exc.status}: {exc.reason}")
+            )
+        except SecretNotOwned as exc:
+            tracked.events.append(("Warning", R.OUTPUTS_SECRET_NOT_OWNED, str(exc)))
+
+    def failed(self, svc: Service, exc: Exception) -> None:
+        metrics.RECONCILE_ERRORS.labels(svc.flavor).inc()
+        self.tracked.events.append(("Warning", R.RECONCILE_FAILED, f"{type(exc).__name__}: {exc}"))
