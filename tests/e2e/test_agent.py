@@ -27,17 +27,16 @@ import pytest
 from tests.support.kubectl import Runner, install_crds, token_kubeconfig
 from tests.support.namespaces import delete_namespace
 from tests.support.operator import read_log, start_steward
-from tests.support.paths import CRDS
+from tests.support.paths import CRDS, NODE_CRD_FILE
 from tests.support.processes import stop_process
 from tests.support.waits import wait_for
 
-NODE_CRD = CRDS / "stewardnodes.steward.dev.yaml"
 FAST = ["--renew-interval", "0.5", "--lease-duration", "3", "--status-interval", "0.5"]
 
 
 @pytest.fixture
 def node_crd(kubectl: Runner) -> None:
-    install_crds(kubectl, NODE_CRD)
+    install_crds(kubectl, NODE_CRD_FILE)
 
 
 @pytest.fixture

@@ -35,8 +35,8 @@ from tests.support.kubectl import Runner, apply, get, install_crds, patch, token
 from tests.support.manifests import http_daemon_spec, msvc
 from tests.support.namespaces import delete_namespace
 from tests.support.operator import read_log, start_steward
-from tests.support.paths import CHART, CRDS, MS_CRD_FILE, REPO
-from tests.support.processes import stop_process
+from tests.support.paths import CHART, MS_CRD_FILE, NODE_CRD_FILE, REPO
+from tests.support.processes import alive, stop_process
 from tests.support.waits import wait_for
 
 DEPLOY = REPO / "deploy"
@@ -44,7 +44,6 @@ AGENT_RBAC = DEPLOY / "agent-rbac.yaml"
 AGENT_SERVE_RBAC = DEPLOY / "agent-serve-rbac.yaml"
 CONTROLLER_RBAC = DEPLOY / "controller-rbac.yaml"
 MANIFESTS = (AGENT_RBAC, AGENT_SERVE_RBAC, CONTROLLER_RBAC)
-NODE_CRD = CRDS / "stewardnodes.steward.dev.yaml"
 KOPF_CRD_FILE = CHART / "crds" / "kopf-peering.yaml"
 KOPF_CRDS = ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
 
@@ -76,7 +75,7 @@ def _kopf_crds(kubectl: Runner) -> set[str]:
 def shipped_rbac(kubectl: Runner) -> Iterator[None]:
     """The CRDs (kopf's peering ones too, removed after if created here) and the three
     manifests as shipped, with the agent's ServiceAccount (agent-rbac.yaml has none)."""
-    install_crds(kubectl, MS_CRD_FILE, NODE_CRD)
+    install_crds(kubectl, MS_CRD_FILE, NODE_CRD_FILE)
     before = _kopf_crds(kubectl)
     if before != set(KOPF_CRDS):  # create what is missing; leave what another install owns
         kubectl("create", "-f", str(KOPF_CRD_FILE), check=False)
@@ -146,13 +145,6 @@ def _placement(obj: dict[str, Any] | None) -> dict[str, Any]:
 def _maybe(kubectl: Runner, *args: str) -> dict[str, Any] | None:
     out = kubectl("get", *args, "-o", "json", check=False)
     return json.loads(out.stdout) if out.returncode == 0 else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _daemon(run: str) -> dict[str, Any]:
@@ -258,7 +250,7 @@ def test_controller_and_serving_agent_with_only_the_shipped_rbac(
         unbind = {"status": {"placement": {"nodeName": None, "epoch": epoch + 1,
                                            "reportedEpoch": None}}}  # fmt: skip
         patch(kubectl, ns, "web", unbind, subresource="status")
-        wait_for(lambda: not _alive(pid), timeout=60, what="the old copy stopped")
+        wait_for(lambda: not alive(pid), timeout=60, what="the old copy stopped")
         obj = wait_for(
             lambda: (
                 _placement(o := web()).get("epoch") == epoch + 2
@@ -380,7 +372,7 @@ def test_controller_and_serving_agent_with_only_the_shipped_rbac(
         start = time.monotonic()
         kubectl("delete", "msvc", "web", "-n", ns, "--wait=true", "--timeout=60s", timeout=90)
         timings["deleted"] = time.monotonic() - start
-        assert not _alive(last)
+        assert not alive(last)
 
         for name, log in logs.items():
             problems = permission_problems(log)
@@ -396,7 +388,7 @@ def test_controller_and_serving_agent_with_only_the_shipped_rbac(
             for proc in procs.values():
                 stop_process(proc)
             for pid in pids:  # a copy the agent left running (only if something failed)
-                if _alive(pid):
+                if alive(pid):
                     psutil.Process(pid).kill()
             left = kubectl("get", "msvc", "-n", ns, "-o", "name", check=False).stdout.split()
             for name in left:  # nobody removes their finalizers any more

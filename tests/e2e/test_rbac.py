@@ -34,12 +34,13 @@ import yaml
 
 from tests.support.chart import CHART, MS_CRD, container
 from tests.support.data import terraform
+from tests.support.hosts import pid_of
 from tests.support.kubectl import Runner, apply, delete_all_msvc, get, wait_ready
 from tests.support.manifests import http_daemon_spec, msvc
 from tests.support.namespaces import scratch_namespace
 from tests.support.operator import read_log, start_steward
 from tests.support.ports import free_port
-from tests.support.processes import stop_process
+from tests.support.processes import alive, stop_process
 from tests.support.waits import wait_for
 
 RELEASE = "rbac"
@@ -80,17 +81,6 @@ class Flavor:
     denied_extra: tuple[tuple[str, ...], ...] = field(default=())
     """More `kubectl auth can-i` argv (in namespace A) that must be `no` for this flavor."""
     ready_timeout: int = 120
-
-
-def _pid(obj: dict[str, Any]) -> int:
-    return int(obj["status"]["runtime"]["pid"])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _names(ctx: Ctx, kind: str) -> set[str]:
@@ -150,14 +140,14 @@ def _daemon_spec(extra_kwargs: dict[str, str] | None = None) -> dict[str, Any]:
 def _daemon_check_ready(ctx: Ctx, obj: dict[str, Any], generation: int) -> None:
     st = obj["status"]
     assert st["state"] == "active" and st["observedGeneration"] == generation
-    environ = psutil.Process(_pid(obj)).environ()
+    environ = psutil.Process(pid_of(obj)).environ()
     assert environ["TOKEN"] == TOKEN_VALUE and environ["GREETING"] == GREETING
     assert requests.get(st["endpoint"]["uri"] + "/healthz", timeout=5).status_code == 200
 
 
 def _daemon_check_deleted(ctx: Ctx, last: dict[str, Any]) -> None:
-    pid = _pid(last)
-    wait_for(lambda: not _alive(pid), timeout=20)
+    pid = pid_of(last)
+    wait_for(lambda: not alive(pid), timeout=20)
 
 
 DAEMON = Flavor(
@@ -857,7 +847,7 @@ def test_two_replicas_peer_one_serves_and_the_other_takes_over(
         apply(kubectl, namespace, msvc("ha", http_daemon_spec()))
         obj = wait_ready(kubectl, namespace, "ha", timeout=90)
         # the leader started the workload; the standby (paused) did not touch it
-        assert psutil.Process(_pid(obj)).ppid() == leader.proc.pid
+        assert psutil.Process(pid_of(obj)).ppid() == leader.proc.pid
 
         # the leader goes (SIGTERM: it leaves the peering and the workload running)
         resumed = standby.logs().count("Resuming operations")
@@ -872,8 +862,8 @@ def test_two_replicas_peer_one_serves_and_the_other_takes_over(
             timeout=90,
         )
         replaced = wait_ready(kubectl, namespace, "ha", timeout=60)
-        assert psutil.Process(_pid(replaced)).ppid() == standby.proc.pid
-        assert not _alive(_pid(obj)), "the standby adopted and replaced the leader's daemon"
+        assert psutil.Process(pid_of(replaced)).ppid() == standby.proc.pid
+        assert not alive(pid_of(obj)), "the standby adopted and replaced the leader's daemon"
     finally:
         # delete while a replica still runs (finalizers); restart one if none is left
         if all(op.proc.poll() is not None for op in operators.values()):

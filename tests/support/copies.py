@@ -5,7 +5,9 @@ environment; :class:`Copies` looks at every process on the machine every ``inter
 (whatever its parent: a killed agent's children are re-parented, whatever its network
 namespace: the lab's hosts share one PID namespace) and keeps, per sample, the pids carrying
 each marker value. ``max_copies(name)`` over the whole run is the assertion; the timestamps
-say when a copy was last seen and when the next first appeared.
+say when a copy was last seen and when the next first appeared. :class:`Sampling` is the
+sampler thread itself (other samplers, e.g. the placement suite's, extend it); ``marker()``
+reads one process's marker.
 """
 
 from __future__ import annotations
@@ -16,7 +18,50 @@ from dataclasses import dataclass, field
 
 import psutil
 
-__all__ = ["Copies", "Sample"]
+__all__ = ["Copies", "Sample", "Sampling", "marker"]
+
+
+def marker(proc: psutil.Process, mark: str) -> str | None:
+    """The value of ``mark`` in the environment of ``proc`` (None: no such variable, or the
+    process is a zombie, gone, or not readable)."""
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.environ().get(mark)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+@dataclass
+class Sampling:
+    """A thread that calls ``record()`` every ``interval`` s, from ``start()`` to ``stop()``;
+    ``pids_by_name()`` is every pid it saw, by marker value (what must be gone at the end)."""
+
+    interval: float = field(default=0.1, kw_only=True)
+    _stop: threading.Event = field(default_factory=threading.Event, kw_only=True, repr=False)
+    _thread: threading.Thread | None = field(default=None, kw_only=True, repr=False)
+
+    def record(self) -> None:
+        raise NotImplementedError
+
+    def pids_by_name(self) -> dict[str, set[int]]:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.record()
+            self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
 
 
 @dataclass(frozen=True)
@@ -28,15 +73,12 @@ class Sample:
 
 
 @dataclass
-class Copies:
+class Copies(Sampling):
     """Every ``interval`` s, from ``start()`` to ``stop()``: the pids of every (non-zombie)
     python process whose environment has ``mark``, by the marker's value."""
 
     mark: str
-    interval: float = 0.1
     samples: list[Sample] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
     def sample(self) -> dict[str, set[int]]:
         """The machine now (not recorded)."""
@@ -44,33 +86,17 @@ class Copies:
         for proc in psutil.process_iter(["name"]):
             if "python" not in (proc.info["name"] or ""):
                 continue
-            try:
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    continue
-                name = proc.environ().get(self.mark)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-            if name:
+            if name := marker(proc, self.mark):
                 found.setdefault(name, set()).add(proc.pid)
         return found
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            at = time.monotonic()
-            found = {k: frozenset(v) for k, v in self.sample().items()}
-            self.samples.append(Sample(at, found))
-            self._stop.wait(self.interval)
+    def record(self) -> None:
+        at = time.monotonic()
+        found = {k: frozenset(v) for k, v in self.sample().items()}
+        self.samples.append(Sample(at, found))
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="copies", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+    def pids_by_name(self) -> dict[str, set[int]]:
+        return {name: self.pids(name) for name in self.names()}
 
     def _recorded(self, since: float | None, until: float | None = None) -> list[Sample]:
         samples = list(self.samples)  # appended by the sampler thread meanwhile

@@ -85,6 +85,14 @@ def kill_leaked() -> list[str]:
     return lines
 
 
+def alive(pid: int) -> bool:
+    """The process is running (not gone, not a zombie)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds: only this process, by its PID."""
     if proc.poll() is not None:

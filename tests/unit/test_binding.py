@@ -4,7 +4,7 @@ The adapter's pure parts (the agent's status hooks, the held epochs, the field s
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +41,14 @@ from steward.k8s.clients import Clients
 from steward.k8s.config import OperatorConfig
 from steward.k8s.serving import AgentController, HeldEpochs, binding_of, is_fenced
 from steward.k8s.settings import apply_settings
+from tests.support.placement import T0, steward_node
 
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-ALLOC = {"cpu": "2", "memory": "4Gi", "services": "10"}
 DAEMON = {"daemon": {"command": ["sleep", "60"]}}
 
 
 def node(name: str, labels: dict[str, str] | None = None) -> StewardNode:
-    return StewardNode.parse(
-        {
-            "metadata": {"name": name, "labels": labels or {}},
-            "status": {"allocatable": ALLOC, "conditions": [{"type": "Ready", "status": "True"}]},
-        }
-    )
+    """A Ready host (no runtime conditions: the tables place daemons)."""
+    return steward_node(name, labels=labels, docker=None, terraform=None)
 
 
 NODES = [node("a", {"zone": "x"}), node("b", {"zone": "y"})]

@@ -21,52 +21,37 @@ def engine(crashes: int = 0, next_at: float | None = None) -> EngineState:
     return EngineState(crashes=crashes, next_restart_at=next_at)
 
 
-CASES = [
-    # (decision, running, health message, engine, expected message)
-    pytest.param(
-        Decision(Action.RESTART, ServiceState.ERROR, R.UNHEALTHY),
-        True,
-        "HTTP 500",
-        engine(),
+WAIT, NONE, ERROR = Action.WAIT, Action.NONE, ServiceState.ERROR
+BACK_OFF = R.CRASH_LOOP_BACK_OFF
+
+# id: (decision, running, health message, engine bookkeeping, expected message)
+CASES: dict[str, tuple[Decision, bool, str, EngineState, str]] = {
+    "unhealthy-and-running": (
+        Decision(Action.RESTART, ERROR, R.UNHEALTHY), True, "HTTP 500", engine(),
         "liveness probe failed: HTTP 500",
-        id="unhealthy-and-running",
     ),
-    pytest.param(
-        Decision(Action.NONE, ServiceState.ERROR, R.UNHEALTHY),
-        False,
-        "",
-        engine(),
+    "unhealthy-stopped": (
+        Decision(NONE, ERROR, R.UNHEALTHY), False, "", engine(),
         "stopped after failed probes; restartPolicy Never",
-        id="unhealthy-stopped",
     ),
-    pytest.param(
-        Decision(Action.WAIT, ServiceState.ERROR, R.CRASH_LOOP_BACK_OFF, "exit code 1"),
-        False,
-        "",
-        engine(crashes=2, next_at=AT),
+    "back-off-absolute-time": (
+        Decision(WAIT, ERROR, BACK_OFF, "exit code 1"), False, "", engine(2, AT),
         "exit code 1; back-off 20s, next attempt at 03:04:05Z",
-        id="back-off-absolute-time",
     ),
-    pytest.param(
-        Decision(Action.WAIT, ServiceState.ERROR, R.CRASH_LOOP_BACK_OFF),
-        False,
-        "",
-        engine(crashes=1, next_at=AT),
+    "back-off-without-message": (
+        Decision(WAIT, ERROR, BACK_OFF), False, "", engine(1, AT),
         "ended; back-off 10s, next attempt at 03:04:05Z",
-        id="back-off-without-message",
     ),
-    pytest.param(
-        Decision(Action.NONE, ServiceState.PENDING_STARTUP, R.STARTING),
-        True,
-        "connection refused",
-        engine(),
-        "waiting for the first successful probe: connection refused",
-        id="starting-with-probe-message",
+    "starting-with-probe-message": (
+        Decision(NONE, ServiceState.PENDING_STARTUP, R.STARTING), True, "connection refused",
+        engine(), "waiting for the first successful probe: connection refused",
     ),
-]
+}  # fmt: skip
 
 
-@pytest.mark.parametrize(("decision", "running", "health", "state", "expected"), CASES)
+@pytest.mark.parametrize(
+    ("decision", "running", "health", "state", "expected"), CASES.values(), ids=list(CASES)
+)
 def test_message(
     decision: Decision, running: bool, health: str, state: EngineState, expected: str
 ) -> None:

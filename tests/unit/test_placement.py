@@ -4,7 +4,7 @@ reasons, the scoring, pins and epochs, as tables."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,34 +27,8 @@ from steward.engine.placement import (
     unavailable_message,
     unbinding,
 )
-
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-ALLOC = {"cpu": "2", "memory": "4Gi", "services": "10"}
-
-
-def node(
-    name: str,
-    *,
-    ready: str | None = "True",
-    labels: dict[str, str] | None = None,
-    taints: list[dict[str, str]] | None = None,
-    unschedulable: bool = False,
-    alloc: dict[str, str] | None = None,
-    docker: str | None = "True",
-    terraform: str | None = "True",
-) -> StewardNode:
-    conditions = [
-        {"type": t, "status": s}
-        for t, s in (("Ready", ready), ("DockerReady", docker), ("TerraformReady", terraform))
-        if s is not None
-    ]
-    return StewardNode.parse(
-        {
-            "metadata": {"name": name, "labels": labels or {}, "uid": "u-1"},
-            "spec": {"unschedulable": unschedulable, "taints": taints or []},
-            "status": {"allocatable": ALLOC if alloc is None else alloc, "conditions": conditions},
-        }
-    )
+from tests.support.placement import T0
+from tests.support.placement import steward_node as node
 
 
 def pl(**kw: Any) -> Placement:

@@ -1,9 +1,10 @@
 """Several Steward hosts on one machine: network namespaces around one real apiserver.
 
-``netlab_cluster`` (module): a :class:`tests.support.netns.NetLab` with the hosts
-``a``, ``b`` and ``c`` (a network namespace each, on a bridge made for the module),
-and a control plane (etcd + kube-apiserver, ``hack/testenv/controlplane.py``) whose
-apiserver listens only on the bridge's address, so every namespace reaches it there;
+``netlab_cluster`` (module): a :class:`tests.support.multihost.MultiHost`, that is a
+:class:`tests.support.netns.NetLab` with the hosts ``a``, ``b`` and ``c`` (a network
+namespace each, on a bridge made for the module), and a control plane (etcd +
+kube-apiserver, ``hack/testenv/controlplane.py``) whose apiserver listens only on the
+bridge's address, so every namespace reaches it there;
 etcd stays on the root namespace's 127.0.0.1, which no namespace reaches. Its admin
 kubeconfig names ``https://<bridge address>:<port>`` and works from the root
 namespace and from inside each host alike. The StewardNode and ManagedService CRDs
@@ -23,43 +24,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hack.testenv import controlplane
 
 from tests.support.env import unavailable
-from tests.support.kubectl import Runner, install_crds, tool_runner
+from tests.support.kubectl import install_crds, tool_runner
+from tests.support.multihost import MultiHost
 from tests.support.netns import NetLab, NetLabError, missing_prerequisites
-from tests.support.paths import CRDS, MS_CRD_FILE
+from tests.support.paths import MS_CRD_FILE, NODE_CRD_FILE
+from tests.support.processes import alive
 
 HOSTS = ("a", "b", "c")
-NODE_CRD_FILE = CRDS / "stewardnodes.steward.dev.yaml"
 BUILD_TIMEOUT = 3600  # a cold build of the testbin on 2 cores takes ~6 min
-
-
-@dataclass(frozen=True)
-class MultiHost:
-    """What ``netlab_cluster`` yields."""
-
-    lab: NetLab
-    control_plane: controlplane.ControlPlaneInfo
-    kubectl: Runner
-    """kubectl as cluster admin, from the root namespace."""
-
-    @property
-    def kubeconfig(self) -> Path:
-        """The admin kubeconfig, pointing at the bridge address: usable in every host."""
-        return self.control_plane.kubeconfig
-
-    @property
-    def server(self) -> str:
-        return self.control_plane.server
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return tuple(self.lab.hosts)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -117,20 +95,12 @@ def _teardown(lab: NetLab, cp: controlplane.ControlPlane | None) -> None:
     if cp is not None:
         started = cp.pids
         cp.stop()
-        alive = {name: pid for name, pid in started.items() if _alive(pid)}
-        if alive:
-            problems.append(f"control plane processes still alive: {alive}")
+        running = {name: pid for name, pid in started.items() if alive(pid)}
+        if running:
+            problems.append(f"control plane processes still alive: {running}")
     try:
         lab.close()
     except NetLabError as exc:
         problems.append(str(exc))
     if problems:
         pytest.fail("multihost teardown: " + "; ".join(problems), pytrace=False)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False

@@ -26,6 +26,7 @@ from tests.support import containers
 from tests.support.hosts import condition
 from tests.support.kubectl import Runner
 from tests.support.manifests import http_daemon_spec, msvc
+from tests.support.multihost import MultiHost
 from tests.support.namespaces import fresh_namespace
 from tests.support.netns import NetLab
 from tests.support.operator import read_log, start_steward
@@ -73,7 +74,9 @@ class OneHost:
 
 
 @pytest.fixture(scope="module")
-def one_host(netlab_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OneHost]:
+def one_host(
+    netlab_cluster: MultiHost, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OneHost]:
     containers.docker_images()  # the engine and the test images, before the operator starts
     mh = netlab_cluster
     tmp = tmp_path_factory.mktemp("expose-one-host")

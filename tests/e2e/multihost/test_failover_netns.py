@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import kubernetes
 import psutil
@@ -67,16 +67,24 @@ import pytest
 from hack.testenv import controlplane
 
 from tests.support.copies import Copies
-from tests.support.hosts import alive, condition, continue_stopped, forget_hosts
-from tests.support.kubectl import Runner, log_reader
-from tests.support.manifests import http_daemon_spec, msvc
+from tests.support.hosts import (
+    ServingHosts,
+    condition,
+    continue_stopped,
+    forget_hosts,
+    node_of,
+    pid_of,
+)
+from tests.support.kubectl import log_reader
+from tests.support.manifests import http_daemon_spec
+from tests.support.multihost import MultiHost
 from tests.support.namespaces import fresh_namespace
 from tests.support.netns import NetLab
 from tests.support.operator import read_log, start_steward
 from tests.support.paths import REPO
+from tests.support.processes import alive
 from tests.support.waits import wait_for
 
-GROUP, VERSION, PLURAL = "steward.dev", "v1alpha1", "managedservices"
 LEASE_NAMESPACE = "kube-node-lease"
 MARK = "E2E_NETNS_FAILOVER"
 RENEW, GRACE = 0.5, 3.0
@@ -99,41 +107,19 @@ TIMEOUT = (3, 10)
 """Every request of the test's own client: connect, read (the apiserver may be stopped)."""
 
 
-class NetlabCluster(Protocol):
-    """What the ``netlab_cluster`` fixture yields (its conftest's ``MultiHost``)."""
-
-    @property
-    def lab(self) -> NetLab: ...
-    @property
-    def control_plane(self) -> controlplane.ControlPlaneInfo: ...
-    @property
-    def kubectl(self) -> Runner: ...
-    @property
-    def kubeconfig(self) -> Path: ...
-    @property
-    def hosts(self) -> tuple[str, ...]: ...
-
-
-@dataclass
-class Failover:
+@dataclass(kw_only=True)
+class Failover(ServingHosts):
     """The controller, one serving agent per host, the API clients and the sampler."""
 
-    mh: NetlabCluster
-    namespace: str
-    run: str
+    mh: MultiHost
     nodes: dict[str, str]
     """host -> its StewardNode's name."""
     states: dict[str, Path]
-    agents: dict[str, subprocess.Popen[bytes]]
-    controller: subprocess.Popen[bytes]
-    logs: dict[str, Path]
-    custom: Any
-    core: Any
     leases: Any
     copies: Copies
     argvs: dict[str, list[str]]
     """host -> the argv its agent was started with (inside its namespace)."""
-    env: dict[str, str]
+    request_timeout: tuple[float, float] | None = TIMEOUT
 
     @property
     def lab(self) -> NetLab:
@@ -162,33 +148,12 @@ class Failover:
         spec: dict[str, Any] | None = None,
         placement: dict[str, Any] | None = None,
     ) -> None:
-        spec = spec or http_daemon_spec()
-        spec["daemon"]["env"] = [{"name": MARK, "value": name}]
-        spec["placement"] = {"nodeSelector": {"e2e-run": self.run}, "failover": failover}
-        for key, value in (placement or {}).items():
-            if key == "nodeSelector":
-                spec["placement"]["nodeSelector"].update(value)
-            else:
-                spec["placement"][key] = value
-        self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, msvc(name, spec), _request_timeout=TIMEOUT
-        )
-
-    def get(self, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
-            GROUP, VERSION, self.namespace, PLURAL, name, _request_timeout=TIMEOUT
-        )
-
-    def ready(self, name: str) -> dict[str, Any] | None:
-        obj = self.get(name)
-        return obj if condition(obj, "Ready").get("status") == "True" else None
+        self.create(name, {"failover": failover, **(placement or {})}, spec)
 
     def node_condition(self, host: str) -> dict[str, Any]:
         """The Ready condition of the host's StewardNode ({} while it is not registered)."""
         try:
-            obj = self.custom.get_cluster_custom_object(
-                GROUP, VERSION, "stewardnodes", self.nodes[host], _request_timeout=TIMEOUT
-            )
+            obj = self.stewardnode(self.nodes[host])
         except kubernetes.client.ApiException as exc:
             if exc.status == 404:
                 return {}
@@ -204,14 +169,6 @@ class Failover:
             f"steward-{self.nodes[host]}", LEASE_NAMESPACE, _request_timeout=TIMEOUT
         )
         return lease.spec.renew_time  # type: ignore[no-any-return]
-
-    def events(self, name: str, reason: str) -> list[Any]:
-        items = self.core.list_namespaced_event(
-            self.namespace,
-            field_selector=f"involvedObject.name={name}",
-            _request_timeout=TIMEOUT,
-        ).items
-        return [e for e in items if e.reason == reason]
 
     def fence_targets(self, host: str) -> dict[str, Any]:
         """The fence helper's list on ``host`` (``<state-dir>/agent/fence.json``)."""
@@ -243,16 +200,8 @@ class Failover:
         return out
 
 
-def node_of(obj: dict[str, Any]) -> str | None:
-    return ((obj.get("status") or {}).get("placement") or {}).get("nodeName")
-
-
 def epoch_of(obj: dict[str, Any]) -> int:
     return int(obj["status"]["placement"]["epoch"])
-
-
-def pid_of(obj: dict[str, Any]) -> int:
-    return int(obj["status"]["runtime"]["pid"])
 
 
 def apiserver_pid(info: controlplane.ControlPlaneInfo) -> int:
@@ -346,7 +295,7 @@ STARTED = "Activity 'startup' succeeded"
 
 @pytest.fixture(scope="module")
 def failover(
-    netlab_cluster: NetlabCluster, tmp_path_factory: pytest.TempPathFactory
+    netlab_cluster: MultiHost, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Failover]:
     mh, lab = netlab_cluster, netlab_cluster.lab
     kubectl, info = mh.kubectl, mh.control_plane
@@ -370,8 +319,9 @@ def failover(
         argvs: dict[str, list[str]] = {}
         try:
             fo = Failover(
-                mh, ns, run, nodes, states, agents, controller, logs, custom, core, leases,
-                copies, argvs, env,
+                namespace=ns, run=run, mark=MARK, agents=agents, controller=controller,
+                logs=logs, env=env, custom=custom, core=core, mh=mh, nodes=nodes,
+                states=states, leases=leases, copies=copies, argvs=argvs,
             )  # fmt: skip
             for host, node in nodes.items():
                 states[host] = tmp / host / "state"
@@ -535,11 +485,9 @@ def test_network_cut_fences_before_the_copy_elsewhere_starts(fo: Failover) -> No
         assert pid_of(still) == new_pid and epoch_of(still) == epoch + 2, still["status"]
 
         # A status write as the old host makes them, presenting its old epoch: refused.
-        stale = {"status": {"state": "inactive", "placement": {"reportedEpoch": epoch}}}
+        stale = {"state": "inactive", "placement": {"reportedEpoch": epoch}}
         with pytest.raises(kubernetes.client.ApiException) as refused:
-            fo.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, fo.namespace, PLURAL, name, stale, _request_timeout=TIMEOUT
-            )
+            fo.patch_status(name, stale)
         assert refused.value.status == 422, refused.value
         assert STALE_EPOCH in str(refused.value.body), refused.value.body
         assert fo.get(name)["status"]["state"] != "inactive"
@@ -709,10 +657,7 @@ def test_a_copy_fenced_and_restarted_in_place_moves_only_once_released(fo: Failo
         # the host's agent paused a moment, as a busy host's may be: the copy elsewhere
         # must wait until this host has stopped its own and released the epoch.
         old_pid = pid_of(back)
-        fo.custom.patch_cluster_custom_object(
-            GROUP, VERSION, "stewardnodes", node, {"spec": {"unschedulable": True}},
-            _request_timeout=TIMEOUT,
-        )  # fmt: skip
+        fo.patch_node(node, {"spec": {"unschedulable": True}})
         # Until the controller's StewardNode watch has the cordon (a tie of empty hosts goes
         # to the first name: maybe this one).
         time.sleep(1.0)
@@ -721,10 +666,7 @@ def test_a_copy_fenced_and_restarted_in_place_moves_only_once_released(fo: Failo
         os.kill(agent.pid, signal.SIGSTOP)
         moved_at = time.monotonic()
         try:
-            fo.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, fo.namespace, PLURAL, name, {"status": unbind},
-                _request_timeout=TIMEOUT,
-            )  # fmt: skip
+            fo.patch_status(name, unbind)
             time.sleep(PAUSE)
             paused = fo.get(name)["status"]["placement"]
             report.append(
@@ -753,10 +695,7 @@ def test_a_copy_fenced_and_restarted_in_place_moves_only_once_released(fo: Failo
         assert gone <= started, f"the new copy started {gone - started:.2f} s before the old ended"
         assert epoch_of(moved) == epoch + 2, moved["status"]["placement"]
     finally:
-        fo.custom.patch_cluster_custom_object(
-            GROUP, VERSION, "stewardnodes", node, {"spec": {"unschedulable": False}},
-            _request_timeout=TIMEOUT,
-        )  # fmt: skip
+        fo.patch_node(node, {"spec": {"unschedulable": False}})
         print("\n" + "\n".join(report))
 
 
@@ -1034,7 +973,7 @@ def test_logs_are_read_from_the_host_by_whoever_may_read_them(fo: Failover, tmp_
 
         # Without credentials, or with a forged token: 401. The endpoint's certificate is
         # the agent's own (the StewardNode's): a client trusting the usual CAs refuses it.
-        node = fo.custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", node_of(obj))
+        node = fo.stewardnode(str(node_of(obj)))
         endpoint = node["status"]["logEndpoint"]
         assert endpoint["port"] == LOG_PORT and "BEGIN CERTIFICATE" in endpoint["certificate"]
         url = f"https://{fo.lab.address(host)}:{LOG_PORT}/logs/{ns}/{name}?tail=1"

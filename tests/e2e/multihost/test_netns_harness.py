@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.multihost.conftest import MultiHost
+from tests.support.multihost import MultiHost
 from tests.support.operator import read_log
 from tests.support.paths import REPO
 from tests.support.processes import stop_process
@@ -88,6 +88,24 @@ def _nodes(mh: MultiHost) -> dict[str, dict[str, object]]:
     return {o["metadata"]["name"]: o for o in json.loads(out.stdout)["items"]}
 
 
+def _all_leases(mh: MultiHost) -> dict[str, datetime]:
+    """Until every host has a Lease: their renewTimes."""
+    return wait_for(  # type: ignore[no-any-return]
+        lambda: (r := _renewals(mh)) and len(r) == len(mh.hosts) and r,
+        timeout=15,
+        what="three Leases",
+    )
+
+
+def _all_renewed_after(mh: MultiHost, since: dict[str, datetime], what: str) -> None:
+    """Until every host's Lease is renewed after its time in ``since``."""
+    wait_for(
+        lambda: (r := _renewals(mh)) and all(r[h] > since[h] for h in mh.hosts),
+        timeout=10,
+        what=what,
+    )
+
+
 def _argv0(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
@@ -127,16 +145,7 @@ def test_each_host_registers_and_renews_from_its_namespace(
         status = nodes[node_name(host)]["status"]
         assert {"type": "InternalIP", "address": lab.address(host)} in status["addresses"]
 
-    first = wait_for(
-        lambda: (r := _renewals(mh)) and len(r) == len(mh.hosts) and r,
-        timeout=15,
-        what="three Leases",
-    )
-    wait_for(
-        lambda: (r := _renewals(mh)) and all(r[h] > first[h] for h in mh.hosts),
-        timeout=10,
-        what="every Lease renewed",
-    )
+    _all_renewed_after(mh, _all_leases(mh), "every Lease renewed")
     for host, proc in agents.items():
         assert proc.poll() is None, f"agent {host} exited with {proc.returncode}"
 
@@ -160,16 +169,7 @@ def test_a_cut_host_stops_renewing_while_the_others_go_on(
     netlab_cluster: MultiHost, agents: dict[str, subprocess.Popen[bytes]]
 ) -> None:
     mh, lab = netlab_cluster, netlab_cluster.lab
-    before = wait_for(
-        lambda: (r := _renewals(mh)) and len(r) == len(mh.hosts) and r,
-        timeout=15,
-        what="three Leases",
-    )
-    wait_for(
-        lambda: (r := _renewals(mh)) and all(r[h] > before[h] for h in mh.hosts),
-        timeout=10,
-        what="every Lease renewing before the cut",
-    )
+    _all_renewed_after(mh, _all_leases(mh), "every Lease renewing before the cut")
     cut_at = datetime.now(UTC)
     lab.cut("a")
     try:
@@ -194,8 +194,4 @@ def test_a_cut_host_stops_renewing_while_the_others_go_on(
         timeout=10,
         what="a renewing again after the heal",
     )
-    wait_for(
-        lambda: (r := _renewals(mh)) and all(r[h] > healed[h] for h in mh.hosts),
-        timeout=10,
-        what="every Lease renewing after the heal",
-    )
+    _all_renewed_after(mh, healed, "every Lease renewing after the heal")

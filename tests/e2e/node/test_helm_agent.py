@@ -89,6 +89,19 @@ def _wait(pred: Any, timeout: float, what: str) -> Any:
     return wait_for(pred, timeout, 0.5, what)
 
 
+def _stewardnode_when(kubectl: Runner, node: str, key: str, value: str, what: str) -> Any:
+    """Until the StewardNode ``node`` exists with ``key`` of its Ready condition ``value``."""
+    return _wait(
+        lambda: (
+            (n := get_or_none(kubectl, "stewardnode", node))
+            and _conditions(n).get("Ready", {}).get(key) == value
+            and n
+        ),
+        60,
+        what,
+    )
+
+
 def _uid_of(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Uid:"):
@@ -187,15 +200,7 @@ def test_agent_daemonset_registers_the_node_least_privilege_and_goodbye(
 
             # --- a StewardNode named like the kubelet node, Ready.
             t_pod = time.monotonic()
-            stewardnode = _wait(
-                lambda: (
-                    (n := get_or_none(kubectl, "stewardnode", node))
-                    and _conditions(n).get("Ready", {}).get("status") == "True"
-                    and n
-                ),
-                60,
-                "StewardNode Ready",
-            )
+            stewardnode = _stewardnode_when(kubectl, node, "status", "True", "StewardNode Ready")
             ready_after = time.monotonic() - t_pod
             assert stewardnode["metadata"]["labels"] == {"zone": "test"}
             addresses = stewardnode["status"]["addresses"]
@@ -300,14 +305,8 @@ def test_agent_daemonset_registers_the_node_least_privilege_and_goodbye(
                 "--timeout",
                 "150s",
             )
-            again = _wait(
-                lambda: (
-                    (n := get_or_none(kubectl, "stewardnode", node))
-                    and _conditions(n).get("Ready", {}).get("reason") == "AgentReady"
-                    and n
-                ),
-                60,
-                "StewardNode Ready again",
+            again = _stewardnode_when(
+                kubectl, node, "reason", "AgentReady", "StewardNode Ready again"
             )
             assert again["metadata"]["uid"] == stewardnode["metadata"]["uid"]
             (new_pod,) = _agent_pods(kubectl, rns, release)

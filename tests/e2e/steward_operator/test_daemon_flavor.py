@@ -12,14 +12,8 @@ import requests
 
 from tests.support.kubectl import apply, get, patch, wait_ready
 from tests.support.manifests import http_daemon_spec, msvc
+from tests.support.processes import alive
 from tests.support.waits import wait_for
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_apply_wait_ready_status_and_columns(operator, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]

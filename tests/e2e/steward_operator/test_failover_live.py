@@ -26,139 +26,65 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 import requests
 
 from tests.support.copies import Copies
 from tests.support.hosts import (
-    alive,
+    GROUP,
+    PLURAL,
+    VERSION,
+    LiveHosts,
     condition,
-    continue_stopped,
-    forget_hosts,
+    node_of,
+    serving_hosts,
     wait_nodes_ready,
 )
-from tests.support.kubectl import install_crds, tool_runner
-from tests.support.manifests import http_daemon_spec, msvc
-from tests.support.namespaces import fresh_namespace
-from tests.support.operator import read_log, start_steward
-from tests.support.paths import CRDS, MS_CRD_FILE
 from tests.support.ports import free_port
-from tests.support.processes import stop_process
+from tests.support.processes import alive
 from tests.support.waits import wait_for
 
-GROUP, VERSION, PLURAL = "steward.dev", "v1alpha1", "managedservices"
-NODE_CRD = CRDS / "stewardnodes.steward.dev.yaml"
-FAST = ["--renew-interval", "0.5", "--lease-duration", "3", "--status-interval", "0.5"]
 MONITOR = ["--node-monitor-period", "0.5", "--node-monitor-grace-period", "3"]
 MARK = "E2E_FAILOVER_SERVICE"
 BUSY = tuple(f"busy-{i}" for i in range(4))
 
 
-@dataclass
-class Cluster:
-    namespace: str
-    run: str
-    nodes: tuple[str, str]
-    agents: dict[str, subprocess.Popen[bytes]]
-    agent_args: dict[str, list[str]]
-    env: dict[str, str]
-    logs: dict[str, Path]
-    metrics: dict[str, int]
-    """node -> its agent's --metrics-port"""
-    custom: Any
-    core: Any
-    copies: Copies
+@dataclass(kw_only=True)
+class Cluster(LiveHosts):
+    sampler: Copies
 
-    def get(self, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
-            GROUP, VERSION, self.namespace, PLURAL, name
-        )
+    @property
+    def copies(self) -> Copies:
+        return self.sampler
+
+    def metrics(self, node: str) -> int:
+        """Its agent's --metrics-port."""
+        args = self.agent_args[node]
+        return int(args[args.index("--metrics-port") + 1])
 
     def apply(self, name: str, failover: dict[str, Any], pin: str | None = None) -> None:
-        spec = http_daemon_spec()
-        spec["daemon"]["env"] = [{"name": MARK, "value": name}]
-        spec["placement"] = {"nodeSelector": {"e2e-run": self.run}, "failover": failover}
-        if pin is not None:
-            spec["placement"]["nodeName"] = pin
-        self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, msvc(name, spec)
-        )
-
-    def ready(self, name: str) -> dict[str, Any] | None:
-        obj = self.get(name)
-        return obj if condition(obj, "Ready").get("status") == "True" else None
-
-    def events(self, name: str, reason: str) -> list[Any]:
-        items = self.core.list_namespaced_event(
-            self.namespace, field_selector=f"involvedObject.name={name}"
-        ).items
-        return [e for e in items if e.reason == reason]
-
-    def debug(self) -> str:
-        return "\n".join(f"--- {k}\n{read_log(v)[-3000:]}" for k, v in self.logs.items())
-
-
-def node_of(obj: dict[str, Any]) -> str | None:
-    return ((obj.get("status") or {}).get("placement") or {}).get("nodeName")
+        self.create(name, {"failover": failover, **({"nodeName": pin} if pin else {})})
 
 
 @pytest.fixture(scope="module")
 def cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    kubectl = tool_runner("kubectl", control_plane)
-    install_crds(kubectl, MS_CRD_FILE, NODE_CRD)
-    run = "r" + uuid.uuid4().hex[:6]
-    nodes = (f"fo-a-{run}", f"fo-b-{run}")
-    tmp = tmp_path_factory.mktemp("failover")
-    api = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
-    custom = kubernetes.client.CustomObjectsApi(api)
-    core = kubernetes.client.CoreV1Api(api)
-    env = control_plane.env()
-    copies = Copies(MARK)
-    with fresh_namespace(kubectl, f"failover-{run}") as ns:
-        logs = {"controller": tmp / "controller.log"}
-        controller = start_steward(["controller", "-n", ns, *MONITOR], env, logs["controller"])
-        agents: dict[str, subprocess.Popen[bytes]] = {}
-        args: dict[str, list[str]] = {}
-        ports = {node: free_port() for node in nodes}
-        try:
-            for node in nodes:
-                logs[node] = tmp / f"{node}.log"
-                args[node] = ["--state-dir", str(tmp / node), "agent", "--node", node, "--serve"]
-                args[node] += ["-n", ns, "--label", f"e2e-run={run}", *FAST]
-                args[node] += ["--metrics-port", str(ports[node]), "--metrics-addr", "127.0.0.1"]
-                agents[node] = start_steward(args[node], env, logs[node])
-
-            wait_nodes_ready(custom, nodes)
-            copies.start()
-            yield Cluster(ns, run, nodes, agents, args, env, logs, ports, custom, core, copies)
-        finally:
-            try:
-                continue_stopped(agents.values())
-                kubectl("delete", "msvc", "--all", "-n", ns, "--wait=true", "--timeout=90s",
-                        timeout=120, check=False)  # fmt: skip
-                copies.stop()
-                for name in ("fenced", "waits", "manual", "drained", "pinned", *BUSY):
-                    for pid in copies.pids(name):
-                        assert not alive(pid), f"pid {pid} of {name} outlived its ManagedService"
-            finally:
-                for proc in (*agents.values(), controller):
-                    stop_process(proc)
-                forget_hosts(kubectl, nodes)
-                for name, log in logs.items():
-                    print(f"--- {name}\n{read_log(log)[-4000:]}")
+    with serving_hosts(
+        Cluster, control_plane, tmp_path_factory.mktemp("failover"), "failover", "fo", MARK,
+        lambda agents: Copies(MARK),
+        controller_args=MONITOR,
+        agent_args=lambda host: ["--metrics-port", str(free_port()), "--metrics-addr", "127.0.0.1"],
+    ) as live:  # fmt: skip
+        yield live
 
 
 def watch_events(cluster: Cluster, node: str) -> float:
     """steward_watch_events_total of NODE's agent (its /metrics)."""
-    port = cluster.metrics[node]
+    port = cluster.metrics(node)
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     found = re.search(r"^steward_watch_events_total (\S+)$", text, re.M)
     assert found, text[-2000:]
@@ -201,9 +127,7 @@ def test_updates_to_one_hosts_services_reach_no_other_agent(cluster: Cluster) ->
     assert got[other] == 0, got
     for name in BUSY:
         assert node_of(cluster.get(name)) == node
-        cluster.custom.delete_namespaced_custom_object(
-            GROUP, VERSION, cluster.namespace, PLURAL, name
-        )
+        cluster.delete(name)
     for name in BUSY:
         wait_for(
             lambda n=name: not cluster.copies.sample().get(n), timeout=30, what=f"{name} stopped"
@@ -253,15 +177,9 @@ def test_after_fencing_moves_only_once_the_old_copy_is_gone(cluster: Cluster) ->
     assert now == {new_pid}, (now, cluster.debug())
     assert cluster.copies.max_copies("fenced") == 1, cluster.debug()
     print(f"fenced after {fenced_after:.2f} s; Ready elsewhere after {moved_after:.2f} s")
-    node = cluster.custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", old_node)
+    node = cluster.stewardnode(str(old_node))
     wait_for(
-        lambda: (
-            condition(
-                cluster.custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", old_node),
-                "Ready",
-            ).get("status")
-            == "True"
-        ),
+        lambda: condition(cluster.stewardnode(str(old_node)), "Ready").get("status") == "True",
         timeout=15,
         what=f"StewardNode {old_node} Ready again ({node['status']})",
     )
@@ -290,7 +208,7 @@ def test_never_waits_for_the_host_and_is_adopted_in_place(cluster: Cluster) -> N
     assert alive(pid), "a Never service's process is left running while its host is lost"
     assert cluster.events("waits", "NodeLost"), "no NodeLost Event"
     # The host comes back: the new agent adopts the same process.
-    cluster.agents[node] = start_steward(cluster.agent_args[node], cluster.env, cluster.logs[node])
+    cluster.restart_agent(node)
     back = wait_for(lambda: cluster.ready("waits"), timeout=60, what="waits Ready again")
     assert int(back["status"]["runtime"]["pid"]) == pid, back["status"]
     assert back["status"]["placement"]["epoch"] == epoch
@@ -326,7 +244,7 @@ def test_manual_moves_only_when_the_admin_says_so(cluster: Cluster) -> None:
     )
     assert moved["status"]["placement"]["epoch"] == epoch + 2
     assert cluster.copies.max_copies("manual") == 1, cluster.debug()
-    cluster.agents[node] = start_steward(cluster.agent_args[node], cluster.env, cluster.logs[node])
+    cluster.restart_agent(node)
 
 
 def _steward(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -346,7 +264,7 @@ def test_drain_moves_a_live_hosts_services_but_the_pinned(cluster: Cluster) -> N
     pinned_pid = int(pinned["status"]["runtime"]["pid"])
 
     def unschedulable() -> bool:
-        host = cluster.custom.get_cluster_custom_object(GROUP, VERSION, "stewardnodes", node)
+        host = cluster.stewardnode(node)
         return bool((host.get("spec") or {}).get("unschedulable"))
 
     refused = _steward(cluster, "drain", node)

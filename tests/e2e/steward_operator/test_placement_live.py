@@ -18,14 +18,10 @@ module, and no sample may ever see two copies of one service.
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -35,32 +31,24 @@ import pytest
 from steward.api.status import IN_FORCE_MESSAGE, STALE_EPOCH_MESSAGE, Binding
 from steward.engine.binding import placement_patch
 from steward.engine.placement import unbinding
-from tests.support.hosts import alive, condition, forget_hosts, wait_nodes_ready
-from tests.support.kubectl import install_crds, tool_runner
-from tests.support.manifests import http_daemon_spec, msvc
-from tests.support.namespaces import fresh_namespace
-from tests.support.operator import read_log, start_steward
-from tests.support.paths import CRDS, MS_CRD_FILE
-from tests.support.processes import stop_process
+from tests.support.copies import Sampling, marker
+from tests.support.hosts import GROUP, VERSION, LiveHosts, condition, serving_hosts
+from tests.support.hosts import placement_of as placement
+from tests.support.processes import alive
 from tests.support.waits import wait_for
 
-GROUP, VERSION, PLURAL = "steward.dev", "v1alpha1", "managedservices"
-NODE_CRD = CRDS / "stewardnodes.steward.dev.yaml"
-FAST = ["--renew-interval", "0.5", "--lease-duration", "3", "--status-interval", "0.5"]
 MARK = "E2E_PLACEMENT_SERVICE"
 """Each service's daemon carries its name in this variable: how the sampler tells them apart."""
 
 
 @dataclass
-class Sampler:
+class Sampler(Sampling):
     """Every 100 ms: which agent's children run which service (marker, pid)."""
 
     agents: dict[str, int]
     samples: list[dict[str, list[tuple[str, int]]]] = field(default_factory=list)
     seen: set[tuple[str, str, int]] = field(default_factory=set)
     """(node, service, pid) ever seen."""
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
     def sample(self) -> dict[str, list[tuple[str, int]]]:
         found: dict[str, list[tuple[str, int]]] = {}
@@ -70,30 +58,19 @@ class Sampler:
             except psutil.NoSuchProcess:
                 continue
             for child in children:
-                try:
-                    if child.status() == psutil.STATUS_ZOMBIE:
-                        continue
-                    name = child.environ().get(MARK)
-                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                    continue
-                if name:
+                if name := marker(child, MARK):
                     found.setdefault(name, []).append((node, child.pid))
                     self.seen.add((node, name, child.pid))
         return found
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(self.sample())
-            self._stop.wait(0.1)
+    def record(self) -> None:
+        self.samples.append(self.sample())
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="copies-sampler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def pids_by_name(self) -> dict[str, set[int]]:
+        pids: dict[str, set[int]] = {}
+        for _, name, pid in self.seen:
+            pids.setdefault(name, set()).add(pid)
+        return pids
 
     def max_copies(self, service: str | None = None) -> int:
         return max(
@@ -114,66 +91,12 @@ class Sampler:
         )
 
 
-@dataclass
-class Hosts:
-    namespace: str
-    run: str
-    nodes: tuple[str, str]
-    agents: dict[str, subprocess.Popen[bytes]]
-    controller: subprocess.Popen[bytes]
-    logs: dict[str, Path]
-    custom: Any
-    core: Any
+@dataclass(kw_only=True)
+class Hosts(LiveHosts):
     sampler: Sampler
-
-    def get(self, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
-            GROUP, VERSION, self.namespace, PLURAL, name
-        )
-
-    def apply(self, name: str, placement: dict[str, Any] | None = None) -> None:
-        spec = http_daemon_spec()
-        spec["daemon"]["env"] = [{"name": MARK, "value": name}]
-        spec["placement"] = {"nodeSelector": {"e2e-run": self.run}, **(placement or {})}
-        self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, msvc(name, spec)
-        )
-
-    def delete(self, name: str) -> None:
-        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
-
-    def gone(self, name: str) -> bool:
-        try:
-            self.get(name)
-        except kubernetes.client.ApiException as exc:
-            return exc.status == 404
-        return False
-
-    def ready(self, name: str) -> dict[str, Any] | None:
-        obj = self.get(name)
-        return obj if condition(obj, "Ready").get("status") == "True" else None
-
-    def events(self, name: str, reason: str) -> list[Any]:
-        items = self.core.list_namespaced_event(
-            self.namespace, field_selector=f"involvedObject.name={name}"
-        ).items
-        return [e for e in items if e.reason == reason]
-
-    def node(self, name: str, change: dict[str, Any]) -> None:
-        self.custom.patch_cluster_custom_object(GROUP, VERSION, "stewardnodes", name, change)
 
     def pid_of(self, name: str) -> int:
         return int(self.get(name)["status"]["runtime"]["pid"])
-
-    def agent_pid(self, node: str) -> int:
-        return self.agents[node].pid
-
-    def debug(self) -> str:
-        return "\n".join(f"--- {k}\n{read_log(v)[-3000:]}" for k, v in self.logs.items())
-
-
-def placement(obj: dict[str, Any]) -> dict[str, Any]:
-    return dict((obj.get("status") or {}).get("placement") or {})
 
 
 def parent(pid: int) -> int | None:
@@ -185,52 +108,19 @@ def parent(pid: int) -> int | None:
 
 @pytest.fixture(scope="module")
 def hosts(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
-    kubectl = tool_runner("kubectl", control_plane)
-    install_crds(kubectl, MS_CRD_FILE, NODE_CRD)
-    run = "r" + uuid.uuid4().hex[:6]
-    nodes = (f"pl-a-{run}", f"pl-b-{run}")
-    tmp = tmp_path_factory.mktemp("placement")
-    api = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
-    custom = kubernetes.client.CustomObjectsApi(api)
-    core = kubernetes.client.CoreV1Api(api)
-    env = control_plane.env()
-    with fresh_namespace(kubectl, f"placement-{run}") as ns:
-        logs = {"controller": tmp / "controller.log"}
-        procs: dict[str, subprocess.Popen[bytes]] = {}
-        controller = start_steward(["controller", "-n", ns], env, logs["controller"])
-        sampler: Sampler | None = None
-        try:
-            for node, zone in zip(nodes, ("a", "b"), strict=True):
-                logs[node] = tmp / f"{node}.log"
-                args = ["--state-dir", str(tmp / node), "agent", "--node", node, "--serve"]
-                args += ["-n", ns, "--label", f"e2e-run={run}", "--label", f"zone={zone}", *FAST]
-                procs[node] = start_steward(args, env, logs[node])
-
-            wait_nodes_ready(custom, nodes)
-            sampler = Sampler({node: p.pid for node, p in procs.items()})
-            sampler.start()
-            yield Hosts(ns, run, nodes, procs, controller, logs, custom, core, sampler)
-        finally:
-            try:
-                kubectl("delete", "msvc", "--all", "-n", ns, "--wait=true", "--timeout=90s",
-                        timeout=120, check=False)  # fmt: skip
-                if sampler is not None:
-                    sampler.stop()
-                    for _, _, pid in sampler.seen:
-                        assert not alive(pid), f"pid {pid} outlived its ManagedService"
-            finally:
-                for proc in (*procs.values(), controller):
-                    stop_process(proc)
-                forget_hosts(kubectl, nodes)
-                for name, log in logs.items():
-                    print(f"--- {name}\n{read_log(log)[-4000:]}")
+    with serving_hosts(
+        Hosts, control_plane, tmp_path_factory.mktemp("placement"), "placement", "pl", MARK,
+        lambda agents: Sampler({node: p.pid for node, p in agents.items()}),
+        agent_args=lambda host: ["--label", f"zone={host}"],
+    ) as live:  # fmt: skip
+        yield live
 
 
 def test_spread_pins_and_unschedulable(hosts: Hosts) -> None:
     a, b = hosts.nodes
     names = [f"s{i}" for i in range(1, 5)]
     for name in names:
-        hosts.apply(name)
+        hosts.create(name)
     objs = {n: wait_for(lambda n=n: hosts.ready(n), timeout=60, what=f"{n} Ready") for n in names}
     where = {n: placement(o).get("nodeName") for n, o in objs.items()}
     assert sorted(where.values()) == [a, a, b, b], where  # spread 2/2
@@ -248,7 +138,7 @@ def test_spread_pins_and_unschedulable(hosts: Hosts) -> None:
         assert hosts.sampler.nodes_of(name) == {where[name]}, (name, hosts.sampler.seen)
 
     # A nodeSelector that matches nothing: unschedulable, with kube-scheduler's words.
-    hosts.apply("nowhere", {"nodeSelector": {"e2e-run": hosts.run, "zone": "nowhere"}})
+    hosts.create("nowhere", {"nodeSelector": {"e2e-run": hosts.run, "zone": "nowhere"}})
 
     def unschedulable() -> dict[str, Any] | None:
         obj = hosts.get("nowhere")
@@ -276,7 +166,7 @@ def test_spread_pins_and_unschedulable(hosts: Hosts) -> None:
     assert "nowhere" not in hosts.sampler.sample()
     # A StewardNode change retries at once (the next back-off retry is ~8 s away).
     changed = time.monotonic()
-    hosts.node(b, {"metadata": {"labels": {"zone": "nowhere"}}})
+    hosts.patch_node(b, {"metadata": {"labels": {"zone": "nowhere"}}})
     bound = wait_for(
         lambda: placement(o := hosts.get("nowhere")).get("nodeName") and o,
         timeout=30,
@@ -287,7 +177,7 @@ def test_spread_pins_and_unschedulable(hosts: Hosts) -> None:
     wait_for(lambda: hosts.ready("nowhere"), timeout=60, what="nowhere Ready on b")
 
     # A pin lands on its host (b holds 3 now: spreading alone would pick a).
-    hosts.apply("pinned", {"nodeName": b})
+    hosts.create("pinned", {"nodeName": b})
     obj = wait_for(lambda: hosts.ready("pinned"), timeout=60, what="pinned Ready")
     assert placement(obj)["nodeName"] == b
     assert parent(int(obj["status"]["runtime"]["pid"])) == hosts.agent_pid(b)
@@ -299,11 +189,11 @@ def test_spread_pins_and_unschedulable(hosts: Hosts) -> None:
     for name in [*names, "nowhere", "pinned"]:
         wait_for(lambda n=name: hosts.gone(n), timeout=60, what=f"{name} deleted")
     assert hosts.sampler.max_copies() == 1, "two copies of one service were seen at once"
-    hosts.node(b, {"metadata": {"labels": {"zone": "b"}}})
+    hosts.patch_node(b, {"metadata": {"labels": {"zone": "b"}}})
 
 
 def test_rebinding_moves_without_two_copies_and_fences_the_old_epoch(hosts: Hosts) -> None:
-    hosts.apply("mover")
+    hosts.create("mover")
     obj = wait_for(lambda: hosts.ready("mover"), timeout=60, what="mover Ready")
     old = Binding.model_validate(placement(obj))
     assert old.node_name is not None
@@ -311,22 +201,14 @@ def test_rebinding_moves_without_two_copies_and_fences_the_old_epoch(hosts: Host
     old_pid = int(obj["status"]["runtime"]["pid"])
     assert parent(old_pid) == hosts.agent_pid(old.node_name)
     hosts.sampler.wait_seen("mover", old_pid)
-    hosts.node(old.node_name, {"spec": {"unschedulable": True}})  # cordon: it must move
+    hosts.patch_node(old.node_name, {"spec": {"unschedulable": True}})  # cordon: it must move
     try:
         # Unbind exactly as the controller does it: epoch raised, reportedEpoch cleared,
         # preconditioned on the resourceVersion read.
         released = unbinding(old, datetime.now(UTC))
         assert released is not None and released.epoch == old.epoch + 1
-        hosts.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            hosts.namespace,
-            PLURAL,
-            "mover",
-            {
-                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                "status": {"placement": placement_patch(released)},
-            },
+        hosts.patch_status(
+            "mover", {"placement": placement_patch(released)}, obj["metadata"]["resourceVersion"]
         )
 
         def moved() -> dict[str, Any] | None:
@@ -352,28 +234,20 @@ def test_rebinding_moves_without_two_copies_and_fences_the_old_epoch(hosts: Host
 
         # The old host's epoch is over: the apiserver refuses a write presenting it.
         with pytest.raises(kubernetes.client.ApiException) as refused:
-            hosts.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                hosts.namespace,
-                PLURAL,
-                "mover",
-                {"status": {"state": "inactive", "placement": {"reportedEpoch": old.epoch}}},
+            hosts.patch_status(
+                "mover", {"state": "inactive", "placement": {"reportedEpoch": old.epoch}}
             )
         assert refused.value.status == 422
         assert STALE_EPOCH_MESSAGE in json.loads(refused.value.body)["message"]
         # Nor can the binding in force be released: the controller would bind it elsewhere.
         with pytest.raises(kubernetes.client.ApiException) as refused:
-            hosts.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, hosts.namespace, PLURAL, "mover",
-                {"status": {"placement": {"releasedEpoch": p["epoch"]}}},
-            )  # fmt: skip
+            hosts.patch_status("mover", {"placement": {"releasedEpoch": p["epoch"]}})
         assert refused.value.status == 422
         assert IN_FORCE_MESSAGE in json.loads(refused.value.body)["message"]
         assert hosts.get("mover")["status"]["state"] == "active"
         assert alive(new_pid)
     finally:
-        hosts.node(old.node_name, {"spec": {"unschedulable": False}})
+        hosts.patch_node(old.node_name, {"spec": {"unschedulable": False}})
     hosts.delete("mover")
     wait_for(lambda: hosts.gone("mover"), timeout=60, what="mover deleted")
     assert not alive(new_pid)
@@ -384,23 +258,15 @@ def test_a_new_epoch_on_the_same_host_restarts_it_under_that_epoch(hosts: Hosts)
     """A binding written anew for the host that runs it (epoch raised, reportedEpoch cleared):
     the agent's copy belongs to a binding that is over, so it stops it (and releases that
     epoch), then starts afresh under the new one."""
-    hosts.apply("renewed")
+    hosts.create("renewed")
     obj = wait_for(lambda: hosts.ready("renewed"), timeout=60, what="renewed Ready")
     old = Binding.model_validate(placement(obj))
     assert old.node_name is not None
     old_pid = int(obj["status"]["runtime"]["pid"])
     hosts.sampler.wait_seen("renewed", old_pid)
     again = Binding(node_name=old.node_name, epoch=old.epoch + 1, bound_at=datetime.now(UTC))
-    hosts.custom.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        hosts.namespace,
-        PLURAL,
-        "renewed",
-        {
-            "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-            "status": {"placement": placement_patch(again)},
-        },
+    hosts.patch_status(
+        "renewed", {"placement": placement_patch(again)}, obj["metadata"]["resourceVersion"]
     )
 
     def restarted() -> dict[str, Any] | None:
@@ -429,26 +295,18 @@ def test_a_new_epoch_on_the_same_host_restarts_it_under_that_epoch(hosts: Hosts)
 def test_deleting_a_service_no_host_runs(hosts: Hosts) -> None:
     """Unbound and released, with every host cordoned: no agent sees it any more, so the
     controller removes the agents' finalizer when it is deleted."""
-    hosts.apply("parked")
+    hosts.create("parked")
     obj = wait_for(lambda: hosts.ready("parked"), timeout=60, what="parked Ready")
     old = Binding.model_validate(placement(obj))
     pid = int(obj["status"]["runtime"]["pid"])
     assert "steward.dev/finalizer" in obj["metadata"]["finalizers"]
     for node in hosts.nodes:
-        hosts.node(node, {"spec": {"unschedulable": True}})
+        hosts.patch_node(node, {"spec": {"unschedulable": True}})
     try:
         released = unbinding(old, datetime.now(UTC))
         assert released is not None
-        hosts.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            hosts.namespace,
-            PLURAL,
-            "parked",
-            {
-                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                "status": {"placement": placement_patch(released)},
-            },
+        hosts.patch_status(
+            "parked", {"placement": placement_patch(released)}, obj["metadata"]["resourceVersion"]
         )
 
         def parked() -> dict[str, Any] | None:
@@ -467,5 +325,5 @@ def test_deleting_a_service_no_host_runs(hosts: Hosts) -> None:
         wait_for(lambda: hosts.gone("parked"), timeout=30, what="parked deleted by the controller")
     finally:
         for node in hosts.nodes:
-            hosts.node(node, {"spec": {"unschedulable": False}})
+            hosts.patch_node(node, {"spec": {"unschedulable": False}})
     assert hosts.sampler.max_copies("parked") == 1

@@ -26,10 +26,22 @@ from tests.support.containers import (
 pytestmark = pytest.mark.docker
 
 HTTP = {"protocol": "http", "healthCheck": {"http": {"path": "/"}, "periodSeconds": 1}}
+FAST_BACKOFF = {"initialSeconds": 0.2, "maxSeconds": 0.4}
 
 
 def web(images: Images, name: str, **container: Any) -> dict[str, Any]:
     return container_manifest(name, busybox_httpd(images, **container), HTTP)
+
+
+def crash_looping(
+    images: Images, state_dir: Path, services: list[Service], prefix: str, script: str
+) -> Service:
+    """``sh -c SCRIPT`` in busybox, restarted Always after a short back-off; started."""
+    m = busybox_sh(images, prefix, script, restartPolicy="Always", backoff=FAST_BACKOFF)
+    svc = Service.from_manifest(m, state_dir=state_dir)
+    services.append(svc)
+    svc.start(timeout=5)
+    return svc
 
 
 def containers_of(client: Any, svc: Service) -> list[Any]:
@@ -62,16 +74,8 @@ def test_http_service_healthy_through_published_port(
 def test_crash_is_restarted_with_backoff(
     docker_images: Images, state_dir: Path, services: list[Service]
 ) -> None:
-    m = busybox_sh(
-        docker_images,
-        "crash",
-        "echo up; sleep 0.4; exit 3",
-        restartPolicy="Always",
-        backoff={"initialSeconds": 0.2, "maxSeconds": 0.4},
-    )
-    svc = Service.from_manifest(m, state_dir=state_dir)
-    services.append(svc)
-    svc.start(timeout=5)
+    script = "echo up; sleep 0.4; exit 3"
+    svc = crash_looping(docker_images, state_dir, services, "crash", script)
     seen: set[str] = set()
     delays: list[float] = []
     deadline = time.monotonic() + 30
@@ -203,16 +207,8 @@ def test_secret_values_are_redacted(
 def test_previous_logs_are_the_removed_containers(
     docker_images: Images, state_dir: Path, services: list[Service]
 ) -> None:
-    m = busybox_sh(
-        docker_images,
-        "prev",
-        "echo run $(cat /proc/sys/kernel/random/uuid); sleep 0.6; exit 3",
-        restartPolicy="Always",
-        backoff={"initialSeconds": 0.2, "maxSeconds": 0.4},
-    )
-    svc = Service.from_manifest(m, state_dir=state_dir)
-    services.append(svc)
-    svc.start(timeout=5)
+    script = "echo run $(cat /proc/sys/kernel/random/uuid); sleep 0.6; exit 3"
+    svc = crash_looping(docker_images, state_dir, services, "prev", script)
     with pytest.raises(NoPreviousRun):
         svc.get_logs(previous=True)  # raised at once, before any line is asked for
     wait_for(lambda: any(line.startswith("run ") for line in svc.get_logs()), timeout=15)

@@ -23,7 +23,7 @@ from steward.runtimes.sandbox import Limits, Sandbox, UidAllocator
 from steward.runtimes.sandbox.cgroups import Cgroup
 from tests.support import waits
 from tests.support.manifests import manifest
-from tests.support.processes import TEST_CGROUP_PARENT
+from tests.support.processes import TEST_CGROUP_PARENT, alive
 from tests.support.sandbox import PY, Factory
 
 SLEEP = [PY, "-c", "import time; time.sleep(300)"]
@@ -235,7 +235,7 @@ def test_memory_hog_is_oom_killed_and_the_reason_says_so(daemon: Factory) -> Non
     rt = daemon("hog", {"command": script(HOG)}, limits=Limits(memory_bytes=48 << 20))
     rt.start()
     pid = rt_record(rt).pid
-    wait_for(lambda: not _alive(pid), timeout=60, what="the hog to be killed")
+    wait_for(lambda: not alive(pid), timeout=60, what="the hog to be killed")
     died = time.monotonic()
     obs = rt.observe()
     latency = time.monotonic() - died
@@ -312,7 +312,7 @@ def test_double_forked_grandchild_is_gone_after_stop(daemon: Factory) -> None:
     cg = rt._record_cgroup(rt_record(rt))
     assert cg is not None and grandchild in cg.pids()
     rt.stop(grace=1)
-    assert not _alive(grandchild)
+    assert not alive(grandchild)
     assert not cg.exists
     assert rt.observe().state is ServiceState.INACTIVE
 
@@ -447,10 +447,3 @@ def rt_record(rt: object):  # type: ignore[no-untyped-def]
     record = ProcessRecord.load(rt.pid_file)  # type: ignore[attr-defined]
     assert record is not None
     return record
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
