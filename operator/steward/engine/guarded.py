@@ -7,10 +7,15 @@ serves, down with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from steward.api import reasons as R
 from steward.api.state import ServiceState
 from steward.runtimes.base import Observation, Runtime, RuntimeFailure
 from steward.runtimes.exits import ExitWatch
+
+T = TypeVar("T")
 
 
 def observe(runtime: Runtime) -> Observation:
@@ -27,29 +32,26 @@ def observe(runtime: Runtime) -> Observation:
         )
 
 
-def observe_cached(runtime: Runtime | None) -> Observation | None:
-    """The runtime's answer from memory (no I/O, fine on the event loop), if it has one."""
-    if runtime is None:
+def _or_none(call: Callable[[], T] | None) -> T | None:
+    """``call()``, or None when there is nothing to call or it raises."""
+    if call is None:
         return None
     try:
-        return runtime.observe_cached()
+        return call()
     except Exception:
         return None
+
+
+def observe_cached(runtime: Runtime | None) -> Observation | None:
+    """The runtime's answer from memory (no I/O, fine on the event loop), if it has one."""
+    return _or_none(runtime.observe_cached if runtime is not None else None)
 
 
 def exit_watch(runtime: Runtime | None) -> ExitWatch | None:
     """A new watch on the end of what runs now (the caller closes it), or None."""
-    if runtime is None:
-        return None
-    try:
-        return runtime.exit_watch()
-    except Exception:
-        return None
+    return _or_none(runtime.exit_watch if runtime is not None else None)
 
 
 def watches_exit(runtime: Runtime | None) -> bool:
     """The runtime's end wakes the loop by itself (a pidfd, Docker's events stream)."""
-    try:
-        return runtime is not None and runtime.watches_exit()
-    except Exception:
-        return False
+    return bool(_or_none(runtime.watches_exit if runtime is not None else None))

@@ -35,6 +35,7 @@ from steward.api.policy import (
     rule,
 )
 from steward.api.spec import DeletionPolicy
+from steward.api.terraform import KubernetesBackend
 
 
 @dataclass(frozen=True)
@@ -231,9 +232,13 @@ def _tf_binary(p: StewardPolicySpec, ms: ManagedService) -> list[str]:
     return [] if allowed is None or t.binary.value in allowed else ["spec.terraform.binary"]
 
 
-def _tf_backend_ns(p: StewardPolicySpec, ms: ManagedService) -> list[str]:
+def _kubernetes_backend(ms: ManagedService) -> KubernetesBackend | None:
     t = ms.spec.terraform
-    kb = None if t is None else t.backend.kubernetes
+    return None if t is None else t.backend.kubernetes
+
+
+def _tf_backend_ns(p: StewardPolicySpec, ms: ManagedService) -> list[str]:
+    kb = _kubernetes_backend(ms)
     bad = (
         kb is not None
         and kb.namespace is not None
@@ -244,8 +249,7 @@ def _tf_backend_ns(p: StewardPolicySpec, ms: ManagedService) -> list[str]:
 
 
 def _tf_backend_config(p: StewardPolicySpec, ms: ManagedService) -> list[str]:
-    t = ms.spec.terraform
-    kb = None if t is None else t.backend.kubernetes
+    kb = _kubernetes_backend(ms)
     if kb is None or p.terraform.backend.allow_config_path:
         return []
     return [
@@ -256,8 +260,7 @@ def _tf_backend_config(p: StewardPolicySpec, ms: ManagedService) -> list[str]:
 
 
 def _tf_backend_in_cluster(p: StewardPolicySpec, ms: ManagedService) -> list[str]:
-    t = ms.spec.terraform
-    kb = None if t is None else t.backend.kubernetes
+    kb = _kubernetes_backend(ms)
     bad = (
         kb is not None
         and kb.in_cluster_config is not None

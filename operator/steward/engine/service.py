@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from steward.api import reasons as R
-from steward.api.endpoint import EndpointSpec
 from steward.api.manifest import ManagedService
 from steward.api.state import AdminState, ServiceState
 from steward.api.status import ManagedServiceStatus, utcnow
@@ -48,7 +47,7 @@ from steward.engine.steady import is_quiet
 from steward.engine.store import ServiceStore, default_state_dir
 from steward.engine.supervise import run_coro
 from steward.engine.supervise import supervise as supervise_loop
-from steward.engine.workload import Workload
+from steward.engine.workload import HostContext, Workload
 from steward.health.ports import PortRegistry, PortUnavailable
 from steward.health.probes import ProbeResult, ProbeTarget
 from steward.health.tracker import record_probe
@@ -104,9 +103,8 @@ class Service:
         self.policy = policy
         self.store = store or ServiceStore(Path(state_dir))
         self.state_dir = self.store.state_dir
-        self.workload = Workload(
-            manifest, self.store, as_resolver(resolver), sandbox, credentials, host_ip, fenced
-        )
+        host = HostContext(sandbox, credentials, host_ip, fenced)
+        self.workload = Workload(manifest, self.store, as_resolver(resolver), host)
         self.identity = self.workload.identity
         self.service_dir = self.workload.service_dir
         self.ports = PortRegistry(self.store.ports_dir)
@@ -126,22 +124,12 @@ class Service:
         """Point the collaborators at this manifest (construction and update())."""
         self.manifest = manifest
         self.workload.take(manifest)
-        self.prober.endpoint = self.endpoint
+        self.prober.endpoint = self.workload.endpoint
         self.ledger.policy = manifest.spec.restart_policy
         self.ledger.backoff = manifest.spec.backoff
         self.recorder.generation = manifest.metadata.generation
         self.recorder.flavor = manifest.spec.flavor
         self.recorder.probed = manifest.spec.endpoint is not None
-
-    @property
-    def resolver(self) -> Resolver:
-        """Where env ``valueFrom`` and Terraform ``varsFrom`` are read (local mode swaps it
-        on each reload of the files)."""
-        return self.workload.resolver
-
-    @resolver.setter
-    def resolver(self, value: Resolver) -> None:
-        self.workload.resolver = value
 
     @property
     def status(self) -> ManagedServiceStatus:
@@ -189,11 +177,6 @@ class Service:
     @property
     def flavor_spec(self) -> Any:
         return self.workload.flavor_spec
-
-    @property
-    def endpoint(self) -> EndpointSpec | None:
-        """The endpoint as this host serves it (``expose: Cluster``: on its host's address)."""
-        return self.workload.endpoint
 
     @property
     def runtime_dir(self) -> Path:
@@ -298,7 +281,7 @@ class Service:
     def _fill_endpoint(self, obs: Observation | None = None) -> None:
         fill_endpoint(
             self.status.endpoint,
-            self.endpoint,
+            self.workload.endpoint,
             obs.endpoint_uri if obs is not None else None,
             from_outputs=self.runtime.capabilities.endpoint_from_outputs,
             service_host=self.workload.service_host,
@@ -312,7 +295,7 @@ class Service:
             # Admission should have refused it (created before the policy, or bypassed).
             self._start_failed(R.POLICY_DENIED, "; ".join(denied))
             return False
-        ep = self.endpoint
+        ep = self.workload.endpoint
         port = None
         try:
             if ep is not None and self.runtime.capabilities.allocates_port:
@@ -486,7 +469,7 @@ class Service:
         )
 
     def _update(self, obs: Observation, result: ProbeResult | None, act: bool) -> float:
-        ep = self.endpoint
+        ep = self.workload.endpoint
         check = ep.effective_health_check() if ep else None
         if obs.endpoint_uri or obs.details:
             self._fill_endpoint(obs)

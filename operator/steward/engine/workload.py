@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,25 +45,27 @@ def endpoint_for_hash(ep: EndpointSpec | None) -> dict[str, Any] | None:
     return ep.model_dump(mode="json", exclude=None if ep.exposed else {"expose"})
 
 
+@dataclass(frozen=True)
+class HostContext:
+    """What this host gives every workload it runs (all optional: the library has none)."""
+
+    sandbox: Sandbox | None = None
+    credentials: CredentialSource | None = None
+    host_ip: str | None = None
+    """Where ``expose: Cluster`` endpoints bind (an agent's first --address)."""
+    fenced: FencedHolders | None = None
+    """A host agent's proof that the hosts this ran on before were fenced (failover)."""
+
+
 class Workload:
     """The manifest's runtime-facing facts on this host, rebuilt by ``take()`` on update."""
 
     def __init__(
-        self,
-        manifest: ManagedService,
-        store: ServiceStore,
-        resolver: Resolver,
-        sandbox: Sandbox | None = None,
-        credentials: CredentialSource | None = None,
-        host_ip: str | None = None,
-        fenced: FencedHolders | None = None,
+        self, manifest: ManagedService, store: ServiceStore, resolver: Resolver, host: HostContext
     ) -> None:
         self.store = store
         self.resolver = resolver
-        self.sandbox = sandbox
-        self.credentials = credentials
-        self.host_ip = host_ip
-        self.fenced = fenced
+        self.host = host
         self.identity = ServiceIdentity(manifest.metadata.namespace, manifest.metadata.name)
         self.service_dir = store.service_dir(self.identity)
         self.take(manifest)
@@ -70,11 +73,11 @@ class Workload:
     def take(self, manifest: ManagedService) -> None:
         self.manifest = manifest
         spec_ep = manifest.spec.endpoint
-        self.endpoint = spec_ep.on_host(self.host_ip) if spec_ep is not None else None
+        self.endpoint = spec_ep.on_host(self.host.host_ip) if spec_ep is not None else None
         """The endpoint as this host serves it (``expose: Cluster``: on ``host_ip``)."""
         self.service_host = (
             f"{manifest.metadata.name}.{manifest.metadata.namespace}.svc"
-            if spec_ep is not None and spec_ep.exposed and self.host_ip
+            if spec_ep is not None and spec_ep.exposed and self.host.host_ip
             else None
         )
         """The Service's DNS name, which status.endpoint.uri names; None: no Service."""
@@ -129,9 +132,9 @@ class Workload:
             spec_hash=self.spec_hash,
             secret_values=frozenset(secrets),
             resolver=self.resolver,
-            sandbox=self.sandbox,
-            credentials=self.credentials,
-            fenced=self.fenced,
+            sandbox=self.host.sandbox,
+            credentials=self.host.credentials,
+            fenced=self.host.fenced,
             log_hub_dir=self.store.log_hub_dir,
         )
 

@@ -165,7 +165,7 @@ class LocalRunner:
         if desired is None:
             return None
         ms, loaded = desired
-        svc.resolver = FileResolver(loaded.objects, ms.metadata.namespace)
+        svc.workload.resolver = FileResolver(loaded.objects, ms.metadata.namespace)
         loop.check_references_now()  # a Secret in the files may have changed
         if await asyncio.to_thread(svc.update, ms):
             self.say(f"{svc.identity.key}: spec changed in {self.sources.get(svc.identity.key)}")
