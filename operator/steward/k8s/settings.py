@@ -13,12 +13,22 @@ from steward.k8s.config import OperatorConfig
 PREFIX = "steward.dev"
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Keeps no diff-base: Steward has no on.create/update handlers (the ServiceLoop compares
+    generations itself), so kopf's ``last-handled-configuration`` annotation was one PATCH
+    per new object that nothing read. kopf still builds the essence it compares."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def apply_settings(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.reporting_component = "steward"
     settings.posting.reporting_instance = config.instance
     # A watch that silently stalls is cut by the server (server_timeout) or,
