@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+from steward.api.state import ServiceState
 from steward.engine.service import Service
 from steward.engine.watch import ExitWaker
 
@@ -49,6 +50,22 @@ def _retrieved(task: asyncio.Future[None]) -> None:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def publish_due(
+    state: ServiceState, next_step_in: float, held_for: float | None, hold: float
+) -> bool:
+    """Write status now, or hold a start-up status the next step will supersede.
+
+    A service coming up is usually Ready a few milliseconds later; writing its
+    ``pending_startup`` first was one more status PATCH (and watch event) per service.
+    Held for at most ``hold`` seconds (then written, as progress is during a long step),
+    and only while the next step is due sooner than that; every other state is written
+    at once. ``held_for``: how long a status has been held already (None: nothing held).
+    """
+    if state is not ServiceState.PENDING_STARTUP or next_step_in >= hold:
+        return True
+    return held_for is not None and held_for >= hold
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,8 @@ class ServiceLoop:
         self._stepping = False
         self._woken_in_step = False
         self._checked_refs: float | None = None
+        self._held_since: float | None = None
+        """When a start-up status was first held back (publish_due), None: nothing held."""
         self.exits = ExitWaker(self.wake)
 
     def wake(self) -> None:
@@ -141,7 +160,18 @@ class ServiceLoop:
                 log.exception("hook of %s failed", svc.identity.key)
                 if self.on_error is not None:
                     self.on_error(svc, exc)
-        await self.publish(svc, None)
+        now = asyncio.get_running_loop().time()
+        held = self._held_since
+        if publish_due(
+            svc.status.state,
+            delay,
+            None if held is None else now - held,
+            self.settings.progress_interval,
+        ):
+            self._held_since = None
+            await self.publish(svc, None)
+        elif held is None:
+            self._held_since = now
         return delay
 
     async def sleep(self, delay: float) -> None:
