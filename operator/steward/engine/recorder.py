@@ -68,9 +68,12 @@ class StatusRecorder:
         self.generation: int | None = None
         self.flavor = ""
         self.probed = False
+        self._held: tuple[Decision, str] | None = None
 
-    def apply(self, decision: Decision, message: str = "") -> bool:
-        """State, lastError and the three conditions from a decision; True if anything changed."""
+    def apply(self, decision: Decision, message: str = "", emit: bool = True) -> bool:
+        """State, lastError and the three conditions from a decision; True if anything changed.
+
+        ``emit=False`` holds the transition's Event back for ``release()`` to send or drop."""
         msg = message or decision.message
         before = self.status.condition("Ready")
         prev_reason = before.reason if before else None
@@ -106,10 +109,19 @@ class StatusRecorder:
         if decision.ready:
             self.engine.warned = []
         if changed or (cond_changed and prev_reason != decision.reason):
-            self._emit(decision, text or decision.state.value)
+            if emit:
+                self._emit(decision, text or decision.state.value)
+            else:
+                self._held = (decision, text or decision.state.value)
         if changed or cond_changed:
             self._save()
         return changed or cond_changed
+
+    def release(self, send: bool) -> None:
+        """Send (or drop) the Event ``apply(emit=False)`` held back."""
+        held, self._held = self._held, None
+        if held is not None and send:
+            self._emit(*held)
 
     def fail(self, reason: str, message: str) -> None:
         """A failure outside the control loop's table (adoption, stop)."""

@@ -315,20 +315,27 @@ class Service:
         reset_health(self.status.health)
         runtime = self.runtime
         runtime.ctx = ctx
-        self._set(Decision(Action.START, ServiceState.PENDING_STARTUP, reason))
+        # The attempt's Event waits for its outcome: a start that works says "Started" (one
+        # Event, as kubelet's), one that fails says "Starting"/"Restarting", then why.
+        self.recorder.apply(
+            Decision(Action.START, ServiceState.PENDING_STARTUP, reason), emit=False
+        )
         try:
             runtime.start()
-        except RuntimeFailure as exc:
-            self._start_failed(exc.reason, ctx.redact(str(exc)))
-            return False
         except Exception as exc:
-            self._start_failed(R.START_FAILED, ctx.redact(f"{type(exc).__name__}: {exc}"))
+            self.recorder.release(send=True)
+            if isinstance(exc, RuntimeFailure):
+                self._start_failed(exc.reason, ctx.redact(str(exc)))
+            else:
+                self._start_failed(R.START_FAILED, ctx.redact(f"{type(exc).__name__}: {exc}"))
             return False
         self.prober.started()
         self.status.started_at = utcnow()
         self.ledger.started()
+        self.recorder.release(send=False)
+        verb = "restarted" if reason == R.RESTARTING else "started"
         self.events(
-            "Normal", "Started", f"{self.flavor} started" + (f" on port {port}" if port else "")
+            "Normal", R.STARTED, f"{self.flavor} {verb}" + (f" on port {port}" if port else "")
         )
         self.save()
         return True
