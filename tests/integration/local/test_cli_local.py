@@ -8,12 +8,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import psutil
+
+from tests.support.waits import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 STEWARD = [sys.executable, "-m", "steward.cli"]
@@ -259,3 +262,36 @@ def test_scripts_get_json_or_quiet_and_status_shows_reason_and_next_attempt(
     table = steward("status", state_dir=state_dir).stdout.splitlines()
     assert table[0].split() == ["NAME", "TYPE", "STATE", "ENDPOINT", "HEALTH", "READY", "REASON"]
     assert "CommandNotFound" in table[1] and "next attempt at" in table[1], table
+
+
+def test_a_crash_restarted_at_once_still_shows(tmp_path: Path, state_dir: Path) -> None:
+    """Back-off 0: the run that ended is restarted in the same step, and the status written
+    in between (not active, one more restart) still shows it: a crash never vanishes."""
+    ex = tmp_path / "ex"
+    ex.mkdir()
+    (ex / "c.yaml").write_text(
+        "apiVersion: steward.dev/v1alpha1\nkind: ManagedService\nmetadata: {name: crasher}\n"
+        "spec:\n  daemon: {command: [sleep, '602']}\n  backoff: {initialSeconds: 0}\n"
+    )
+    with steward_local(ex, state_dir) as proc:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))
+        reader.start()  # a row that never comes fails at the deadline, not in a blocked read
+
+        def rows() -> list[str]:
+            return [ln for ln in list(lines) if ln.startswith("default/crasher ")]
+
+        wait_for(lambda: any("Ready" in ln for ln in rows()), 30, what="the first Ready row")
+        sleeper = [
+            p for p in psutil.Process(proc.pid).children(recursive=True)
+            if p.cmdline() == ["sleep", "602"]
+        ]  # fmt: skip
+        assert len(sleeper) == 1, lines
+        shown = len(rows())
+        sleeper[0].kill()
+        wait_for(lambda: any("Ready" not in ln for ln in rows()[shown:]), 10, what="the crash")
+        wait_for(lambda: "Ready" in rows()[-1], 10, what="Ready again after the restart")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
