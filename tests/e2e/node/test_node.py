@@ -403,13 +403,14 @@ def test_killed_run_is_cleaned_up_by_the_next_start(node_session: NodeSession) -
     nc = node_session.cluster
     nc.stop()  # idempotent: the session's cluster must not hold the lock
     env = dict(os.environ, STEWARD_TESTBIN=str(nc.bin_dir), STEWARD_NODEBIN=str(nc.node_bin_dir))
-    script = Path(cluster.__file__)
+    repo = Path(cluster.__file__).resolve().parents[2]  # hack/testenv/cluster.py
     proc = subprocess.Popen(
-        [sys.executable, str(script), "--node", "--no-images"],
+        [sys.executable, "-m", "hack.testenv.cluster", "--node", "--no-images"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         env=env,
+        cwd=repo,
     )
     try:
         assert proc.stdout is not None
