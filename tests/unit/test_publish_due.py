@@ -12,14 +12,14 @@ S = ServiceState
 
 A, P = S.ACTIVE, S.PENDING_STARTUP
 CASES = {
-    # id: (state, state last shown, next step in, held for, publish now?)
+    # id: (state, status.lastState, next step in, held for, publish now?)
     "first start, next step soon: held": (P, None, 0.01, None, False),
     "first start after inactive: held": (P, S.INACTIVE, 0.01, None, False),
     "restart after a back-off shown as error: held": (P, S.ERROR, 0.01, None, False),
     "still held within the hold": (P, None, 0.01, 0.5, False),
     "held for the whole hold: written": (P, None, 0.01, HOLD, True),
     "next step later than the hold: written": (P, None, HOLD, None, True),
-    "restarted at once after active was shown: written (the crash shows)": (
+    "restarted at once after active: written (the crash shows)": (
         P, A, 0.01, None, True,
     ),
     "ready: written at once": (A, None, 0.01, None, True),
@@ -31,9 +31,9 @@ CASES = {
 
 
 @pytest.mark.parametrize(
-    ("state", "shown", "next_in", "held", "due"), CASES.values(), ids=list(CASES)
+    ("state", "before", "next_in", "held", "due"), CASES.values(), ids=list(CASES)
 )
 def test_publish_due(
-    state: ServiceState, shown: ServiceState | None, next_in: float, held: float | None, due: bool
+    state: ServiceState, before: ServiceState | None, next_in: float, held: float | None, due: bool
 ) -> None:
-    assert publish_due(state, shown, next_in, held, HOLD) is due
+    assert publish_due(state, before, next_in, held, HOLD) is due

@@ -54,7 +54,7 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 
 def publish_due(
     state: ServiceState,
-    shown: ServiceState | None,
+    before: ServiceState | None,
     next_step_in: float,
     held_for: float | None,
     hold: float,
@@ -64,14 +64,14 @@ def publish_due(
     A service coming up is usually Ready a few milliseconds later; writing its
     ``pending_startup`` first was one more status PATCH (and watch event) per service.
     Held for at most ``hold`` seconds (then written, as progress is during a long step),
-    and only while the next step is due sooner than that. Never held after ``active`` was
-    shown (``shown``: the state last written): a run that ended and was restarted at once
+    and only while the next step is due sooner than that. Never held when it follows
+    ``active`` (``before``: status.lastState): a run that ended and was restarted at once
     must show, or a crash would vanish from the status. Every other state is written at
     once. ``held_for``: how long a status has been held already (None: nothing held).
     """
     if (
         state is not ServiceState.PENDING_STARTUP
-        or shown is ServiceState.ACTIVE
+        or before is ServiceState.ACTIVE
         or next_step_in >= hold
     ):
         return True
@@ -111,8 +111,6 @@ class ServiceLoop:
         self._woken_in_step = False
         self._checked_refs: float | None = None
         self._held_since: float | None = None
-        self._shown: ServiceState | None = service.status.state if service is not None else None
-        """The state last published (None: nothing yet; a new loop shows what it adopted)."""
         """When a start-up status was first held back (publish_due), None: nothing held."""
         self.exits = ExitWaker(self.wake)
 
@@ -176,13 +174,12 @@ class ServiceLoop:
         held = self._held_since
         if publish_due(
             svc.status.state,
-            self._shown,
+            svc.status.last_state,
             delay,
             None if held is None else now - held,
             self.settings.progress_interval,
         ):
             self._held_since = None
-            self._shown = svc.status.state
             await self.publish(svc, None)
         elif held is None:
             self._held_since = now

@@ -129,7 +129,7 @@ class Service:
         self.ledger.backoff = manifest.spec.backoff
         self.recorder.generation = manifest.metadata.generation
         self.recorder.flavor = manifest.spec.flavor
-        self.recorder.probed = manifest.spec.endpoint is not None
+        self.recorder.probed = self.workload.probed
 
     @property
     def status(self) -> ManagedServiceStatus:
