@@ -77,8 +77,19 @@ def _conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
 
 
 def _lease(kubectl: Runner, name: str) -> dict[str, Any]:
-    out = kubectl("get", "lease", f"steward-{name}", "-n", "kube-node-lease", "-o", "json")
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    """The host's Lease, waited for: the lease loop is its own thread (as in kubelet), so the
+    StewardNode's conditions may be written before the first Lease is."""
+
+    def get() -> dict[str, Any] | None:
+        out = kubectl(
+            "get", "lease", f"steward-{name}", "-n", "kube-node-lease", "-o", "json", check=False
+        )
+        if out.returncode != 0:
+            assert "NotFound" in out.stderr, out.stderr
+            return None
+        return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+    return wait_for(get, timeout=15, what=f"Lease steward-{name}")
 
 
 def _renewed(lease: dict[str, Any]) -> datetime:
