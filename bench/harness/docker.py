@@ -110,6 +110,27 @@ def run_detached(reaper: Reaper, image: str, port: int, argv: list[str]) -> str:
     return r.stdout.strip()
 
 
+def run_via_api(reaper: Reaper, image: str, port: int, argv: list[str]) -> str:
+    """The same container created and started through the Engine API (no CLI process); the id.
+
+    A reference beside ``docker run``: what is left of the baseline without the CLI's start-up.
+    """
+    import docker as docker_sdk  # the bench's venv has the SDK (a Steward dependency)
+
+    client = docker_sdk.from_env()
+    try:
+        c = client.containers.run(
+            image,
+            argv,
+            detach=True,
+            labels={RUN_LABEL: reaper.run_id},
+            ports={"8080/tcp": ("127.0.0.1", port)},
+        )
+        return str(c.id)
+    finally:
+        client.close()
+
+
 def remove(container_id: str) -> None:
     subprocess.run(
         ["docker", "rm", "-f", container_id], capture_output=True, timeout=60, check=False
