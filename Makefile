@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export STEWARD_CACHE ?= $(HOME)/.cache/steward
 
-.PHONY: install local test check lint format typecheck layers pytest testbin testenv nodebin image crd bench bench-quick clean
+.PHONY: install local test check lint format typecheck layers pytest testbin testenv nodebin image crd bench bench-quick soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+## 1,000 services for 30 min with crashes and spec changes: does the operator's RSS grow?
+soak: install
+	$(BIN)/python -m bench.run --only SOAK $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -24,7 +24,7 @@ from bench.harness.cleanup import Reaper, log, sweep_stale
 from bench.harness.cluster import Api, Kubectl, install_crd, start_control_plane
 from bench.harness.context import Bench
 from bench.harness.report import ScenarioResult
-from bench.scenarios import SCENARIOS
+from bench.scenarios import OPT_IN, SCENARIOS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,7 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         default="",
-        help=f"comma-separated scenarios ({','.join(k.upper() for k in SCENARIOS)})",
+        help=f"comma-separated scenarios ({','.join(k.upper() for k in SCENARIOS)}; "
+        f"{','.join(k.upper() for k in sorted(OPT_IN))} only when named)",
     )
     p.add_argument("--keep-work-dir", action="store_true", help="keep logs and state dirs")
     p.add_argument(
@@ -46,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def selected(only: str) -> list[str]:
     if not only:
-        return list(SCENARIOS)
+        return [k for k in SCENARIOS if k not in OPT_IN]
     keys = [k.strip().lower() for k in only.split(",") if k.strip()]
     unknown = [k for k in keys if k not in SCENARIOS]
     if unknown:
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.render_text(rows))
     print(f"\nwhole run: {total:.0f} s ({'quick' if args.quick else 'full'})")
-    if not args.quick:
+    if not args.quick and not report.REDIRECTED:
         report.update_readme(meta, {"total": total})
     summary_plot(results, args.quick)
     return 1 if any(r.error for r in results) else 0

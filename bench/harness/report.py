@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parents[1]
-RESULTS = BENCH / "results"
+RESULTS = Path(os.environ.get("STEWARD_BENCH_RESULTS") or BENCH / "results")
+"""``STEWARD_BENCH_RESULTS``: results elsewhere (a test's own directory), README left alone."""
+REDIRECTED = bool(os.environ.get("STEWARD_BENCH_RESULTS"))
 README = BENCH / "README.md"
 TABLE_BEGIN = "<!-- bench:results:begin -->"
 TABLE_END = "<!-- bench:results:end -->"
@@ -186,7 +188,7 @@ def render_markdown(rows: list[list[str]]) -> str:
 def update_readme(meta: dict[str, Any], durations: dict[str, float]) -> None:
     """Rewrite the results block of bench/README.md from every full-run result file."""
     results = []
-    for path in sorted(RESULTS.glob("p*.json")):
+    for path in [*sorted(RESULTS.glob("p*.json")), *RESULTS.glob("soak.json")]:
         results.append(json.loads(path.read_text()))
     m = meta["machine"]
     dates = sorted({r.get("date", "") for r in results})

@@ -15,6 +15,7 @@ from bench.scenarios import (
     p6_container,
     p7_failover,
     peers,
+    soak,
 )
 
 SCENARIOS: dict[str, Callable[[Bench], ScenarioResult]] = {
@@ -26,4 +27,7 @@ SCENARIOS: dict[str, Callable[[Bench], ScenarioResult]] = {
     "p6": p6_container.run,
     "p7": p7_failover.run,
     "peers": peers.run,
+    "soak": soak.run,
 }
+OPT_IN = frozenset({"soak"})
+"""Run only when named with ``--only`` (the soak takes 30 minutes)."""
