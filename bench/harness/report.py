@@ -208,7 +208,7 @@ def update_readme(meta: dict[str, Any], durations: dict[str, float]) -> None:
             f"({str(r.get('date', '?'))[:10]}, git {(r.get('machine') or {}).get('git_commit', '?')})"
             for r in results
         )
-        + (f"; whole run {durations['total']:.0f} s" if "total" in durations else ""),
+        + (f"; the last run took {durations['total']:.0f} s" if "total" in durations else ""),
         TABLE_END,
     ]
     block = "\n".join(lines)
