@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import report
+from bench.harness.audit import AuditLog
 from bench.harness.cleanup import Reaper, log, sweep_stale
 from bench.harness.cluster import Api, Kubectl, install_crd, start_control_plane
 from bench.harness.context import Bench
@@ -71,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     results: list[ScenarioResult] = []
     try:
         log(f"run {reaper.run_id}; work dir {work_dir}; scenarios {', '.join(keys)}")
-        info = start_control_plane(reaper)
+        audit = AuditLog(work_dir / "audit")
+        info = start_control_plane(reaper, audit)
         api = Api(info)
         kubectl = Kubectl(info, reaper)
         install_crd(kubectl)
-        bench = Bench(reaper, info, api, kubectl, work_dir, args.quick, keys)
+        bench = Bench(reaper, info, api, kubectl, work_dir, args.quick, keys, audit=audit)
         if args.profile:
             bench.profile_dir = Path(args.profile).resolve()
         for key in keys:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from hack.testenv import controlplane
 
+from bench.harness.audit import AuditLog
 from bench.harness.cleanup import Reaper, log
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,12 +36,14 @@ class ControlPlaneInfo(Protocol):
     def ssl_context(self) -> ssl.SSLContext: ...
 
 
-def start_control_plane(reaper: Reaper) -> ControlPlaneInfo:
+def start_control_plane(reaper: Reaper, audit: AuditLog | None = None) -> ControlPlaneInfo:
     """etcd + kube-apiserver from $STEWARD_TESTBIN (or build-testbin.sh); stopped on close."""
     testbin = os.environ.get("STEWARD_TESTBIN", "").strip()
     bin_dir = Path(testbin) if testbin else controlplane.build_testbin()
     controlplane.check_bin_dir(bin_dir)
-    cp = controlplane.ControlPlane(bin_dir)
+    cp = controlplane.ControlPlane(
+        bin_dir, extra_apiserver_args=audit.apiserver_args() if audit else ()
+    )
     reaper.on_close("control plane", cp.stop)
     info: ControlPlaneInfo = cp.start()
     log(f"control plane up in {info.startup_seconds}s at {info.server} (pids {cp.pids})")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import docker
+from bench.harness.audit import AuditLog
 from bench.harness.cleanup import Reaper
 from bench.harness.cluster import Api, ControlPlaneInfo, Kubectl
 from bench.harness.listener import listener_argv
@@ -27,6 +28,8 @@ class Bench:
     """The scenarios of this run (a scenario may leave something for a later one)."""
     shared: dict[str, Any] = field(default_factory=dict)
     """Hand-over between scenarios (P2's 1,000 Ready services become P3's fleet)."""
+    audit: AuditLog | None = None
+    """The control plane's audit log of LISTs and WATCHes (who made them)."""
     profile_dir: Path | None = None
     """With --profile: py-spy samples every operator into this directory."""
     _listener: list[str] | None = None
